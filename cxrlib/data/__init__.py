@@ -1,0 +1,1 @@
+"""Reading, validating, preparing and splitting chest X-ray data sets."""

@@ -1,0 +1,62 @@
+"""Atomic file writes.
+
+A SLURM job can be killed at any instant; a reader (the next job, a resumed run, Snakemake's
+output check) must never see half a file. Every writer here writes a temporary file in the
+target's folder and renames it into place, which is atomic on POSIX file systems.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+
+@contextmanager
+def atomic_path(target: str | Path) -> Iterator[Path]:
+    """Yield a temporary path beside `target`; rename it onto `target` if the block succeeds."""
+    target = Path(target)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
+    os.close(fd)
+    tmp_path = Path(tmp)
+    try:
+        yield tmp_path
+        os.replace(tmp_path, target)
+    finally:
+        tmp_path.unlink(missing_ok=True)
+
+
+def write_atomic(target: str | Path, write: Callable[[Path], Any]) -> None:
+    """Call `write(tmp_path)` and move the result onto `target` atomically."""
+    with atomic_path(target) as tmp:
+        write(tmp)
+
+
+def write_csv(frame: pd.DataFrame, target: str | Path) -> None:
+    """Write a frame as CSV (no index) atomically."""
+    write_atomic(target, lambda tmp: frame.to_csv(tmp, index=False))
+
+
+def write_json(obj: Any, target: str | Path) -> None:
+    """Write JSON (sorted keys, indented, trailing newline) atomically."""
+    write_atomic(
+        target, lambda tmp: tmp.write_text(json.dumps(obj, indent=2, sort_keys=True) + "\n")
+    )
+
+
+def write_npz(target: str | Path, **arrays: np.ndarray) -> None:
+    """Write an uncompressed .npz atomically (uncompressed: loaded in one read, no inflate)."""
+
+    def _save(tmp: Path) -> None:
+        with open(tmp, "wb") as fh:
+            np.savez(fh, **arrays)
+
+    write_atomic(target, _save)

@@ -1,0 +1,79 @@
+"""Data QC figures: what went into the study, before any model sees it."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from cxrlib.data.cache import load_split
+from cxrlib.report.figures import plt, save_figure
+
+
+def plot_class_counts(class_counts_csv: Path, target: Path, *, synthetic: bool = False) -> None:
+    """Grouped bars: images per class in each split, with patient counts annotated."""
+    counts = pd.read_csv(class_counts_csv)
+    splits = [s for s in ("train", "val", "test") if s in set(counts["split"])]
+    labels = sorted(counts["label"].unique())
+    fig, ax = plt.subplots(figsize=(6, 3.5))
+    width = 0.8 / len(labels)
+    for j, label in enumerate(labels):
+        sub = counts[counts["label"] == label].set_index("split").reindex(splits).fillna(0)
+        xs = np.arange(len(splits)) + j * width
+        bars = ax.bar(xs, sub["n_images"], width, label=label)
+        for bar, n_pat in zip(bars, sub["n_patients"], strict=True):
+            ax.annotate(
+                f"{int(n_pat)} pat.",
+                (bar.get_x() + bar.get_width() / 2, bar.get_height()),
+                ha="center",
+                va="bottom",
+                fontsize=7,
+            )
+    ax.set_xticks(np.arange(len(splits)) + width * (len(labels) - 1) / 2, splits)
+    ax.set_ylabel("images")
+    ax.set_title("Usable images per split and class")
+    ax.legend()
+    save_figure(fig, target, synthetic=synthetic)
+
+
+def plot_examples(
+    cache_paths: Sequence[Path], target: Path, per_class: int, *, synthetic: bool = False
+) -> None:
+    """A grid of prepared training images, one row per class (evenly spaced, not cherry-picked)."""
+    train = next(p for p in cache_paths if Path(p).stem == "train")
+    arrays = load_split(train)
+    rows = len(arrays.label_names)
+    fig, axes = plt.subplots(rows, per_class, figsize=(1.4 * per_class, 1.5 * rows), squeeze=False)
+    for r, label in enumerate(arrays.label_names):
+        images = arrays.of_label(label)
+        picks = np.linspace(0, len(images) - 1, num=min(per_class, len(images))).astype(int)
+        for c in range(per_class):
+            ax = axes[r, c]
+            ax.axis("off")
+            if c < len(picks):
+                ax.imshow(images[picks[c]], cmap="gray", vmin=0, vmax=255)
+        axes[r, 0].set_title(label, loc="left", fontsize=9)
+    fig.suptitle("Prepared training images (evenly spaced through the split)", fontsize=10)
+    save_figure(fig, target, synthetic=synthetic)
+
+
+def plot_histograms(
+    histograms_csv: Path, target: Path, normalisation: str, *, synthetic: bool = False
+) -> None:
+    """Mean intensity histograms per class before and after normalisation (8-bit scale)."""
+    hist = pd.read_csv(histograms_csv)
+    fig, axes = plt.subplots(1, 2, figsize=(8, 3), sharey=False)
+    for ax, stage, title in zip(
+        axes, ("before", "after"), ("decoded", f"after {normalisation} + resize"), strict=True
+    ):
+        for label, sub in hist[hist["stage"] == stage].groupby("label"):
+            density = sub["count"].to_numpy(float)
+            density /= max(density.sum(), 1.0)
+            ax.plot(sub["level"], density, label=label, lw=1)
+        ax.set_title(f"Intensity, {title}", fontsize=9)
+        ax.set_xlabel("gray level (8-bit)")
+    axes[0].set_ylabel("fraction of pixels")
+    axes[1].legend(fontsize=8)
+    save_figure(fig, target, synthetic=synthetic)

@@ -1,0 +1,26 @@
+"""Shared matplotlib set-up for report figures: headless, consistent, atomic saves."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import matplotlib
+
+matplotlib.use("Agg")  # jobs run on nodes without a display
+
+import matplotlib.pyplot as plt
+from matplotlib.figure import Figure
+
+from cxrlib.io import write_atomic
+
+SYNTHETIC_NOTE = "synthetic phantom data (not real patients)"
+
+
+def save_figure(fig: Figure, target: Path, *, synthetic: bool = False) -> None:
+    """Save a figure as PNG atomically; phantom-based figures carry a visible label saying so."""
+    if synthetic:
+        fig.text(
+            0.995, 0.005, SYNTHETIC_NOTE, ha="right", va="bottom", fontsize=7, color="firebrick"
+        )
+    write_atomic(target, lambda tmp: fig.savefig(tmp, format="png", dpi=120, bbox_inches="tight"))
+    plt.close(fig)

@@ -1,0 +1,94 @@
+# Data: synthetic phantoms (demo/tests), checking and preparing every image, data QC figures.
+
+
+rule make_phantom:
+    output:
+        directory("results/data/phantom"),
+    log:
+        "logs/make_phantom.log",
+    benchmark:
+        "results/benchmarks/make_phantom.tsv"
+    conda:
+        "../envs/cxr.yaml"
+    params:
+        phantom=config["data"]["phantom"],
+    script:
+        "../scripts/make_phantom.py"
+
+
+rule prepare_data:
+    input:
+        root=get_data_root(),
+    output:
+        manifest="results/data/manifest.csv",
+        rejected=report(
+            "results/data/rejected.csv",
+            caption="../report/data_rejected.rst",
+            category="Data",
+            labels={"table": "rejected files"},
+        ),
+        class_counts=report(
+            "results/data/class_counts.csv",
+            caption="../report/data_class_counts_table.rst",
+            category="Data",
+            labels={"table": "class counts"},
+        ),
+        collisions=report(
+            "results/data/patient_collisions.csv",
+            caption="../report/data_collisions.rst",
+            category="Data",
+            labels={"table": "patient ID collisions"},
+        ),
+        histograms="results/data/qc/intensity_histograms.csv",
+        prepared=directory("results/data/prepared"),
+        cache=expand("results/data/cache/{split}.npz", split=SPLITS),
+    log:
+        "logs/prepare_data.log",
+    benchmark:
+        "results/benchmarks/prepare_data.tsv"
+    conda:
+        "../envs/cxr.yaml"
+    params:
+        data=config["data"],
+        preprocess=config["preprocess"],
+    script:
+        "../scripts/prepare_data.py"
+
+
+rule data_qc:
+    input:
+        manifest="results/data/manifest.csv",
+        class_counts="results/data/class_counts.csv",
+        histograms="results/data/qc/intensity_histograms.csv",
+        cache=expand("results/data/cache/{split}.npz", split=SPLITS),
+    output:
+        counts=report(
+            "results/data/qc/class_counts.png",
+            caption="../report/data_class_counts.rst",
+            category="Data",
+            labels={"figure": "class counts"},
+        ),
+        examples=report(
+            "results/data/qc/examples.png",
+            caption="../report/data_examples.rst",
+            category="Data",
+            labels={"figure": "example images"},
+        ),
+        histograms=report(
+            "results/data/qc/intensity_histograms.png",
+            caption="../report/data_histograms.rst",
+            category="Data",
+            labels={"figure": "intensity histograms"},
+        ),
+    log:
+        "logs/data_qc.log",
+    benchmark:
+        "results/benchmarks/data_qc.tsv"
+    conda:
+        "../envs/cxr.yaml"
+    params:
+        examples_per_class=config["report"]["examples_per_class"],
+        source=config["data"]["source"],
+        normalisation=config["preprocess"]["normalisation"],
+    script:
+        "../scripts/data_qc.py"

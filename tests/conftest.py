@@ -1,0 +1,64 @@
+"""Shared test helpers: the repository root and a runner for snakemake in a scratch copy."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+# What a workflow run needs from the checkout; copied so tests never write into the repo.
+WORKFLOW_FILES = (
+    "Snakefile",
+    "config.yaml",
+    "rules",
+    "scripts",
+    "schemas",
+    "profiles",
+    "report",
+    "envs",
+    "overlays",
+    "tests/config",
+)
+
+
+def copy_workflow(dest: Path) -> Path:
+    """Copy the workflow (not results or caches) into `dest` and return it."""
+    for name in WORKFLOW_FILES:
+        src = ROOT / name
+        target = dest / name
+        if src.is_dir():
+            shutil.copytree(src, target, ignore=shutil.ignore_patterns("__pycache__"))
+        else:
+            target.parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy2(src, target)
+    return dest
+
+
+def run_snakemake(workdir: Path, *args: str, check: bool = True) -> subprocess.CompletedProcess:
+    """Run snakemake from this interpreter's environment in `workdir`; output captured."""
+    env = dict(os.environ, PYTHONPATH=str(ROOT))
+    proc = subprocess.run(
+        [sys.executable, "-m", "snakemake", *args],
+        cwd=workdir,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=900,
+    )
+    if check and proc.returncode != 0:
+        pytest.fail(
+            f"snakemake {' '.join(args)} failed ({proc.returncode}):\n"
+            f"{proc.stdout[-4000:]}\n{proc.stderr[-6000:]}"
+        )
+    return proc
+
+
+@pytest.fixture
+def workflow_copy(tmp_path: Path) -> Path:
+    """A scratch copy of the workflow to run snakemake in."""
+    return copy_workflow(tmp_path / "wf")

@@ -1,0 +1,83 @@
+"""Histogram normalisation and resizing, checked numerically."""
+
+import numpy as np
+import pytest
+
+from cxrlib.data.preprocess import (
+    PreprocessSettings,
+    equalisation_lut,
+    normalise_intensity,
+    preprocess_pixels,
+    resize_bilinear,
+)
+
+
+def _gradient(h: int = 120, w: int = 90, dtype=np.uint8) -> np.ndarray:
+    top = np.iinfo(dtype).max
+    return np.linspace(0, top // 3, h * w).reshape(h, w).astype(dtype)
+
+
+def test_equalisation_spreads_a_narrow_histogram_over_the_full_range() -> None:
+    img = _gradient()  # values 0..85 only
+    out, hist = normalise_intensity(img, PreprocessSettings(normalisation="equalize"))
+    assert out.dtype == np.uint8 and out.shape == img.shape
+    assert out.min() == 0 and out.max() == 255
+    assert hist.sum() == img.size and hist[86:].sum() == 0
+    # equalised levels of a uniform ramp are close to uniform: each quarter of the range holds ~25%
+    quarters = np.histogram(out, bins=4, range=(0, 256))[0] / out.size
+    assert np.allclose(quarters, 0.25, atol=0.03)
+    assert np.all(np.diff(out.ravel().astype(int)) >= 0)  # monotone mapping keeps order
+
+
+def test_equalisation_lut_handles_constant_and_empty_histograms() -> None:
+    hist = np.zeros(256, dtype=np.int64)
+    assert not equalisation_lut(hist).any()
+    hist[17] = 100
+    assert not equalisation_lut(hist).any()
+
+
+def test_sixteen_bit_input_is_equalised_on_its_own_levels() -> None:
+    img = _gradient(dtype=np.uint16)  # 0..21845
+    out, hist = normalise_intensity(img, PreprocessSettings(normalisation="equalize"))
+    assert out.dtype == np.uint8 and out.max() == 255 and out.min() == 0
+    assert hist.shape == (256,) and hist.sum() == img.size
+    none, _ = normalise_intensity(img, PreprocessSettings(normalisation="none"))
+    assert none.max() == 21845 >> 8  # "none" only maps bit depth
+
+
+def test_none_leaves_8bit_pixels_untouched() -> None:
+    img = _gradient()
+    out, _ = normalise_intensity(img, PreprocessSettings(normalisation="none"))
+    assert np.array_equal(out, img)
+
+
+def test_clahe_raises_local_contrast() -> None:
+    rng = np.random.default_rng(0)
+    img = (100 + 10 * rng.random((128, 128))).astype(np.uint8)
+    img[:, 64:] += 60
+    out, _ = normalise_intensity(img, PreprocessSettings(normalisation="clahe"))
+    assert out.dtype == np.uint8
+    assert out[:, :64].std() > 2 * img[:, :64].std()
+
+
+def test_resize_is_bilinear_and_square() -> None:
+    img = np.zeros((300, 200), dtype=np.uint8)
+    img[:, 100:] = 200
+    out = resize_bilinear(img, 64)
+    assert out.shape == (64, 64)
+    assert out[:, 0].max() == 0 and out[:, -1].min() == 200
+    # the edge is blended, not nearest-neighbour
+    assert ((out > 0) & (out < 200)).any()
+
+
+def test_preprocess_pixels_returns_both_histograms() -> None:
+    prepared = preprocess_pixels(_gradient(), PreprocessSettings(size=32))
+    assert prepared.image.shape == (32, 32)
+    assert prepared.hist_after.sum() == 32 * 32
+    assert prepared.hist_before.sum() == 120 * 90
+
+
+@pytest.mark.parametrize("kwargs", [{"normalisation": "histeq"}, {"size": 4}])
+def test_bad_settings_are_rejected(kwargs) -> None:
+    with pytest.raises(ValueError, match="preprocess"):
+        PreprocessSettings(**kwargs)
