@@ -17,6 +17,12 @@ report: "report/workflow.rst"
 
 
 include: "rules/common.smk"
+
+
+wildcard_constraints:
+    split="|".join(SPLITS),
+
+
 include: "rules/data.smk"
 
 

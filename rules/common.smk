@@ -1,15 +1,10 @@
 # Shared names and input functions. Any logic longer than a line lives here or in cxrlib.
 
-import os
 from pathlib import Path
 
 from snakemake.exceptions import WorkflowError
 
 SPLITS = ["train", "val", "test"]
-
-
-wildcard_constraints:
-    split="|".join(SPLITS),
 
 
 def get_data_root():
@@ -24,24 +19,17 @@ def get_data_root():
         raise WorkflowError(
             f"data.root {root} does not exist (resolved: {root.resolve()}). Download the Kaggle "
             "'Chest X-Ray Images (Pneumonia)' release, unpack it and set data.root (in "
-            "config.yaml or with --config data.root=PATH) to the folder holding train/ and "
+            "config.yaml or with --config 'data={root: PATH}') to the folder holding train/ and "
             "test/; or try the demo: --configfile overlays/demo.yaml."
         )
     return str(root)
 
 
 def get_final_output():
-    """Everything `rule all` asks for: grows with each stage of the study."""
+    """The targets of the default rule (all); the list grows with each stage of the study."""
     return [
         "results/data/manifest.csv",
         "results/data/qc/class_counts.png",
         "results/data/qc/examples.png",
         "results/data/qc/intensity_histograms.png",
     ]
-
-
-# Jobs import cxrlib from this checkout, also inside --sdm conda environments and SLURM jobs
-# (the executor exports the environment to them).
-os.environ["PYTHONPATH"] = os.pathsep.join(
-    p for p in (workflow.basedir, os.environ.get("PYTHONPATH", "")) if p
-)

@@ -17,6 +17,8 @@ REQUIRED_SPLITS: tuple[str, ...] = ("train", "test")
 OPTIONAL_SPLITS: tuple[str, ...] = ("val",)
 # Files that operating systems and archivers leave behind; listed as rejected like any other stray.
 SYSTEM_FILE_NAMES = frozenset({".DS_Store", "Thumbs.db", "desktop.ini"})
+# Snakemake's own marker in a directory() output (the generated phantom folder): not data.
+WORKFLOW_MARKERS = frozenset({".snakemake_timestamp"})
 
 
 class DataError(Exception):
@@ -102,7 +104,7 @@ def find_files(root: Path) -> Layout:
     for dirpath, dirnames, filenames in os.walk(root):
         dirnames.sort()
         rel = Path(dirpath).relative_to(root).parts
-        for name in sorted(filenames):
+        for name in sorted(set(filenames) - WORKFLOW_MARKERS):
             path = Path(dirpath) / name
             files.append(_place(path, rel, name, splits, labels))
     return Layout(files=tuple(files), labels=labels, splits=splits)
