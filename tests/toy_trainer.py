@@ -1,0 +1,81 @@
+"""A tiny but honest trainer for job-survival tests: model, Adam, dropout, seeded data stream.
+
+Everything random lives in one torch.Generator that is part of the state, like the real
+trainers, so a resumed run must reproduce an uninterrupted one bit for bit.
+"""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+import torch
+from torch import nn
+
+
+class ToyTrainer:
+    def __init__(self, seed: int = 0, step_sleep_s: float = 0.0):
+        self.generator = torch.Generator().manual_seed(seed)
+        torch.manual_seed(seed)
+        self.model = nn.Sequential(nn.Linear(8, 16), nn.ReLU(), nn.Dropout(0.2), nn.Linear(16, 1))
+        self.optimiser = torch.optim.Adam(self.model.parameters(), lr=1e-2)
+        self.target = torch.randn(8, 1, generator=self.generator)
+        self.step = 0
+        self.step_sleep_s = step_sleep_s
+
+    def train_step(self) -> dict[str, float]:
+        x = torch.randn(32, 8, generator=self.generator)
+        # dropout draws from the global RNG: set it from our generator so it is part of the state
+        torch.manual_seed(int(torch.randint(0, 2**31 - 1, (1,), generator=self.generator)))
+        loss = ((self.model(x) - x @ self.target) ** 2).mean()
+        self.optimiser.zero_grad()
+        loss.backward()
+        self.optimiser.step()
+        self.step += 1
+        if self.step_sleep_s:
+            time.sleep(self.step_sleep_s)
+        return {"loss": float(loss.detach())}
+
+    def state_dict(self) -> dict[str, Any]:
+        return {
+            "step": self.step,
+            "model": self.model.state_dict(),
+            "optimiser": self.optimiser.state_dict(),
+            "generator": self.generator.get_state(),
+        }
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        self.step = int(state["step"])
+        self.model.load_state_dict(state["model"])
+        self.optimiser.load_state_dict(state["optimiser"])
+        self.generator.set_state(state["generator"])
+
+    def weights(self) -> torch.Tensor:
+        return torch.cat([p.detach().flatten() for p in self.model.parameters()])
+
+
+if __name__ == "__main__":  # used by the subprocess tests: train, then write final weights
+    import argparse
+    import logging
+    from pathlib import Path
+
+    from cxrlib.train.survival import StateStore, run_resumable
+
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--state", required=True)
+    parser.add_argument("--out", required=True)
+    parser.add_argument("--steps", type=int, default=200)
+    parser.add_argument("--sleep", type=float, default=0.0)
+    parser.add_argument("--save-every-s", type=float, default=1.0)
+    args = parser.parse_args()
+    logging.basicConfig(level=logging.INFO)
+    trainer = ToyTrainer(step_sleep_s=args.sleep)
+    store = StateStore(args.state)
+    progress = Path(args.state) / "progress.txt"
+
+    def on_step(t: ToyTrainer, _m: dict[str, float]) -> None:
+        progress.write_text(str(t.step))
+
+    Path(args.state).mkdir(parents=True, exist_ok=True)
+    run_resumable(trainer, args.steps, store, save_every_s=args.save_every_s, on_step=on_step)
+    torch.save(trainer.weights(), args.out)
