@@ -32,7 +32,7 @@ def _phantoms(n: int, size: int, workers: int) -> Path:
     if not (root / "README.txt").exists():
         shutil.rmtree(root, ignore_errors=True)
         spec = PhantomSpec(
-            counts={"train": {"NORMAL": n}, "test": {"NORMAL": 8}},
+            counts={"train": {"NORMAL": n, "PNEUMONIA": 8}, "test": {"NORMAL": 8, "PNEUMONIA": 8}},
             size_px=(int(size * 0.93), int(size * 1.07)),
             seed=0,
             rgb_fraction=0.0,

@@ -36,6 +36,7 @@ def preprocess_settings(section: Mapping[str, Any]) -> PreprocessSettings:
         normalisation=section["normalisation"],
         clahe_clip_limit=float(section["clahe_clip_limit"]),
         clahe_kernel_fraction=float(section["clahe_kernel_fraction"]),
+        jpeg_draft=bool(section["jpeg_draft"]),
     )
 
 

@@ -56,6 +56,7 @@ def test_defaults_are_filled_from_the_schema() -> None:
         "normalisation": "equalize",
         "clahe_clip_limit": 0.01,
         "clahe_kernel_fraction": 0.125,
+        "jpeg_draft": True,
     }
     assert config["data"]["source"] == "folder"
     assert tuple(config["data"]["patient_id_patterns"]) == DEFAULT_PATIENT_ID_PATTERNS

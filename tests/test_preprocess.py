@@ -81,3 +81,26 @@ def test_preprocess_pixels_returns_both_histograms() -> None:
 def test_bad_settings_are_rejected(kwargs) -> None:
     with pytest.raises(ValueError, match="preprocess"):
         PreprocessSettings(**kwargs)
+
+
+def test_jpeg_draft_decode_is_faster_work_and_close_to_a_full_decode(tmp_path) -> None:
+    """DCT-scaled decoding of a large JPEG changes the prepared image by rounding only."""
+    from PIL import Image
+
+    from cxrlib.data.phantom import render_radiograph
+    from cxrlib.data.readers import read_image
+
+    path = tmp_path / "big.jpeg"
+    Image.fromarray(render_radiograph(np.random.default_rng(3), 1100, 1000, True)).save(
+        path, "JPEG", quality=90
+    )
+    settings = PreprocessSettings(size=128)
+    full = read_image(path)
+    draft = read_image(path, draft_min_side=settings.draft_min_side)
+    assert full.decode_scale == 1.0 and draft.decode_scale == 0.5
+    assert (draft.width, draft.height) == (full.width, full.height) == (1000, 1100)
+    assert draft.pixels.shape == (550, 500)  # 1/4 would be 250 px < 2 x 128
+    a = preprocess_pixels(full.pixels, settings).image.astype(int)
+    b = preprocess_pixels(draft.pixels, settings).image.astype(int)
+    assert np.abs(a - b).mean() < 1.5 and np.percentile(np.abs(a - b), 99) <= 6
+    assert PreprocessSettings(size=128, jpeg_draft=False).draft_min_side is None

@@ -124,6 +124,7 @@ def test_public_interface() -> None:
         "mode",
         "format",
         "bit_depth",
+        "decode_scale",
     ]
 
 
@@ -430,7 +431,15 @@ def test_dicom_without_preamble_needs_dicom_suffix(tmp_path: Path) -> None:
 def test_dicom_result_carries_no_patient_data(tmp_path: Path) -> None:
     stored = _pattern(dtype=np.uint16)
     image = read_image(_dicom(tmp_path / "a.dcm", stored, WindowCenter=30000, WindowWidth=60000))
-    assert set(vars(image)) == {"pixels", "width", "height", "mode", "format", "bit_depth"}
+    assert set(vars(image)) == {
+        "pixels",
+        "width",
+        "height",
+        "mode",
+        "format",
+        "bit_depth",
+        "decode_scale",
+    }
     text = repr(image) + str(dataclasses.astuple(image)[1:])
     assert PATIENT_NAME not in text
     assert PATIENT_ID not in text
@@ -684,3 +693,18 @@ def test_pixel_hash_ignores_memory_layout() -> None:
     assert pixel_sha256(gray) == pixel_sha256(gray.astype(">u2"))
     assert pixel_sha256(gray.T) == pixel_sha256(np.ascontiguousarray(gray.T))
     assert len(pixel_sha256(gray)) == 64
+
+
+def test_draft_decode_of_an_rgb_jpeg_keeps_full_size_and_mode(tmp_path: Path) -> None:
+    """DCT-scaled decoding: pixels shrink by a power of two, the recorded size and mode do not."""
+    rng = np.random.default_rng(5)
+    gray = (rng.random((40, 30)) * 255).astype(np.uint8)
+    big = np.asarray(Image.fromarray(gray).resize((600, 800), Image.Resampling.BILINEAR))
+    path = tmp_path / "rgb.jpeg"
+    Image.fromarray(np.dstack([big] * 3)).save(path, "JPEG", quality=95)
+    image = read_image(path, draft_min_side=150)
+    assert image.mode == "RGB" and image.format == "JPEG"
+    assert (image.width, image.height) == (600, 800)
+    assert image.decode_scale == 0.25 and image.pixels.shape == (200, 150)
+    full = read_image(path)
+    assert full.decode_scale == 1.0 and full.pixels.shape == (800, 600)

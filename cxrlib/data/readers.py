@@ -70,6 +70,9 @@ class DecodedImage:
     """"JPEG", "PNG" or "DICOM"."""
     bit_depth: int
     """Bits per value of ``pixels``: 8 or 16."""
+    decode_scale: float = 1.0
+    """Size of ``pixels`` relative to the file's full resolution: 1 unless a large JPEG was
+    decoded with DCT scaling (``draft_min_side``), then 1/2, 1/4 or 1/8."""
 
 
 SUPPORTED_SUFFIXES: frozenset[str] = frozenset({".jpeg", ".jpg", ".png", ".dcm", ".dicom"})
@@ -111,7 +114,9 @@ _NON_IMAGE_SIGNATURES: tuple[tuple[bytes, str], ...] = (
 _EXIF_ORIENTATION = ExifTags.Base.Orientation
 
 
-def read_image(path: Path, min_side_px: int = 64) -> DecodedImage:
+def read_image(
+    path: Path, min_side_px: int = 64, draft_min_side: int | None = None
+) -> DecodedImage:
     """Decode a JPEG, PNG or DICOM file into a grayscale `DecodedImage`.
 
     The format is taken from the file's content, not its name, because data sets often contain
@@ -120,6 +125,12 @@ def read_image(path: Path, min_side_px: int = 64) -> DecodedImage:
 
     No DICOM tag (patient name, ID, dates, ...) is returned or kept: the result holds pixels and
     geometry only, by design.
+
+    ``draft_min_side``: when set, a JPEG is decoded with libjpeg's DCT scaling at the smallest
+    scale (1/2, 1/4, 1/8) that keeps both sides at least this long, as PIL's ``thumbnail`` does.
+    That skips most of the decoding work when the image is only wanted small; ``pixels`` is then
+    smaller than the file, ``width``/``height`` stay the full size and ``decode_scale`` says
+    which scale was used.
 
     Raises:
         ImageRejected: for any file that cannot be used (empty, not an image, unsupported
@@ -146,7 +157,7 @@ def read_image(path: Path, min_side_px: int = 64) -> DecodedImage:
 
         kind = _sniff(header)
         if kind in ("JPEG", "PNG"):
-            image = _read_with_pil(fh, kind, min_side_px)
+            image = _read_with_pil(fh, kind, min_side_px, draft_min_side)
         elif kind == "DICOM":
             image = _read_dicom(fh, forced=False, min_side_px=min_side_px)
         elif (reason := _foreign_file_reason(header)) is not None:
@@ -235,7 +246,9 @@ def _looks_like_text(header: bytes) -> bool:
 # --------------------------------------------------------------------------- JPEG and PNG
 
 
-def _read_with_pil(fh: BinaryIO, fmt: str, min_side_px: int) -> DecodedImage:
+def _read_with_pil(
+    fh: BinaryIO, fmt: str, min_side_px: int, draft_min_side: int | None = None
+) -> DecodedImage:
     """Decode a JPEG or PNG with PIL, refusing anything PIL had to guess or skip."""
     im = _pil_open(fh, fmt)
     n_frames = getattr(im, "n_frames", 1)
@@ -245,6 +258,11 @@ def _read_with_pil(fh: BinaryIO, fmt: str, min_side_px: int) -> DecodedImage:
         )
     _check_size(*im.size, min_side_px)
     mode = im.mode
+    full_size = im.size
+    if fmt == "JPEG" and draft_min_side and mode in ("L", "RGB"):
+        # Decode straight to grayscale at a reduced DCT scale: libjpeg skips most of the IDCT.
+        im.draft("L", (draft_min_side, draft_min_side))
+    scale = im.size[0] / full_size[0]
     _pil_load(im, fmt)
     im = _apply_exif_orientation(im)
     try:
@@ -255,7 +273,11 @@ def _read_with_pil(fh: BinaryIO, fmt: str, min_side_px: int) -> DecodedImage:
         raise ImageRejected(
             f"corrupt {fmt} data; re-download or re-export the file ({_describe(exc)})"
         ) from exc
-    return _decoded(pixels, mode=mode, fmt=fmt)
+    if scale == 1.0:
+        return _decoded(pixels, mode=mode, fmt=fmt)
+    rotated = pixels.shape[1] != round(full_size[0] * scale)
+    width, height = full_size[::-1] if rotated else full_size
+    return _decoded(pixels, mode=mode, fmt=fmt, scale=scale, full_size=(width, height))
 
 
 def _pil_open(fh: BinaryIO, fmt: str) -> Image.Image:
@@ -570,7 +592,14 @@ def _reject_if_blank(pixels: np.ndarray, fmt: str) -> None:
         raise ImageRejected(f"blank image (every pixel is {lo}); {hint}")
 
 
-def _decoded(pixels: np.ndarray, *, mode: str, fmt: str) -> DecodedImage:
+def _decoded(
+    pixels: np.ndarray,
+    *,
+    mode: str,
+    fmt: str,
+    scale: float = 1.0,
+    full_size: tuple[int, int] | None = None,
+) -> DecodedImage:
     if pixels.ndim != 2:
         raise ImageRejected(
             f"image has shape {pixels.shape}, not 2-D; export a single grayscale frame"
@@ -578,6 +607,8 @@ def _decoded(pixels: np.ndarray, *, mode: str, fmt: str) -> DecodedImage:
     pixels = np.ascontiguousarray(pixels)  # EXIF flips may leave a strided view
     pixels.setflags(write=False)
     height, width = pixels.shape
+    if full_size is not None:
+        width, height = full_size
     return DecodedImage(
         pixels=pixels,
         width=width,
@@ -585,6 +616,7 @@ def _decoded(pixels: np.ndarray, *, mode: str, fmt: str) -> DecodedImage:
         mode=mode,
         format=fmt,
         bit_depth=pixels.dtype.itemsize * 8,
+        decode_scale=scale,
     )
 
 
