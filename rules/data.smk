@@ -42,6 +42,7 @@ rule prepare_data:
         histograms="results/data/qc/intensity_histograms.csv",
         prepared=directory("results/data/prepared"),
         cache=expand("results/data/cache/{split}.npz", split=SPLITS),
+        provenance="results/data/provenance.json",
     log:
         "logs/prepare_data.log",
     benchmark:

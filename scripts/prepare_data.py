@@ -5,6 +5,7 @@ from pathlib import Path
 from cxrlib.config import data_settings, preprocess_settings
 from cxrlib.data.prepare import PrepareOutputs, prepare_dataset
 from cxrlib.logs import job_logging
+from cxrlib.provenance import write_provenance
 
 with job_logging(snakemake.log[0]):
     out = snakemake.output
@@ -22,4 +23,10 @@ with job_logging(snakemake.log[0]):
         data_settings(snakemake.params.data),
         preprocess_settings(snakemake.params.preprocess),
         threads=snakemake.threads,
+    )
+    params = snakemake.params
+    write_provenance(
+        out.provenance,
+        {"data": params.data, "preprocess": params.preprocess},
+        seed=params.data["split_seed"],
     )

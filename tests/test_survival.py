@@ -18,6 +18,7 @@ from cxrlib.train.survival import (
     StateStore,
     StopFlag,
     run_resumable,
+    slurm_job_end_time,
 )
 from tests.conftest import ROOT
 from tests.toy_trainer import ToyTrainer
@@ -120,3 +121,39 @@ def test_real_process_killed_by_sigterm_resumes_to_the_same_result(tmp_path: Pat
     assert again.returncode == 0, again.stderr
     assert f"resumed from {state / 'state.pt'} at step {stopped_at}" in again.stderr
     assert torch.equal(torch.load(out, weights_only=True), _uninterrupted(120))
+
+
+def test_deadline_stops_before_the_time_limit_and_resume_is_exact(tmp_path: Path) -> None:
+    store = StateStore(tmp_path / "state")
+    now = [1000.0]
+
+    def tick(trainer: ToyTrainer, _m: dict[str, float]) -> None:
+        now[0] += 1.0  # each step takes one second of wall clock
+
+    with pytest.raises(JobInterrupted) as info:
+        run_resumable(
+            ToyTrainer(),
+            50,
+            store,
+            on_step=tick,
+            deadline=1030.0,
+            stop_margin_s=10.0,
+            wall=lambda: now[0],
+        )
+    assert info.value.step == 20 and "time limit" in str(info.value)
+    resumed = ToyTrainer()
+    run_resumable(resumed, 50, store)
+    assert torch.equal(resumed.weights(), _uninterrupted(50))
+
+
+def test_slurm_end_time_is_read_from_squeue(tmp_path: Path) -> None:
+    fake = tmp_path / "squeue"
+    fake.write_text("#!/bin/sh\necho 2030-01-02T03:04:05\n")
+    fake.chmod(0o755)
+    end = slurm_job_end_time({"SLURM_JOB_ID": "42"}, squeue=str(fake))
+    assert time.localtime(end)[:6] == (2030, 1, 2, 3, 4, 5)
+    assert slurm_job_end_time({}, squeue=str(fake)) is None
+    broken = tmp_path / "broken"
+    broken.write_text("#!/bin/sh\necho Unknown\n")
+    broken.chmod(0o755)
+    assert slurm_job_end_time({"SLURM_JOB_ID": "42"}, squeue=str(broken)) is None

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import numpy as np
@@ -42,6 +43,8 @@ def test_data_stage_on_phantoms(workflow_copy: Path) -> None:
         first = rows.sort_values("cache_index").iloc[0]
         png = np.asarray(Image.open(workflow_copy / first["prepared_path"]))
         assert np.array_equal(png, arrays.images[0])
+    record = json.loads((data / "provenance.json").read_text())
+    assert record["config"]["preprocess"]["size"] == 64 and record["versions"]["torch"]
     for figure in ("class_counts", "examples", "intensity_histograms"):
         assert Image.open(data / "qc" / f"{figure}.png").size[0] > 200
     for rule in ("make_phantom", "prepare_data", "data_qc"):

@@ -59,7 +59,7 @@ if __name__ == "__main__":  # used by the subprocess tests: train, then write fi
     import logging
     from pathlib import Path
 
-    from cxrlib.train.survival import StateStore, run_resumable
+    from cxrlib.train.survival import StateStore, run_resumable, slurm_job_end_time
 
     parser = argparse.ArgumentParser()
     parser.add_argument("--state", required=True)
@@ -67,6 +67,7 @@ if __name__ == "__main__":  # used by the subprocess tests: train, then write fi
     parser.add_argument("--steps", type=int, default=200)
     parser.add_argument("--sleep", type=float, default=0.0)
     parser.add_argument("--save-every-s", type=float, default=1.0)
+    parser.add_argument("--stop-margin-s", type=float, default=120.0)
     args = parser.parse_args()
     logging.basicConfig(level=logging.INFO)
     trainer = ToyTrainer(step_sleep_s=args.sleep)
@@ -75,7 +76,18 @@ if __name__ == "__main__":  # used by the subprocess tests: train, then write fi
 
     def on_step(t: ToyTrainer, _m: dict[str, float]) -> None:
         progress.write_text(str(t.step))
+        if t.step % 10 == 0:
+            logging.info("step %d", t.step)
+            store.record(f"step {t.step}")
 
     Path(args.state).mkdir(parents=True, exist_ok=True)
-    run_resumable(trainer, args.steps, store, save_every_s=args.save_every_s, on_step=on_step)
+    run_resumable(
+        trainer,
+        args.steps,
+        store,
+        save_every_s=args.save_every_s,
+        on_step=on_step,
+        deadline=slurm_job_end_time(),
+        stop_margin_s=args.stop_margin_s,
+    )
     torch.save(trainer.weights(), args.out)

@@ -7,9 +7,16 @@ Snakemake deletes a failed job's declared outputs, so resume state lives in an u
 finds the state and carries on; the finished run equals an uninterrupted one (bitwise on CPU
 when the trainer keeps all its randomness in the state, as ours do).
 
+Signals alone are not enough under Snakemake's SLURM executor: SLURM signals only a job step's
+main process, which there is the inner `snakemake` of the job-step wrapper, not the rule's
+Python (measured on the real SLURM of tests/slurm: the rule got no SIGTERM, only SIGKILL 30 s
+after the limit; `--signal` killed the wrapper itself). So a job also reads its own end time
+from SLURM (`squeue -o %e`) and stops cleanly a margin before it.
+
 The pieces:
 - `StopFlag`: turns SIGTERM/SIGUSR1 into a flag the loop checks between steps (never stop in
   the middle of an optimiser update: that state could not be resumed exactly);
+- `slurm_job_end_time`: the unix time at which SLURM will end this job (None outside SLURM);
 - `StateStore`: atomic `torch.save` of the state dict, loaded with `weights_only=True`;
 - `run_resumable`: the loop that ties them to any `Resumable` trainer.
 """
@@ -19,6 +26,7 @@ from __future__ import annotations
 import logging
 import os
 import signal
+import subprocess
 import time
 from collections.abc import Callable, Iterable
 from pathlib import Path
@@ -114,10 +122,45 @@ class StateStore:
             self.folder / "state.json",
         )
 
+    def record(self, event: str) -> None:
+        """Append a line to `events.log`: the run's history of resumes and interruptions.
+
+        The job's own log is replaced on each attempt; this file keeps every attempt's story.
+        """
+        self.folder.mkdir(parents=True, exist_ok=True)
+        stamp = time.strftime("%Y-%m-%dT%H:%M:%S")
+        with open(self.folder / "events.log", "a") as fh:
+            fh.write(f"{stamp} pid={os.getpid()} {event}\n")
+
     def clear(self) -> None:
         """Remove the state (after the final outputs are written)."""
         self.path.unlink(missing_ok=True)
         (self.folder / "state.json").unlink(missing_ok=True)
+
+
+def slurm_job_end_time(env: dict[str, str] | None = None, squeue: str = "squeue") -> float | None:
+    """Unix time at which SLURM ends the current job (start + time limit), or None.
+
+    None outside a SLURM job, for jobs without a limit, or when squeue cannot answer (then the
+    timer saves and any signal that does arrive are what remain).
+    """
+    env = dict(os.environ) if env is None else env
+    job_id = env.get("SLURM_JOB_ID")
+    if not job_id:
+        return None
+    try:
+        out = subprocess.run(
+            [squeue, "-h", "-j", job_id, "-o", "%e"],
+            capture_output=True,
+            text=True,
+            timeout=30,
+            check=True,
+        ).stdout.strip()
+        # squeue prints local time, ISO-like: 2026-11-25T12:00:00
+        return time.mktime(time.strptime(out.splitlines()[0], "%Y-%m-%dT%H:%M:%S"))
+    except (OSError, subprocess.SubprocessError, ValueError, IndexError) as exc:
+        log.warning("cannot read the end time of SLURM job %s (%s); relying on saves", job_id, exc)
+        return None
 
 
 class Resumable(Protocol):
@@ -140,13 +183,18 @@ def run_resumable(
     save_every_s: float = 600.0,
     on_step: Callable[[Resumable, dict[str, float]], None] | None = None,
     clock: Callable[[], float] = time.monotonic,
+    deadline: float | None = None,
+    stop_margin_s: float = 120.0,
+    wall: Callable[[], float] = time.time,
 ) -> bool:
     """Train until `trainer.step == total_steps`, resuming from `store` and saving into it.
 
-    State is saved every `save_every_s` seconds of wall clock and when a stop signal arrives
-    (then `JobInterrupted` is raised, exit status 75). At most one save interval of work is
-    lost to a SIGKILL. `on_step` runs after every step (logging, snapshots); it must keep any
-    state it needs in the trainer, so a resumed run repeats nothing and skips nothing.
+    State is saved every `save_every_s` seconds of wall clock, and when a stop signal arrives or
+    the wall clock (`wall`, unix time) passes `deadline - stop_margin_s` (use
+    `slurm_job_end_time()`); then `JobInterrupted` is raised, exit status 75. At most one save
+    interval of work is lost to a SIGKILL. `on_step` runs after every step (logging,
+    snapshots); it must keep any state it needs in the trainer, so a resumed run repeats
+    nothing and skips nothing.
     Returns True when this call resumed from a saved state.
     """
     state = store.load()
@@ -154,12 +202,21 @@ def run_resumable(
     if resumed:
         trainer.load_state_dict(state)
         log.info("resumed from %s at step %d of %d", store.path, trainer.step, total_steps)
+        store.record(f"resumed at step {trainer.step}")
     last_save = clock()
     with StopFlag() as stop:
         while trainer.step < total_steps:
-            if stop.requested:
+            out_of_time = deadline is not None and wall() >= deadline - stop_margin_s
+            if stop.requested or out_of_time:
                 store.save(trainer.state_dict(), trainer.step)
-                raise JobInterrupted(stop.received or "signal", trainer.step)
+                reason = stop.received or "the job's time limit"
+                if out_of_time and not stop.requested:
+                    log.warning(
+                        "%.0f s left before the job's time limit: saving state and stopping",
+                        deadline - wall(),
+                    )
+                store.record(f"stopped at step {trainer.step}: {reason}")
+                raise JobInterrupted(reason, trainer.step)
             metrics = trainer.train_step()
             if on_step is not None:
                 on_step(trainer, metrics)
