@@ -121,7 +121,7 @@ def test_training_killed_at_the_time_limit_completes_under_retries(slurm, tmp_pa
     )
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-5000:]
     reference = ToyTrainer()
-    for _ in range(1000):
+    for _ in range(2000):
         reference.train_step()
     for mode in ("deadline", "killed"):
         weights = torch.load(workdir / f"results/toy/{mode}/weights.pt", weights_only=True)

@@ -1,4 +1,4 @@
-# Job survival on the real SLURM: two toy trainings with a 2-minute limit and about 100 s of
+# Job survival on the real SLURM: two toy trainings with a 2-minute limit and about 200 s of
 # work each. "deadline" stops itself before the limit (it reads its end time from squeue);
 # "killed" ignores the deadline, so SLURM kills it and it resumes from its last timer save.
 # The state folders are params, not outputs, so they survive the failed attempts.
@@ -23,5 +23,5 @@ rule train_toy:
         "logs/train_toy_{mode}.log",
     shell:
         "{config[python]} -m tests.toy_trainer --state {params.state} --out {output}"
-        " --steps 1000 --sleep 0.1 --save-every-s 5 --stop-margin-s {params.margin}"
+        " --steps 2000 --sleep 0.1 --save-every-s 5 --stop-margin-s {params.margin}"
         " >> {log} 2>&1"
