@@ -1,6 +1,11 @@
 # Data: synthetic phantoms (demo/tests), checking and preparing every image, data QC figures.
 
 
+# Plots take seconds: on a cluster they run on the login node instead of waiting in the queue.
+localrules:
+    data_qc,
+
+
 rule make_phantom:
     output:
         directory("results/data/phantom"),
