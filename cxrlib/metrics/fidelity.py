@@ -1,0 +1,202 @@
+"""FID, KID and precision/recall on features, with torch-fidelity doing the mathematics.
+
+torch-fidelity's `calculate_metrics` extracts features and computes metrics in one call, with
+its own on-disk cache. The workflow needs the two halves apart: real-image features are
+computed once per extractor and split, by their own rule, into a declared file, and every
+snapshot's scoring job reuses them; generated images are streamed from the generator in
+batches, never all held in memory. So features are extracted here, batch by batch, with
+torch-fidelity's extractors, and the metrics come from torch-fidelity's own functions on those
+features, so the numbers are exactly what `calculate_metrics` reports (a test checks it).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import re
+from collections.abc import Callable, Iterable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch_fidelity.feature_extractor_inceptionv3 import (
+    URL_INCEPTION_V3,
+    FeatureExtractorInceptionV3,
+)
+from torch_fidelity.metric_fid import fid_features_to_statistics, fid_statistics_to_metric
+from torch_fidelity.metric_kid import kid_features_to_metric
+from torch_fidelity.metric_prc import prc_features_to_metric
+
+log = logging.getLogger(__name__)
+
+# torch hub convention: the published file name carries the first 8 hex digits of its sha256.
+INCEPTION_SHA256_PREFIX: str = re.search(r"-([0-9a-f]{8})\.pth$", URL_INCEPTION_V3).group(1)
+
+
+class WeightsError(Exception):
+    """A weights file is missing or is not the file it claims to be; the message says the fix."""
+
+
+def file_sha256(path: str | Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as fh:
+        for block in iter(lambda: fh.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def verify_weights(path: str | Path, expected_sha256: str) -> str:
+    """Check a weights file's sha256 (full, or the published prefix) before anything loads it.
+
+    torch-fidelity unpickles the Inception file (`weights_only=False`): an unchecked file is
+    code. Returns the full sha256.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise WeightsError(
+            f"weights file {path} does not exist; run the fetch_weights rule on a node with "
+            "internet, or set metrics.inception_weights to a downloaded copy"
+        )
+    actual = file_sha256(path)
+    if not actual.startswith(expected_sha256.lower()):
+        raise WeightsError(
+            f"weights file {path} has sha256 {actual}, expected {expected_sha256}...; it is "
+            "not the published file (corrupt or a different model): download it again"
+        )
+    return actual
+
+
+def inception_extractor(
+    weights_path: str | Path, expected_sha256: str = INCEPTION_SHA256_PREFIX
+) -> FeatureExtractorInceptionV3:
+    """torch-fidelity's InceptionV3 (2048-d pool features) from a verified local file."""
+    verify_weights(weights_path, expected_sha256)
+    return FeatureExtractorInceptionV3(
+        "inception-v3-compat", ["2048"], feature_extractor_weights_path=str(weights_path)
+    )
+
+
+def to_uint8_rgb(images: torch.Tensor) -> torch.Tensor:
+    """Images as the extractors want them: uint8 (N, 3, H, W).
+
+    Accepts uint8 (N, H, W) / (N, 1, H, W) / (N, 3, H, W), or floats in [-1, 1] (generator
+    output), which are mapped to 0..255 with rounding as torch-fidelity's own wrapper does.
+    """
+    if images.dim() == 3:
+        images = images.unsqueeze(1)
+    if images.dim() != 4 or images.shape[1] not in (1, 3):
+        raise ValueError(f"expected (N, H, W) or (N, 1|3, H, W) images, got {tuple(images.shape)}")
+    if images.dtype != torch.uint8:
+        images = ((images.float().clamp(-1, 1) + 1) * 127.5).round().to(torch.uint8)
+    if images.shape[1] == 1:
+        images = images.expand(-1, 3, -1, -1)
+    return images.contiguous()
+
+
+@torch.no_grad()
+def extract_features(
+    extractor: Callable[[torch.Tensor], tuple[torch.Tensor, ...]],
+    batches: Iterable[torch.Tensor],
+    device: str | torch.device = "cpu",
+) -> np.ndarray:
+    """Features (N, D) float32 of every image in `batches`, one batch in memory at a time."""
+    chunks = []
+    for batch in batches:
+        out = extractor(to_uint8_rgb(batch).to(device))
+        features = out[0] if isinstance(out, tuple | list) else out
+        chunks.append(features.detach().float().cpu().numpy())
+    if not chunks:
+        raise ValueError("no images to extract features from")
+    return np.concatenate(chunks)
+
+
+def array_batches(images: np.ndarray, batch_size: int = 64) -> Iterator[torch.Tensor]:
+    """Batches of a uint8 (N, H, W) array, e.g. a split from the prepared-data cache."""
+    for start in range(0, len(images), batch_size):
+        yield torch.from_numpy(np.ascontiguousarray(images[start : start + batch_size]))
+
+
+def generator_batches(
+    sample: Callable[[int, torch.Generator], torch.Tensor],
+    n_images: int,
+    batch_size: int = 64,
+    seed: int = 0,
+) -> Iterator[torch.Tensor]:
+    """Stream `n_images` from `sample(batch_size, generator)` (e.g. G(z)), seeded, in batches.
+
+    Only one batch exists at a time, so scoring 50,000 samples needs the memory of one batch.
+    """
+    rng = torch.Generator().manual_seed(seed)
+    done = 0
+    while done < n_images:
+        size = min(batch_size, n_images - done)
+        yield sample(size, rng)
+        done += size
+
+
+@dataclass(frozen=True)
+class FidelityScores:
+    """FID, KID (mean, std over subsets), precision and recall of `fake` against `real`."""
+
+    fid: float
+    kid_mean: float
+    kid_std: float
+    kid_subset_size: int
+    precision: float
+    recall: float
+    n_real: int
+    n_fake: int
+
+
+def kid_subset_size(n_real: int, n_fake: int, preferred: int = 1000) -> int:
+    """KID's subset size, shrunk to the smaller set when it has fewer than `preferred` images.
+
+    torch-fidelity asserts the subset fits both sets; small demo sets would fail otherwise.
+    """
+    return max(2, min(preferred, n_real, n_fake))
+
+
+def score_features(
+    real: np.ndarray,
+    fake: np.ndarray,
+    *,
+    kid_subsets: int = 100,
+    kid_preferred_subset_size: int = 1000,
+    prc_neighborhood: int = 3,
+    seed: int = 2020,
+) -> FidelityScores:
+    """All metrics from two feature arrays, by torch-fidelity's functions and defaults.
+
+    Precision/recall are computed in the same feature space as FID/KID (torch-fidelity's
+    `calculate_metrics` defaults to VGG16 features for them; pass `feature_layer_prc="2048"`
+    with the Inception extractor there to compare).
+    """
+    subset = kid_subset_size(len(real), len(fake), kid_preferred_subset_size)
+    # torch-fidelity's order: input 1 is generated, input 2 is real (precision = share of
+    # generated samples inside the real manifold).
+    t_fake, t_real = torch.from_numpy(fake), torch.from_numpy(real)
+    stats_fake = fid_features_to_statistics(t_fake)
+    stats_real = fid_features_to_statistics(t_real)
+    fid = fid_statistics_to_metric(stats_fake, stats_real, verbose=False)
+    kid = kid_features_to_metric(
+        t_fake,
+        t_real,
+        kid_subsets=kid_subsets,
+        kid_subset_size=subset,
+        rng_seed=seed,
+        verbose=False,
+    )
+    prc = prc_features_to_metric(
+        t_fake, t_real, prc_neighborhood=prc_neighborhood, prc_batch_size=10000, verbose=False
+    )
+    return FidelityScores(
+        fid=float(fid["frechet_inception_distance"]),
+        kid_mean=float(kid["kernel_inception_distance_mean"]),
+        kid_std=float(kid["kernel_inception_distance_std"]),
+        kid_subset_size=subset,
+        precision=float(prc["precision"]),
+        recall=float(prc["recall"]),
+        n_real=len(real),
+        n_fake=len(fake),
+    )
