@@ -107,7 +107,8 @@ def test_real_process_killed_by_sigterm_resumes_to_the_same_result(tmp_path: Pat
     progress = state / "progress.txt"
     deadline = time.monotonic() + 60
     while time.monotonic() < deadline:
-        if progress.exists() and progress.read_text() and int(progress.read_text()) >= 20:
+        text = progress.read_text() if progress.exists() else ""
+        if text and int(text) >= 20:
             break
         time.sleep(0.05)
     proc.send_signal(signal.SIGTERM)

@@ -59,6 +59,7 @@ if __name__ == "__main__":  # used by the subprocess tests: train, then write fi
     import logging
     from pathlib import Path
 
+    from cxrlib.io import write_atomic
     from cxrlib.train.survival import StateStore, run_resumable, slurm_job_end_time
 
     parser = argparse.ArgumentParser()
@@ -75,7 +76,8 @@ if __name__ == "__main__":  # used by the subprocess tests: train, then write fi
     progress = Path(args.state) / "progress.txt"
 
     def on_step(t: ToyTrainer, _m: dict[str, float]) -> None:
-        progress.write_text(str(t.step))
+        # Atomic: the test polls this file while the trainer writes it.
+        write_atomic(progress, lambda tmp: tmp.write_text(str(t.step)))
         if t.step % 10 == 0:
             logging.info("step %d", t.step)
             store.record(f"step {t.step}")
