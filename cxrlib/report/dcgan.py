@@ -1,0 +1,150 @@
+"""DCGAN report figures: training curves, fixed-noise grids over epochs, the snapshot sweep."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+from PIL import Image
+
+from cxrlib.report.figures import plt, save_figure
+
+SWEEP_COLUMNS = ("epoch", "extractor", "fid", "kid_mean", "kid_std", "diversity_ratio", "best")
+
+
+def plot_training_curves(
+    train_log: pd.DataFrame, out_png: Path, *, synthetic: bool = False
+) -> None:
+    """Losses (top) and mean D outputs (bottom) against epoch, from `train_log.csv`.
+
+    D(x) and D(G(z)) near 0.5 mean D cannot tell real from fake; D(G(z)) pinned at 0 with a
+    rising G loss is the usual sign that G has fallen behind.
+    """
+    log = train_log.sort_values("epoch")
+    fig, (ax_loss, ax_d) = plt.subplots(2, 1, figsize=(6.5, 5.5), sharex=True)
+    ax_loss.plot(log["epoch"], log["loss_d"], label="D loss")
+    ax_loss.plot(log["epoch"], log["loss_g"], label="G loss")
+    ax_loss.set_ylabel("BCE loss (epoch mean)")
+    ax_loss.legend()
+    ax_d.plot(log["epoch"], log["d_real"], label="D(x), real")
+    ax_d.plot(log["epoch"], log["d_fake"], label="D(G(z)), generated")
+    ax_d.axhline(0.5, color="gray", lw=0.8, ls=":")
+    ax_d.set_ylim(0, 1)
+    ax_d.set_ylabel("mean D output")
+    ax_d.set_xlabel("epoch")
+    ax_d.legend()
+    fig.suptitle("DCGAN training", fontsize=10)
+    save_figure(fig, Path(out_png), synthetic=synthetic)
+
+
+def _spread(epochs: list[int], k: int) -> list[int]:
+    """At most `k` of the sorted `epochs`, evenly spaced, first and last always included."""
+    if len(epochs) <= k:
+        return epochs
+    picks = np.linspace(0, len(epochs) - 1, num=k).round().astype(int)
+    return [epochs[i] for i in sorted(set(picks))]
+
+
+def plot_grids_across_epochs(
+    grid_pngs: Mapping[int, Path],
+    out_png: Path,
+    *,
+    max_panels: int = 8,
+    unit: str = "epoch",
+    title: str = "DCGAN",
+    synthetic: bool = False,
+) -> None:
+    """The fixed-noise grids of several epochs side by side (the same z in every panel).
+
+    `unit` names what the keys count ("epoch"; "kimg" for StyleGAN2-ADA) and `title` the model.
+
+    With more than `max_panels` epochs an evenly spaced subset is shown (first and last kept).
+    """
+    if not grid_pngs:
+        raise ValueError("no grids to plot")
+    epochs = _spread(sorted(grid_pngs), max_panels)
+    cols = min(4, len(epochs))
+    rows = -(-len(epochs) // cols)
+    fig, axes = plt.subplots(rows, cols, figsize=(3.2 * cols, 3.4 * rows), squeeze=False)
+    for ax in axes.flat:
+        ax.axis("off")
+    for ax, epoch in zip(axes.flat, epochs, strict=False):
+        with Image.open(grid_pngs[epoch]) as im:
+            pixels = np.asarray(im.convert("RGB") if im.mode not in ("L", "RGB") else im)
+        ax.imshow(pixels, cmap="gray" if pixels.ndim == 2 else None, vmin=0, vmax=255)
+        ax.set_title(f"{unit} {epoch}", fontsize=9)
+    fig.suptitle(f"{title} samples from fixed noise across {unit}s", fontsize=10)
+    save_figure(fig, Path(out_png), synthetic=synthetic)
+
+
+def plot_sweep(
+    sweep: pd.DataFrame,
+    out_png: Path,
+    *,
+    progress: str = "epoch",
+    title: str = "DCGAN",
+    synthetic: bool = False,
+) -> None:
+    """FID, KID (mean +- std) and diversity ratio against epoch, one colour per extractor.
+
+    `progress` is the column on the x axis ("epoch"; "kimg" for StyleGAN2-ADA, whose collapse
+    column is then `collapse_kimg`).
+
+    `sweep`: one row per (snapshot epoch, extractor[, reference]) with SWEEP_COLUMNS and
+    optionally `reference` (the real set compared against: one line style each) and
+    `collapse_epoch` (NaN when no collapse was detected). The best snapshot (`best` true) is
+    starred on every line; a detected collapse is a red vertical line.
+    """
+    if progress != "epoch":  # score tables carry both columns; the other one is empty
+        sweep = sweep.drop(columns=["epoch", "collapse_epoch"], errors="ignore")
+        sweep = sweep.rename(columns={progress: "epoch", f"collapse_{progress}": "collapse_epoch"})
+    missing = set(SWEEP_COLUMNS) - set(sweep.columns)
+    if missing:
+        raise ValueError(f"sweep table lacks column(s) {', '.join(sorted(missing))}")
+    has_reference = "reference" in sweep.columns
+    extractors = sorted(sweep["extractor"].astype(str).unique())
+    references = sorted(sweep["reference"].astype(str).unique()) if has_reference else [""]
+    colors = {e: f"C{i}" for i, e in enumerate(extractors)}
+    styles = {r: ("-", "--", ":", "-.")[i % 4] for i, r in enumerate(references)}
+    fig, axes = plt.subplots(3, 1, figsize=(6.5, 8), sharex=True)
+    ax_fid, ax_kid, ax_div = axes
+    keys = ["extractor", "reference"] if has_reference else ["extractor"]
+    for key, rows in sweep.sort_values("epoch").groupby(keys, sort=True):
+        extractor, reference = (str(key[0]), str(key[1]) if has_reference else "")
+        color, style = colors[extractor], styles[reference]
+        label = f"{extractor} vs {reference}" if has_reference else extractor
+        best = rows[rows["best"].astype(bool)]
+        ax_fid.plot(rows["epoch"], rows["fid"], ls=style, marker=".", color=color, label=label)
+        ax_kid.plot(rows["epoch"], rows["kid_mean"], ls=style, marker=".", color=color)
+        ax_kid.fill_between(
+            rows["epoch"],
+            rows["kid_mean"] - rows["kid_std"],
+            rows["kid_mean"] + rows["kid_std"],
+            color=color,
+            alpha=0.15,
+        )
+        ax_div.plot(rows["epoch"], rows["diversity_ratio"], ls=style, marker=".", color=color)
+        for ax, column in ((ax_fid, "fid"), (ax_kid, "kid_mean"), (ax_div, "diversity_ratio")):
+            ax.scatter(best["epoch"], best[column], marker="*", s=160, color=color, zorder=3)
+    if "collapse_epoch" in sweep.columns:
+        collapses = sorted(set(sweep["collapse_epoch"].dropna()))
+        for i, epoch in enumerate(collapses):
+            for ax in axes:
+                ax.axvline(
+                    epoch,
+                    color="firebrick",
+                    lw=1.5,
+                    alpha=0.6,
+                    label=f"collapse ({progress} {epoch:g})" if ax is ax_fid and i < 3 else None,
+                )
+    ax_fid.scatter([], [], marker="*", s=80, color="gray", label="best snapshot")
+    ax_fid.set_ylabel("FID (lower is better)")
+    ax_kid.set_ylabel("KID mean +- std")
+    ax_div.axhline(1.0, color="gray", lw=0.8, ls=":")
+    ax_div.set_ylabel("diversity ratio\n(generated / real)")
+    ax_div.set_xlabel(progress)
+    ax_fid.legend(fontsize=8)
+    fig.suptitle(f"{title} snapshots: fidelity and diversity by {progress}", fontsize=10)
+    save_figure(fig, Path(out_png), synthetic=synthetic)

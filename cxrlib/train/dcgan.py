@@ -1,0 +1,584 @@
+"""DCGAN training: the study's baseline GAN, resumable, reproducible from settings + seed.
+
+One step is one minibatch update of D, then of G (the DCGAN tutorial's loop): D learns real
+images against `real_label` and `G(z)` against 0; G then learns to make D call `G(z)` real
+(the non-saturating loss), reusing the same `G(z)`. An epoch is `floor(N / batch_size)`
+steps over a fresh permutation (the last partial batch is dropped: BN statistics of a tiny
+batch are noise).
+
+Reproducibility and resume. Every random draw (weight init, fixed grid noise, shuffles, z)
+comes from one CPU `torch.Generator` whose state is part of the trainer state, so a run killed
+and resumed from `StateStore` equals an uninterrupted one bit for bit on the CPU.
+
+Outputs. Snakemake deletes the declared outputs of a failed job, so while training the
+snapshots and grids live in the undeclared state folder and the per-epoch log in the trainer
+state; only a finished run publishes them into the output folder (`published_files`).
+
+Speed (measured with benchmarks/dcgan_step.py): channels_last tensors, bf16 autocast for the
+convolutions (losses, BN statistics and Adam stay fp32), D's weights frozen during G's update
+(the tutorial's loop computed their gradients there and threw them away), fused Adam.
+torch.compile was measured slower on the CPU and is not used.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import hashlib
+import logging
+import math
+import shutil
+import time
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import torch
+import torch.nn.functional as F
+from PIL import Image
+from torch import nn
+
+from cxrlib.io import atomic_path, write_atomic, write_csv
+from cxrlib.models.dcgan import CHANNELS, IMAGE_SIZES, Discriminator, Generator, init_weights
+from cxrlib.models.snapshot import save_snapshot
+from cxrlib.train.survival import StateStore, run_resumable
+
+log = logging.getLogger(__name__)
+
+LOG_COLUMNS = (
+    "epoch",
+    "step",
+    "loss_d",
+    "loss_g",
+    "d_real",
+    "d_fake",
+    "seconds",
+    "images_per_s",
+)
+_METRICS = ("loss_d", "loss_g", "d_real", "d_fake")
+
+
+class SettingsError(ValueError):
+    """A DCGAN setting is unknown or out of range; the message names the key."""
+
+
+class NonFiniteLossError(RuntimeError):
+    """A loss became NaN or infinite: training stops, the last saved state is kept."""
+
+
+@dataclass(frozen=True)
+class DcganSettings:
+    """One DCGAN run, as the study configures it (defaults: the DCGAN paper and tutorial)."""
+
+    image_size: int = 64  # px, side of generated and (resized) real images: 32, 64 or 128
+    channels: int = 1  # 1 = grayscale, 3 = the gray image repeated (the study's RGB variant)
+    nz: int = 100  # latent dimension
+    ngf: int = 64  # generator width (feature maps of its last hidden layer)
+    ndf: int = 64  # discriminator width (feature maps of its first layer)
+    epochs: int = 200  # passes over the training images
+    batch_size: int = 64  # images per step (real and fake batches each)
+    lr: float = 2e-4  # Adam learning rate, both networks
+    beta1: float = 0.5  # Adam beta1
+    beta2: float = 0.999  # Adam beta2
+    real_label: float = 1.0  # D's target for real images; < 1 = one-sided label smoothing
+    seed: int = 0  # seeds init, grid noise, shuffles and z
+    snapshot_every_epochs: int = 10  # snapshot + grid every this many epochs (and the last)
+    grid_size: int = 64  # images in the fixed-noise grid (64 -> 8x8)
+    bf16: bool | str = "auto"  # bf16 autocast: "auto" = where the hardware has native bf16
+    channels_last: bool = True  # NHWC memory format (faster convolutions on CPU and GPU)
+
+    def __post_init__(self) -> None:
+        for f in dataclasses.fields(self):
+            _check(f.name, getattr(self, f.name))
+
+
+def _check(key: str, value: Any) -> None:
+    """Raise SettingsError naming `key` when `value` is of the wrong type or out of range."""
+
+    def fail(expected: str) -> None:
+        raise SettingsError(f"dcgan setting {key!r} must be {expected}, got {value!r}")
+
+    is_int = isinstance(value, int) and not isinstance(value, bool)
+    is_num = isinstance(value, int | float) and not isinstance(value, bool)
+    if key == "image_size" and not (is_int and value in IMAGE_SIZES):
+        fail(f"one of {', '.join(map(str, IMAGE_SIZES))}")
+    elif key == "channels" and not (is_int and value in CHANNELS):
+        fail("1 (grayscale) or 3 (gray repeated as RGB)")
+    elif key in ("nz", "ngf", "ndf", "epochs", "snapshot_every_epochs", "grid_size"):
+        if not (is_int and value >= 1):
+            fail("an integer >= 1")
+    elif key == "batch_size" and not (is_int and value >= 2):
+        fail("an integer >= 2 (batch norm needs a batch)")
+    elif key == "seed" and not (is_int and value >= 0):
+        fail("an integer >= 0")
+    elif key == "lr" and not (is_num and 0 < value < 1):
+        fail("a number in (0, 1)")
+    elif key in ("beta1", "beta2") and not (is_num and 0 <= value < 1):
+        fail("a number in [0, 1)")
+    elif key == "real_label" and not (is_num and 0.5 < value <= 1):
+        fail("a number in (0.5, 1] (1 = no label smoothing)")
+    elif key == "bf16" and not (value == "auto" or isinstance(value, bool)):
+        fail('"auto", true or false')
+    elif key == "channels_last" and not isinstance(value, bool):
+        fail("true or false")
+
+
+def dcgan_settings(d: Mapping[str, Any]) -> DcganSettings:
+    """Settings from a config mapping; unknown keys and bad values raise SettingsError."""
+    known = [f.name for f in dataclasses.fields(DcganSettings)]
+    unknown = sorted(set(d) - set(known))
+    if unknown:
+        raise SettingsError(
+            f"unknown dcgan setting(s) {', '.join(map(repr, unknown))}; known: {', '.join(known)}"
+        )
+    return DcganSettings(**dict(d))
+
+
+def snapshot_epochs(settings: DcganSettings) -> list[int]:
+    """Epochs (1-based) with a snapshot and a grid: every `snapshot_every_epochs`, and the last."""
+    every = settings.snapshot_every_epochs
+    epochs = list(range(every, settings.epochs + 1, every))
+    if not epochs or epochs[-1] != settings.epochs:
+        epochs.append(settings.epochs)
+    return epochs
+
+
+def snapshot_name(epoch: int) -> str:
+    return f"epoch{epoch:04d}.pt"
+
+
+def grid_name(epoch: int) -> str:
+    return f"epoch{epoch:04d}.png"
+
+
+def published_files(settings: DcganSettings, out_dir: str | Path) -> list[Path]:
+    """Every file a finished run writes into `out_dir`: snapshots, grids, train_log.csv."""
+    out_dir = Path(out_dir)
+    epochs = snapshot_epochs(settings)
+    return [
+        *(out_dir / "snapshots" / snapshot_name(e) for e in epochs),
+        *(out_dir / "grids" / grid_name(e) for e in epochs),
+        out_dir / "train_log.csv",
+    ]
+
+
+def resolve_device(device: str | torch.device) -> torch.device:
+    """`"auto"` -> cuda when available, else cpu; anything else as torch reads it."""
+    if str(device) == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    return torch.device(device)
+
+
+def use_bf16(flag: bool | str, device: torch.device) -> bool:
+    """Whether to autocast to bf16: `"auto"` where bf16 is native (emulated bf16 is slow)."""
+    if flag != "auto":
+        return bool(flag)
+    if device.type == "cuda":
+        return torch.cuda.is_bf16_supported()
+    if device.type == "cpu":
+        # oneDNN's check for AVX512-BF16 / AMX: without them bf16 convolutions are slower than fp32
+        return bool(torch.ops.mkldnn._is_mkldnn_bf16_supported())
+    return False
+
+
+def prepare_images(
+    images: np.ndarray,
+    image_size: int,
+    channels: int,
+    device: str | torch.device = "cpu",
+    channels_last: bool = True,
+) -> torch.Tensor:
+    """uint8 (N, H, W) -> float32 (N, channels, S, S) in [-1, 1] on `device`, made once.
+
+    Antialiased bilinear resize to S = `image_size` (chunked: the float copy of all full-size
+    images would not fit comfortably), 0..255 -> -1..1, gray repeated for 3 channels.
+    """
+    if images.dtype != np.uint8 or images.ndim != 3:
+        raise ValueError(f"images must be uint8 (N, H, W), got {images.dtype} {images.shape}")
+    n = len(images)
+    out = torch.empty(n, 1, image_size, image_size)
+    for start in range(0, n, 256):
+        chunk = torch.from_numpy(np.ascontiguousarray(images[start : start + 256]))
+        chunk = chunk.unsqueeze(1).float()
+        if chunk.shape[-2:] != (image_size, image_size):
+            chunk = F.interpolate(
+                chunk, size=(image_size, image_size), mode="bilinear", antialias=True
+            )
+        out[start : start + 256] = chunk
+    out = (out / 127.5 - 1.0).clamp_(-1.0, 1.0).repeat(1, channels, 1, 1)
+    memory_format = torch.channels_last if channels_last else torch.contiguous_format
+    return out.to(device).contiguous(memory_format=memory_format)
+
+
+def fingerprint(images: np.ndarray) -> str:
+    """sha256 of the training images: a resumed run must see the data it started with."""
+    digest = hashlib.sha256(str((images.dtype, images.shape)).encode())
+    digest.update(np.ascontiguousarray(images).data)
+    return digest.hexdigest()
+
+
+@contextlib.contextmanager
+def frozen(module: nn.Module) -> Iterator[None]:
+    """No weight gradients for `module` inside the block (input gradients still flow)."""
+    module.requires_grad_(False)
+    try:
+        yield
+    finally:
+        module.requires_grad_(True)
+
+
+class DcganTrainer:
+    """The DCGAN training loop as a `Resumable` (cxrlib.train.survival)."""
+
+    def __init__(
+        self,
+        images: torch.Tensor,
+        settings: DcganSettings,
+        device: str | torch.device = "cpu",
+        data_fingerprint: str = "",
+    ):
+        """`images`: (N, C, S, S) in [-1, 1] on `device`, from `prepare_images`."""
+        s = settings
+        expected = (s.channels, s.image_size, s.image_size)
+        if images.dim() != 4 or tuple(images.shape[1:]) != expected:
+            raise ValueError(f"images must be (N, {expected}), got {tuple(images.shape)}")
+        if len(images) < s.batch_size:
+            raise ValueError(
+                f"{len(images)} training images are fewer than one batch ({s.batch_size}); "
+                "lower dcgan batch_size or provide more images"
+            )
+        self.settings = settings
+        self.device = torch.device(device)
+        self.images = images
+        self.data_fingerprint = data_fingerprint
+        self.steps_per_epoch = len(images) // s.batch_size
+        self.bf16 = use_bf16(s.bf16, self.device)
+        self.memory_format = torch.channels_last if s.channels_last else torch.contiguous_format
+
+        self.rng = torch.Generator().manual_seed(s.seed)
+        self.generator = Generator(s.nz, s.ngf, s.channels, s.image_size)
+        self.discriminator = Discriminator(s.ndf, s.channels, s.image_size)
+        init_weights(self.generator, self.rng)
+        init_weights(self.discriminator, self.rng)
+        for net in (self.generator, self.discriminator):
+            net.to(self.device, memory_format=self.memory_format)
+        # The same latents every epoch: the grids show one set of images evolving.
+        self.fixed_noise = torch.randn(s.grid_size, s.nz, 1, 1, generator=self.rng)
+        fused = self.device.type in ("cpu", "cuda")
+        self.opt_g = torch.optim.Adam(
+            self.generator.parameters(), s.lr, betas=(s.beta1, s.beta2), fused=fused
+        )
+        self.opt_d = torch.optim.Adam(
+            self.discriminator.parameters(), s.lr, betas=(s.beta1, s.beta2), fused=fused
+        )
+
+        self.step = 0
+        self.perm = torch.arange(len(images))
+        self.sums = dict.fromkeys((*_METRICS, "seconds"), 0.0)  # of the current epoch
+        self.history: list[dict[str, float]] = []  # one row per finished epoch (LOG_COLUMNS)
+
+    @property
+    def epoch(self) -> int:
+        """Finished epochs."""
+        return self.step // self.steps_per_epoch
+
+    def _autocast(self) -> contextlib.AbstractContextManager:
+        return torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.bf16)
+
+    def _batch(self) -> tuple[torch.Tensor, torch.Tensor]:
+        """The next real batch (B, C, S, S) and latents (B, nz, 1, 1), both on the device."""
+        b = self.settings.batch_size
+        within = self.step % self.steps_per_epoch
+        if within == 0:
+            self.perm = torch.randperm(len(self.images), generator=self.rng)
+        index = self.perm[within * b : (within + 1) * b].to(self.device)
+        real = self.images[index].contiguous(memory_format=self.memory_format)
+        z = torch.randn(b, self.settings.nz, 1, 1, generator=self.rng)
+        return real, z.to(self.device)
+
+    def _update(self, real: torch.Tensor, z: torch.Tensor) -> torch.Tensor:
+        """One D update then one G update; returns [loss_d, loss_g, D(x), D(G(z))] (detached).
+
+        Real and fake go through D as separate batches, so each BN sees one kind (DCGAN).
+        """
+        G, D = self.generator, self.discriminator
+        with self._autocast():
+            fake = G(z)
+            logit_real = D(real).float()
+            logit_fake = D(fake.detach()).float()
+        # BCE with logits = the sigmoid output's BCE, computed without log(sigmoid) overflow.
+        loss_d = F.binary_cross_entropy_with_logits(
+            logit_real, torch.full_like(logit_real, self.settings.real_label)
+        ) + F.binary_cross_entropy_with_logits(logit_fake, torch.zeros_like(logit_fake))
+        self.opt_d.zero_grad(set_to_none=True)
+        loss_d.backward()
+        self.opt_d.step()
+
+        with frozen(D):  # G's update needs gradients through D, not of D's weights
+            with self._autocast():
+                logit_gen = D(fake).float()
+            loss_g = F.binary_cross_entropy_with_logits(logit_gen, torch.ones_like(logit_gen))
+            self.opt_g.zero_grad(set_to_none=True)
+            loss_g.backward()
+            self.opt_g.step()
+        return torch.stack(
+            [loss_d, loss_g, torch.sigmoid(logit_real).mean(), torch.sigmoid(logit_fake).mean()]
+        ).detach()
+
+    def train_step(self) -> dict[str, float]:
+        """One minibatch update of D and G; returns the step's losses and mean D outputs."""
+        start = time.perf_counter()
+        real, z = self._batch()
+        values = self._update(real, z).tolist()
+        metrics = dict(zip(_METRICS, values, strict=True))
+        if not all(math.isfinite(v) for v in values):
+            raise NonFiniteLossError(
+                f"non-finite loss at step {self.step + 1} (epoch {self.epoch + 1}): "
+                f"loss_d={metrics['loss_d']}, loss_g={metrics['loss_g']}; training stopped "
+                "and the last saved state kept (try a lower lr or bf16: false)"
+            )
+        self.step += 1
+        for key, value in metrics.items():
+            self.sums[key] += value
+        self.sums["seconds"] += time.perf_counter() - start
+        if self.step % self.steps_per_epoch == 0:
+            self._close_epoch()
+        return metrics
+
+    def _close_epoch(self) -> None:
+        n = self.steps_per_epoch
+        seconds = self.sums["seconds"]
+        row = {"epoch": self.epoch, "step": self.step}
+        row |= {key: self.sums[key] / n for key in _METRICS}
+        row |= {"seconds": seconds, "images_per_s": n * self.settings.batch_size / seconds}
+        self.history.append(row)
+        self.sums = dict.fromkeys(self.sums, 0.0)
+
+    @torch.no_grad()
+    def grid(self) -> np.ndarray:
+        """The fixed-noise images tiled in a square grid, uint8 (H, W) or (H, W, 3).
+
+        Eval mode and fp32, as a snapshot samples, so the grid shows what the snapshot makes.
+        """
+        G = self.generator
+        G.eval()
+        try:
+            images = G(self.fixed_noise.to(self.device)).float().cpu()
+        finally:
+            G.train()
+        return tile(images)
+
+    def _check_finite(self) -> None:
+        for name, net in (("generator", self.generator), ("discriminator", self.discriminator)):
+            if not all(torch.isfinite(p).all() for p in net.parameters()):
+                raise NonFiniteLossError(
+                    f"the {name} has non-finite weights at step {self.step}; not saving them: "
+                    "the last saved state is kept (try a lower lr or bf16: false)"
+                )
+
+    def state_dict(self) -> dict[str, Any]:
+        """Everything a resumed run needs to continue bit for bit (never non-finite weights)."""
+        self._check_finite()
+        return {
+            "step": self.step,
+            "settings": dataclasses.asdict(self.settings),
+            "data": {"n_images": len(self.images), "fingerprint": self.data_fingerprint},
+            "generator": self.generator.state_dict(),
+            "discriminator": self.discriminator.state_dict(),
+            "opt_g": self.opt_g.state_dict(),
+            "opt_d": self.opt_d.state_dict(),
+            "rng": self.rng.get_state(),
+            "perm": self.perm.clone(),
+            "fixed_noise": self.fixed_noise.clone(),
+            "sums": dict(self.sums),
+            "history": [dict(row) for row in self.history],
+        }
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        """Continue from `state_dict()`; refuses a state of other settings or other data."""
+        ours = dataclasses.asdict(self.settings)
+        if state["settings"] != ours:
+            changed = sorted(k for k in ours if state["settings"].get(k) != ours[k])
+            raise ValueError(
+                f"the resume state was written with other dcgan settings ({', '.join(changed)} "
+                "differ); delete the run's state folder to start again with the new settings"
+            )
+        data = {"n_images": len(self.images), "fingerprint": self.data_fingerprint}
+        if state["data"] != data:
+            raise ValueError(
+                "the resume state was trained on other images; delete the run's state folder "
+                "to start again on the current data"
+            )
+        self.step = int(state["step"])
+        self.generator.load_state_dict(state["generator"])
+        self.discriminator.load_state_dict(state["discriminator"])
+        self.opt_g.load_state_dict(state["opt_g"])
+        self.opt_d.load_state_dict(state["opt_d"])
+        self.rng.set_state(state["rng"])
+        self.perm = state["perm"].clone()
+        self.fixed_noise = state["fixed_noise"].clone()
+        self.sums = {k: float(v) for k, v in state["sums"].items()}
+        self.history = [dict(row) for row in state["history"]]
+
+
+def tile(images: torch.Tensor, pad: int = 2) -> np.ndarray:
+    """(N, C, H, W) in [-1, 1] -> one uint8 image of ceil(sqrt(N)) columns, `pad` px black gaps.
+
+    Returns (H', W') for C = 1, (H', W', 3) for C = 3.
+    """
+    n, c, h, w = images.shape
+    cols = math.ceil(math.sqrt(n))
+    rows = math.ceil(n / cols)
+    canvas = np.zeros((rows * (h + pad) + pad, cols * (w + pad) + pad, c), np.uint8)
+    pixels = ((images.clamp(-1, 1) + 1) * 127.5).round().to(torch.uint8)
+    pixels = pixels.permute(0, 2, 3, 1).numpy()
+    for i in range(n):
+        r, q = divmod(i, cols)
+        y, x = pad + r * (h + pad), pad + q * (w + pad)
+        canvas[y : y + h, x : x + w] = pixels[i]
+    return canvas[..., 0] if c == 1 else canvas
+
+
+def write_png(array: np.ndarray, target: Path) -> None:
+    """uint8 (H, W) or (H, W, 3) -> PNG, atomically."""
+    write_atomic(target, lambda tmp: Image.fromarray(array).save(tmp, format="PNG"))
+
+
+def _format_duration(seconds: float) -> str:
+    minutes = round(seconds / 60)
+    return f"{minutes // 60}h{minutes % 60:02d}m"
+
+
+class EpochEnd:
+    """`on_step` for `run_resumable`: at each epoch's end, log it and write snapshot and grid.
+
+    Snapshots and grids go into the state folder (undeclared: survives a failed attempt). A
+    resumed run that repeats an epoch rewrites the same files with the same bytes.
+    """
+
+    def __init__(self, settings: DcganSettings, run: str, work_dir: Path):
+        self.settings = settings
+        self.run = run
+        self.work_dir = work_dir
+        self.epochs = set(snapshot_epochs(settings))
+
+    def __call__(self, trainer: DcganTrainer, _metrics: dict[str, float]) -> None:
+        if trainer.step % trainer.steps_per_epoch != 0:
+            return
+        row = trainer.history[-1]
+        epoch = int(row["epoch"])
+        if epoch in self.epochs:
+            save_snapshot(
+                self.work_dir / "snapshots" / snapshot_name(epoch),
+                model="dcgan",
+                kwargs=trainer.generator.kwargs(),
+                generator=trainer.generator,
+                progress={"epoch": epoch},
+                run=self.run,
+                seed=self.settings.seed,
+            )
+            write_png(trainer.grid(), self.work_dir / "grids" / grid_name(epoch))
+        recent = [r["seconds"] for r in trainer.history[-5:]]
+        eta = (self.settings.epochs - epoch) * sum(recent) / len(recent)
+        log.info(
+            "epoch %d/%d step %d loss_d %.4f loss_g %.4f D(x) %.3f D(G(z)) %.3f %.1f img/s ETA %s",
+            epoch,
+            self.settings.epochs,
+            trainer.step,
+            row["loss_d"],
+            row["loss_g"],
+            row["d_real"],
+            row["d_fake"],
+            row["images_per_s"],
+            _format_duration(eta),
+        )
+
+
+def _copy_atomic(src: Path, target: Path) -> None:
+    if not src.is_file():
+        raise FileNotFoundError(
+            f"{src} is missing from the state folder; delete the state folder and rerun"
+        )
+    with atomic_path(target) as tmp:
+        shutil.copyfile(src, tmp)
+
+
+def publish(trainer: DcganTrainer, work_dir: Path, out_dir: Path) -> None:
+    """Copy snapshots and grids from the state folder into `out_dir` and write train_log.csv."""
+    settings = trainer.settings
+    for epoch in snapshot_epochs(settings):
+        for sub, name in (("snapshots", snapshot_name(epoch)), ("grids", grid_name(epoch))):
+            _copy_atomic(work_dir / sub / name, out_dir / sub / name)
+    frame = pd.DataFrame(trainer.history, columns=list(LOG_COLUMNS))
+    if len(frame) != settings.epochs:
+        raise RuntimeError(f"train log has {len(frame)} epochs, expected {settings.epochs}")
+    frame[["epoch", "step"]] = frame[["epoch", "step"]].astype(int)
+    write_csv(frame, out_dir / "train_log.csv")
+
+
+def train_dcgan(
+    images: np.ndarray,
+    settings: DcganSettings,
+    run: str,
+    out_dir: Path,
+    state_dir: Path,
+    *,
+    device: str | torch.device = "cpu",
+    save_every_s: float = 600.0,
+    deadline: float | None = None,
+) -> None:
+    """Train one DCGAN run on uint8 (N, H, W) `images` and publish its files into `out_dir`.
+
+    Resumes from `state_dir` when a previous attempt left state there; raises JobInterrupted
+    (exit 75) after saving state on SIGTERM/SIGUSR1 or when the unix time `deadline` (the
+    SLURM end time) comes close. On completion writes `published_files(settings, out_dir)`
+    and removes the resume state and the working copies.
+    """
+    out_dir, state_dir = Path(out_dir), Path(state_dir)
+    device = resolve_device(device)
+    store = StateStore(state_dir)
+    if not store.exists():
+        # Files of an attempt that never saved state: not ours to keep (and maybe stale).
+        for sub in ("snapshots", "grids"):
+            shutil.rmtree(state_dir / sub, ignore_errors=True)
+    data = prepare_images(
+        images, settings.image_size, settings.channels, device, settings.channels_last
+    )
+    trainer = DcganTrainer(data, settings, device, data_fingerprint=fingerprint(images))
+    total = settings.epochs * trainer.steps_per_epoch
+    log.info(
+        "DCGAN run %s: %d images at %d px, %d channel(s), %d steps/epoch x %d epochs on %s "
+        "(bf16 %s, channels_last %s)",
+        run,
+        len(images),
+        settings.image_size,
+        settings.channels,
+        trainer.steps_per_epoch,
+        settings.epochs,
+        device,
+        trainer.bf16,
+        settings.channels_last,
+    )
+    try:
+        run_resumable(
+            trainer,
+            total,
+            store,
+            save_every_s=save_every_s,
+            on_step=EpochEnd(settings, run, state_dir),
+            deadline=deadline,
+        )
+    except NonFiniteLossError as exc:
+        store.record(f"stopped: {exc}")
+        saved = f"state saved at step {store.load()['step']}" if store.exists() else "no state"
+        raise NonFiniteLossError(f"{exc} ({saved} in {state_dir})") from exc
+    # A kill while publishing must not cost the training: keep the finished state first.
+    store.save(trainer.state_dict(), trainer.step)
+    publish(trainer, state_dir, out_dir)
+    store.record(f"finished at step {trainer.step}; published into {out_dir}")
+    store.clear()
+    for sub in ("snapshots", "grids"):
+        shutil.rmtree(state_dir / sub, ignore_errors=True)
