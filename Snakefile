@@ -21,9 +21,22 @@ include: "rules/common.smk"
 
 wildcard_constraints:
     split="|".join(SPLITS),
+    model="|".join(MODELS),
+    run="[A-Za-z0-9][A-Za-z0-9_.-]*",
+    snapshot="best|epoch[0-9]{4}|kimg[0-9]{6}(\\.[0-9]{3})?",
+    extractor="inception|cxr",
+    res="[0-9]+",
+    arm="real|real_classic|real_dcgan|real_stylegan2ada",
+    ratio="balance|[0-9]+(\\.[0-9]+)?",
+    seed="[0-9]+",
 
 
 include: "rules/data.smk"
+include: "rules/metrics.smk"
+include: "rules/dcgan.smk"
+include: "rules/stylegan2ada.smk"
+include: "rules/samples.smk"
+include: "rules/classifier.smk"
 
 
 rule all:

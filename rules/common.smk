@@ -26,10 +26,271 @@ def get_data_root():
 
 
 def get_final_output():
-    """The targets of the default rule (all); the list grows with each stage of the study."""
-    return [
+    """The targets of the default rule (all): every stage's tables and figures."""
+    targets = [
         "results/data/manifest.csv",
         "results/data/qc/class_counts.png",
         "results/data/qc/examples.png",
         "results/data/qc/intensity_histograms.png",
     ]
+    for model in STAGED_MODELS:
+        if not model_enabled(model):
+            continue
+        for run in get_model_runs(model):
+            targets.append(f"results/{model}/{run}/sweep.csv")
+        targets.append("results/metrics/summary.csv")
+        choice = config[model]["use_snapshot"]
+        targets += [
+            f"results/metrics/memorisation/{model}/{run}/{choice}/summary.json"
+            for run in get_model_runs(model)
+        ]
+    targets.append("results/classifier/comparison.csv")
+    return targets
+
+
+# ---------------------------------------------------------------- models, snapshots, scoring
+
+MODELS = ["dcgan", "stylegan2ada"]
+# Models whose rules are included.
+STAGED_MODELS = ["dcgan", "stylegan2ada"]
+
+
+def _merged(section, run):
+    """A run's settings: the section's settings with the run's overrides on top."""
+    return {**config[section]["settings"], **config[section]["runs"][run]}
+
+
+def dcgan_settings_of(run):
+    """Validated DcganSettings of a run; bad keys fail at DAG build, naming run and key."""
+    from cxrlib.train.dcgan import dcgan_settings
+
+    try:
+        return dcgan_settings(_merged("dcgan", run))
+    except (TypeError, ValueError) as exc:
+        raise WorkflowError(f"dcgan.runs.{run}: {exc}") from exc
+
+
+def stylegan_settings_of(run):
+    """Validated StyleGanSettings of a run; bad keys fail at DAG build, naming run and key."""
+    from cxrlib.train.stylegan2ada import stylegan_settings
+
+    try:
+        return stylegan_settings(_merged("stylegan2ada", run))
+    except (TypeError, ValueError) as exc:
+        raise WorkflowError(f"stylegan2ada.runs.{run}: {exc}") from exc
+
+
+def get_snapshots(model, run):
+    """Snapshot names a training run writes: epochNNNN (DCGAN) or kimgNNNNNN (StyleGAN2-ADA)."""
+    if model == "dcgan":
+        from cxrlib.train.dcgan import snapshot_epochs
+
+        return [f"epoch{e:04d}" for e in snapshot_epochs(dcgan_settings_of(run))]
+    from cxrlib.train.stylegan2ada import snapshot_kimgs, snapshot_name
+
+    return [snapshot_name(k) for k in snapshot_kimgs(stylegan_settings_of(run))]
+
+
+def get_resolution(model, run):
+    """Side length (px) of a run's generated images."""
+    if model == "dcgan":
+        return dcgan_settings_of(run).image_size
+    return stylegan_settings_of(run).resolution
+
+
+def get_inception_weights():
+    """The Inception weights file: configured, or where fetch_weights puts it."""
+    configured = config["metrics"]["inception_weights"]
+    if configured:
+        if not Path(configured).is_file():
+            raise WorkflowError(
+                f"metrics.inception_weights {configured} does not exist; download "
+                f"{config['metrics']['inception_url']} there, or set it to null so that the "
+                "fetch_weights rule downloads it (needs internet on the machine running snakemake)"
+            )
+        return configured
+    return fetched_inception_weights()
+
+
+def fetched_inception_weights():
+    """Where fetch_weights saves the Inception file: weights_dir / the URL's file name."""
+    name = config["metrics"]["inception_url"].rsplit("/", 1)[-1]
+    return str(Path(config["metrics"]["weights_dir"]) / name)
+
+
+def get_extractor_inputs(extractors):
+    """Weights files the given extractors need, as named inputs."""
+    inputs = {}
+    if "inception" in extractors:
+        inputs["inception"] = get_inception_weights()
+    if "cxr" in extractors:
+        inputs["domain"] = "results/metrics/domain_extractor/model.pt"
+    return inputs
+
+
+def get_positive_label():
+    """The class a classifier's score stands for: the class that is not synthesised."""
+    return "PNEUMONIA" if config["data"]["synthetic_class"] != "PNEUMONIA" else "NORMAL"
+
+
+def get_real_features_inputs(wildcards):
+    return get_extractor_inputs([wildcards.extractor])
+
+
+def memorisation_extractor():
+    """The audit's feature space: the CXR extractor where configured (it knows the anatomy)."""
+    extractors = config["metrics"]["extractors"]
+    return "cxr" if "cxr" in extractors else extractors[0]
+
+
+def get_audit_inputs(wildcards):
+    return get_extractor_inputs([memorisation_extractor()])
+
+
+def real_features_path(extractor, split, resolution):
+    return f"results/metrics/real_features/{extractor}/{split}_{resolution}px.npz"
+
+
+def get_score_inputs(wildcards, model):
+    """A run's snapshots, the real features at its resolution and the extractors' weights."""
+    if wildcards.snapshot not in get_snapshots(model, wildcards.run):
+        raise WorkflowError(
+            f"{model} run {wildcards.run} writes no snapshot {wildcards.snapshot}; it writes "
+            + ", ".join(get_snapshots(model, wildcards.run))
+        )
+    res = get_resolution(model, wildcards.run)
+    inputs = {
+        "snapshots": f"results/{model}/{wildcards.run}/snapshots",
+        **get_extractor_inputs(config["metrics"]["extractors"]),
+    }
+    for extractor in config["metrics"]["extractors"]:
+        for split in config["metrics"]["references"]:
+            inputs[f"real_{extractor}_{split}"] = real_features_path(extractor, split, res)
+    return inputs
+
+
+def get_dcgan_score_inputs(wildcards):
+    return get_score_inputs(wildcards, "dcgan")
+
+
+def get_stylegan_score_inputs(wildcards):
+    return get_score_inputs(wildcards, "stylegan2ada")
+
+
+def get_dcgan_sweep_scores(wildcards):
+    return get_sweep_scores(wildcards, "dcgan")
+
+
+def get_stylegan_sweep_scores(wildcards):
+    return get_sweep_scores(wildcards, "stylegan2ada")
+
+
+def get_dcgan_settings(wildcards):
+    """The run's settings as a plain dict (params are compared between runs as text)."""
+    from dataclasses import asdict
+
+    return asdict(dcgan_settings_of(wildcards.run))
+
+
+def get_stylegan_settings(wildcards):
+    from dataclasses import asdict
+
+    return asdict(stylegan_settings_of(wildcards.run))
+
+
+def get_model_runs(model):
+    return list(config[model]["runs"])
+
+
+def get_sweep_scores(wildcards, model):
+    return expand(
+        "results/{model}/{run}/scores/{snapshot}.csv",
+        model=model,
+        run=wildcards.run,
+        snapshot=get_snapshots(model, wildcards.run),
+    )
+
+
+def get_all_scores():
+    return [
+        f"results/{model}/{run}/scores/{snapshot}.csv"
+        for model in STAGED_MODELS
+        if model_enabled(model)
+        for run in get_model_runs(model)
+        for snapshot in get_snapshots(model, run)
+    ]
+
+
+def model_enabled(model):
+    """Models in the study: those with at least one run."""
+    return bool(config[model]["runs"])
+
+
+def get_sample_inputs(wildcards):
+    """The snapshot to sample: a named one, or for "best" every snapshot plus the sweep table."""
+    folder = f"results/{wildcards.model}/{wildcards.run}"
+    if wildcards.snapshot == "best":
+        return {"sweep": f"{folder}/sweep.csv", "snapshots": f"{folder}/snapshots"}
+    if wildcards.snapshot not in get_snapshots(wildcards.model, wildcards.run):
+        raise WorkflowError(
+            f"{wildcards.model} run {wildcards.run} writes no snapshot {wildcards.snapshot}; "
+            f"it writes {', '.join(get_snapshots(wildcards.model, wildcards.run))}"
+        )
+    return {"snapshots": f"{folder}/snapshots"}
+
+
+def chosen_samples(model):
+    """The synthetic-image folders of a model's chosen snapshot, one per run."""
+    choice = config[model]["use_snapshot"]
+    return [f"results/synthetic/{model}/{run}/{choice}" for run in get_model_runs(model)]
+
+
+# ---------------------------------------------------------------- classifier arms
+
+
+def ratio_label(value):
+    """A configured ratio as its wildcard text: "balance" or a number such as "0.5"."""
+    return "balance" if str(value) == "balance" else f"{float(value):g}"
+
+
+def get_classifier_arms():
+    """(arm, ratio) pairs of the study: real, real_classic, real_<model> x ratios."""
+    arms = [("real", "0")]
+    if config["classifier"]["classic_augmentation"]:
+        arms.append(("real_classic", "0"))
+    for model in config["classifier"]["models"]:
+        if model in STAGED_MODELS and model_enabled(model):
+            arms += [(f"real_{model}", ratio_label(r)) for r in config["classifier"]["ratios"]]
+    return arms
+
+
+def get_classifier_runs(filename):
+    return [
+        f"results/classifier/{arm}/ratio{ratio}/seed{seed}/{filename}"
+        for arm, ratio in get_classifier_arms()
+        for seed in config["classifier"]["seeds"]
+    ]
+
+
+def _arm_model(arm):
+    model = arm.removeprefix("real_")
+    return model if model in MODELS else None
+
+
+def get_classifier_inputs(wildcards):
+    """The synthetic samples an arm adds: the first run's chosen snapshot of its model."""
+    model = _arm_model(wildcards.arm)
+    if model is None:
+        return {}
+    run = get_model_runs(model)[0]
+    return {"synthetic": f"results/synthetic/{model}/{run}/{config[model]['use_snapshot']}"}
+
+
+def get_classifier_settings(wildcards):
+    """The arm's settings: config settings, its augmentation, its seed and its ratio."""
+    settings = {
+        **config["classifier"]["settings"],
+        "augment": "classic" if wildcards.arm == "real_classic" else "none",
+        "seed": int(wildcards.seed),
+    }
+    return {"settings": settings, "ratio": wildcards.ratio}

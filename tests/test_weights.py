@@ -35,7 +35,7 @@ def test_wrong_sha256_leaves_no_file(tmp_path: Path) -> None:
 
 def test_unreachable_url_names_the_offline_fix(tmp_path: Path) -> None:
     target = tmp_path / "inception.pth"
-    with pytest.raises(WeightsError, match="metrics.inception_weights") as info:
+    with pytest.raises(WeightsError, match=r"metrics\.inception_weights") as info:
         fetch_weights((tmp_path / "missing.pth").as_uri(), target, "6726825d")
     assert "login node" in str(info.value)
     assert not target.exists()

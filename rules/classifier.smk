@@ -1,0 +1,100 @@
+# Does synthetic data help a classifier? Arms x ratios x seeds, each trained and evaluated on the
+# real test set, then compared with the real-only arm.
+
+
+localrules:
+    compare_classifiers,
+
+
+rule train_classifier:
+    input:
+        unpack(get_classifier_inputs),
+        train="results/data/cache/train.npz",
+        val="results/data/cache/val.npz",
+    output:
+        model="results/classifier/{arm}/ratio{ratio}/seed{seed}/model.pt",
+        history="results/classifier/{arm}/ratio{ratio}/seed{seed}/history.csv",
+        composition="results/classifier/{arm}/ratio{ratio}/seed{seed}/train_composition.json",
+    log:
+        "logs/train_classifier/{arm}_ratio{ratio}_seed{seed}.log",
+    benchmark:
+        "results/benchmarks/train_classifier/{arm}_ratio{ratio}_seed{seed}.tsv"
+    conda:
+        "../envs/cxr.yaml"
+    params:
+        settings=get_classifier_settings,
+        positive_label=get_positive_label(),
+        synthetic_class=config["data"]["synthetic_class"],
+        state="results/classifier/{arm}/ratio{ratio}/seed{seed}/state",
+    script:
+        "../scripts/train_classifier.py"
+
+
+rule evaluate_classifier:
+    input:
+        model="results/classifier/{arm}/ratio{ratio}/seed{seed}/model.pt",
+        test="results/data/cache/test.npz",
+    output:
+        predictions="results/classifier/{arm}/ratio{ratio}/seed{seed}/predictions.csv",
+        metrics="results/classifier/{arm}/ratio{ratio}/seed{seed}/metrics.csv",
+    log:
+        "logs/evaluate_classifier/{arm}_ratio{ratio}_seed{seed}.log",
+    benchmark:
+        "results/benchmarks/evaluate_classifier/{arm}_ratio{ratio}_seed{seed}.tsv"
+    conda:
+        "../envs/cxr.yaml"
+    params:
+        n_boot=config["classifier"]["n_boot"],
+    script:
+        "../scripts/evaluate_classifier.py"
+
+
+rule compare_classifiers:
+    input:
+        metrics=get_classifier_runs("metrics.csv"),
+        predictions=get_classifier_runs("predictions.csv"),
+        compositions=get_classifier_runs("train_composition.json"),
+    output:
+        summary=report(
+            "results/classifier/summary.csv",
+            caption="../report/classifier_summary.rst",
+            category="Classifier",
+            labels={"table": "every model (arm, ratio, seed)"},
+        ),
+        comparison=report(
+            "results/classifier/comparison.csv",
+            caption="../report/classifier_comparison.rst",
+            category="Classifier",
+            labels={"table": "arms against real-only"},
+        ),
+        roc=report(
+            "results/classifier/figures/roc.png",
+            caption="../report/classifier_roc.rst",
+            category="Classifier",
+            labels={"figure": "ROC curves"},
+        ),
+        vs_ratio=report(
+            "results/classifier/figures/auroc_vs_ratio.png",
+            caption="../report/classifier_vs_ratio.rst",
+            category="Classifier",
+            labels={"figure": "AUROC against synthetic ratio"},
+        ),
+        confusion=report(
+            "results/classifier/figures/confusion.png",
+            caption="../report/classifier_confusion.rst",
+            category="Classifier",
+            labels={"figure": "confusion matrices"},
+        ),
+    log:
+        "logs/compare_classifiers.log",
+    benchmark:
+        "results/benchmarks/compare_classifiers.tsv"
+    conda:
+        "../envs/cxr.yaml"
+    params:
+        n_boot=config["classifier"]["n_boot"],
+        positive_label=get_positive_label(),
+        synthetic_class=config["data"]["synthetic_class"],
+        synthetic=config["data"]["source"] == "phantom",
+    script:
+        "../scripts/compare_classifiers.py"

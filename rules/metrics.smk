@@ -1,0 +1,125 @@
+# Scoring: weights, the CXR-domain extractor, real features once per extractor/split/resolution,
+# the per-snapshot scores of both GANs, the memorisation audit and the study-wide summary.
+
+
+# fetch_weights needs internet: on clusters it runs where snakemake runs (the login node).
+# The summary and the audit plots take seconds.
+localrules:
+    fetch_weights,
+    metrics_summary,
+
+
+rule fetch_weights:
+    output:
+        fetched_inception_weights(),
+    log:
+        "logs/fetch_weights.log",
+    benchmark:
+        "results/benchmarks/fetch_weights.tsv"
+    conda:
+        "../envs/cxr.yaml"
+    params:
+        url=config["metrics"]["inception_url"],
+        sha256=config["metrics"]["inception_sha256"],
+    script:
+        "../scripts/fetch_weights.py"
+
+
+rule train_domain_extractor:
+    input:
+        train="results/data/cache/train.npz",
+        val="results/data/cache/val.npz",
+    output:
+        model="results/metrics/domain_extractor/model.pt",
+        history="results/metrics/domain_extractor/history.csv",
+    log:
+        "logs/train_domain_extractor.log",
+    benchmark:
+        "results/benchmarks/train_domain_extractor.tsv"
+    conda:
+        "../envs/cxr.yaml"
+    params:
+        settings=config["metrics"]["domain_extractor"],
+        positive_label=get_positive_label(),
+        state="results/metrics/domain_extractor/state",
+    script:
+        "../scripts/train_domain_extractor.py"
+
+
+rule real_features:
+    input:
+        unpack(get_real_features_inputs),
+        cache="results/data/cache/{split}.npz",
+    output:
+        "results/metrics/real_features/{extractor}/{split}_{res}px.npz",
+    log:
+        "logs/real_features/{extractor}_{split}_{res}px.log",
+    benchmark:
+        "results/benchmarks/real_features/{extractor}_{split}_{res}px.tsv"
+    conda:
+        "../envs/cxr.yaml"
+    params:
+        label=config["data"]["synthetic_class"],
+        sha256=config["metrics"]["inception_sha256"],
+        batch_size=config["metrics"]["batch_size"],
+    script:
+        "../scripts/real_features.py"
+
+
+rule metrics_summary:
+    input:
+        get_all_scores(),
+    output:
+        report(
+            "results/metrics/summary.csv",
+            caption="../report/metrics_summary.rst",
+            category="Scoring",
+            labels={"table": "all scores"},
+        ),
+    log:
+        "logs/metrics_summary.log",
+    benchmark:
+        "results/benchmarks/metrics_summary.tsv"
+    conda:
+        "../envs/cxr.yaml"
+    script:
+        "../scripts/metrics_summary.py"
+
+
+rule audit_memorisation:
+    input:
+        unpack(get_audit_inputs),
+        samples="results/synthetic/{model}/{run}/{snapshot}",
+        cache="results/data/cache/train.npz",
+    output:
+        table="results/metrics/memorisation/{model}/{run}/{snapshot}/nearest.csv",
+        real_to_real="results/metrics/memorisation/{model}/{run}/{snapshot}/real_to_real.csv",
+        summary="results/metrics/memorisation/{model}/{run}/{snapshot}/summary.json",
+        distances=report(
+            "results/metrics/memorisation/{model}/{run}/{snapshot}/distances.png",
+            caption="../report/memorisation_distances.rst",
+            category="Memorisation",
+            subcategory="{model}",
+            labels={"run": "{run}", "snapshot": "{snapshot}", "figure": "nearest distances"},
+        ),
+        pairs=report(
+            "results/metrics/memorisation/{model}/{run}/{snapshot}/closest_pairs.png",
+            caption="../report/memorisation_pairs.rst",
+            category="Memorisation",
+            subcategory="{model}",
+            labels={"run": "{run}", "snapshot": "{snapshot}", "figure": "closest pairs"},
+        ),
+    log:
+        "logs/audit_memorisation/{model}_{run}_{snapshot}.log",
+    benchmark:
+        "results/benchmarks/audit_memorisation/{model}_{run}_{snapshot}.tsv"
+    conda:
+        "../envs/cxr.yaml"
+    params:
+        extractor=memorisation_extractor(),
+        label=config["data"]["synthetic_class"],
+        sha256=config["metrics"]["inception_sha256"],
+        settings=config["metrics"]["memorisation"],
+        synthetic=config["data"]["source"] == "phantom",
+    script:
+        "../scripts/audit_memorisation.py"

@@ -1,0 +1,22 @@
+# Synthetic images of a chosen snapshot: PNGs plus an index, reused by the memorisation audit
+# and by every classifier arm that adds synthetic data.
+
+
+rule generate_samples:
+    input:
+        unpack(get_sample_inputs),
+    output:
+        directory("results/synthetic/{model}/{run}/{snapshot}"),
+    log:
+        "logs/generate_samples/{model}_{run}_{snapshot}.log",
+    benchmark:
+        "results/benchmarks/generate_samples/{model}_{run}_{snapshot}.tsv"
+    conda:
+        "../envs/cxr.yaml"
+    params:
+        samples=config["samples"],
+        label=config["data"]["synthetic_class"],
+        # "best" = lowest FID against the real training images in the first extractor's space.
+        extractor=config["metrics"]["extractors"][0],
+    script:
+        "../scripts/generate_samples.py"

@@ -1,0 +1,103 @@
+# StyleGAN2-ADA: one training job per run writes every snapshot (kimg); each snapshot is scored by
+# its own job; the sweep table and figures follow FID, ADA's p and the truncation trade-off.
+
+
+localrules:
+    stylegan_sweep,
+
+
+rule train_stylegan2ada:
+    input:
+        cache="results/data/cache/train.npz",
+    output:
+        # A folder: the snapshot kimgs depend on the run's settings (get_snapshots lists them).
+        snapshots=directory("results/stylegan2ada/{run}/snapshots"),
+        log_csv="results/stylegan2ada/{run}/train_log.csv",
+        grids=directory("results/stylegan2ada/{run}/grids"),
+    log:
+        "logs/train_stylegan2ada/{run}.log",
+    benchmark:
+        "results/benchmarks/train_stylegan2ada/{run}.tsv"
+    conda:
+        "../envs/cxr.yaml"
+    params:
+        settings=get_stylegan_settings,
+        label=config["data"]["synthetic_class"],
+        out_dir="results/stylegan2ada/{run}",
+        # Resume state: not an output, so it survives a failed (killed) job.
+        state="results/stylegan2ada/{run}/state",
+    script:
+        "../scripts/train_stylegan2ada.py"
+
+
+rule score_stylegan:
+    input:
+        unpack(get_stylegan_score_inputs),
+    output:
+        "results/stylegan2ada/{run}/scores/{snapshot}.csv",
+    log:
+        "logs/score_stylegan/{run}_{snapshot}.log",
+    benchmark:
+        "results/benchmarks/score_stylegan/{run}_{snapshot}.tsv"
+    conda:
+        "../envs/cxr.yaml"
+    params:
+        metrics=config["metrics"],
+    script:
+        "../scripts/score_snapshot.py"
+
+
+rule stylegan_sweep:
+    input:
+        scores=get_stylegan_sweep_scores,
+        train_log="results/stylegan2ada/{run}/train_log.csv",
+        grids="results/stylegan2ada/{run}/grids",
+        snapshots="results/stylegan2ada/{run}/snapshots",
+    output:
+        sweep=report(
+            "results/stylegan2ada/{run}/sweep.csv",
+            caption="../report/stylegan_sweep_table.rst",
+            category="StyleGAN2-ADA",
+            subcategory="{run}",
+            labels={"run": "{run}", "table": "kimg sweep"},
+        ),
+        curves=report(
+            "results/stylegan2ada/{run}/figures/training_curves.png",
+            caption="../report/stylegan_curves.rst",
+            category="StyleGAN2-ADA",
+            subcategory="{run}",
+            labels={"run": "{run}", "figure": "losses and ADA p"},
+        ),
+        grids=report(
+            "results/stylegan2ada/{run}/figures/grids_across_kimg.png",
+            caption="../report/stylegan_grids.rst",
+            category="StyleGAN2-ADA",
+            subcategory="{run}",
+            labels={"run": "{run}", "figure": "fixed-seed samples by kimg"},
+        ),
+        sweep_plot=report(
+            "results/stylegan2ada/{run}/figures/sweep.png",
+            caption="../report/stylegan_sweep.rst",
+            category="StyleGAN2-ADA",
+            subcategory="{run}",
+            labels={"run": "{run}", "figure": "FID, KID and diversity by kimg"},
+        ),
+        truncation=report(
+            "results/stylegan2ada/{run}/figures/truncation.png",
+            caption="../report/stylegan_truncation.rst",
+            category="StyleGAN2-ADA",
+            subcategory="{run}",
+            labels={"run": "{run}", "figure": "truncation sweep"},
+        ),
+    log:
+        "logs/stylegan_sweep/{run}.log",
+    benchmark:
+        "results/benchmarks/stylegan_sweep/{run}.tsv"
+    conda:
+        "../envs/cxr.yaml"
+    params:
+        metrics=config["metrics"],
+        psis=config["stylegan2ada"]["truncation_psis"],
+        synthetic=config["data"]["source"] == "phantom",
+    script:
+        "../scripts/stylegan_sweep.py"

@@ -1,0 +1,32 @@
+"""The classifier study's tables and figures: every run, and every arm against real-only."""
+
+from pathlib import Path
+
+import pandas as pd
+
+from cxrlib.io import write_csv
+from cxrlib.logs import job_logging
+from cxrlib.metrics.arms import build_comparison, build_summary, run_key
+from cxrlib.report.classifier import plot_confusion, plot_metric_vs_ratio, plot_roc
+
+with job_logging(snakemake.log[0]):
+    inp, out, params = snakemake.input, snakemake.output, snakemake.params
+    summary = build_summary(inp.metrics, inp.compositions)
+    write_csv(summary, out.summary)
+    comparison = build_comparison(summary, inp.predictions, n_boot=params.n_boot)
+    write_csv(comparison, out.comparison)
+    # Figures: one curve / matrix per arm and ratio, from its first seed (all seeds are in
+    # the tables; pooling seeds' scores would blur models that differ).
+    first = {}
+    for path in sorted(inp.predictions, key=lambda p: run_key(p)[2]):
+        arm, ratio, _seed = run_key(path)
+        label = arm if ratio == "0" else f"{arm} x{ratio}"
+        first.setdefault(label, pd.read_csv(path))
+    classes = (params.synthetic_class, params.positive_label)
+    plot_roc(first, Path(out.roc), synthetic=params.synthetic)
+    plot_confusion(first, Path(out.confusion), class_names=classes, synthetic=params.synthetic)
+    plot_metric_vs_ratio(
+        summary.drop(columns="ratio").rename(columns={"ratio_value": "ratio"}),
+        Path(out.vs_ratio),
+        synthetic=params.synthetic,
+    )

@@ -1,0 +1,30 @@
+"""The DCGAN epoch sweep: one row per snapshot and real split, best and collapse marked, figures."""
+
+import re
+from pathlib import Path
+
+import pandas as pd
+
+from cxrlib.io import write_csv
+from cxrlib.logs import job_logging
+from cxrlib.metrics.sweep import build_sweep, read_scores
+from cxrlib.report.dcgan import plot_grids_across_epochs, plot_sweep, plot_training_curves
+
+with job_logging(snakemake.log[0]):
+    inp, out, params = snakemake.input, snakemake.output, snakemake.params
+    metrics = params.metrics
+    sweep = build_sweep(
+        read_scores(inp.scores),
+        progress="epoch",
+        selection_extractor=metrics["extractors"][0],
+        collapse_ratio=metrics["collapse_diversity_ratio"],
+        collapse_patience=metrics["collapse_patience"],
+    )
+    write_csv(sweep, out.sweep)
+    synthetic = params.synthetic
+    plot_training_curves(pd.read_csv(inp.train_log), Path(out.curves), synthetic=synthetic)
+    grids = {
+        int(re.search(r"(\d+)", p.stem).group(1)): p for p in sorted(Path(inp.grids).glob("*.png"))
+    }
+    plot_grids_across_epochs(grids, Path(out.grids), synthetic=synthetic)
+    plot_sweep(sweep, Path(out.sweep_plot), synthetic=synthetic)

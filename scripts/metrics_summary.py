@@ -1,0 +1,27 @@
+"""All snapshots' scores of every model in one table: results/metrics/summary.csv."""
+
+from cxrlib.io import write_csv
+from cxrlib.logs import job_logging
+from cxrlib.metrics.sweep import read_scores
+
+SUMMARY_COLUMNS = [
+    "model",
+    "run",
+    "snapshot",
+    "epoch",
+    "kimg",
+    "extractor",
+    "reference",
+    "n_fake",
+    "n_real",
+    "fid",
+    "kid_mean",
+    "kid_std",
+    "precision",
+    "recall",
+    "diversity_ratio",
+]
+
+with job_logging(snakemake.log[0]):
+    scores = read_scores(snakemake.input)
+    write_csv(scores[SUMMARY_COLUMNS], snakemake.output[0])

@@ -1,0 +1,27 @@
+"""Features of the real images of one split, at one resolution, in one extractor's space."""
+
+from pathlib import Path
+
+from cxrlib.device import setup_torch
+from cxrlib.logs import job_logging
+from cxrlib.metrics.features import ExtractorSources, write_real_features
+from cxrlib.metrics.features import optional_path as _optional_path
+
+with job_logging(snakemake.log[0]):
+    inp, params, wc = snakemake.input, snakemake.params, snakemake.wildcards
+    device = setup_torch(snakemake.threads)
+    sources = ExtractorSources(
+        inception_weights=_optional_path(inp, "inception"),
+        inception_sha256=params.sha256,
+        domain_model=_optional_path(inp, "domain"),
+    )
+    write_real_features(
+        Path(inp.cache),
+        params.label,
+        int(wc.res),
+        wc.extractor,
+        sources,
+        Path(snakemake.output[0]),
+        batch_size=params.batch_size,
+        device=device,
+    )

@@ -1,0 +1,37 @@
+"""The StyleGAN2-ADA kimg sweep: table with best and collapse marked, and its figures."""
+
+from pathlib import Path
+
+import pandas as pd
+
+from cxrlib.io import write_csv
+from cxrlib.logs import job_logging
+from cxrlib.metrics.sweep import best_snapshot, build_sweep, read_scores
+from cxrlib.report.dcgan import plot_grids_across_epochs, plot_sweep
+from cxrlib.report.stylegan import plot_stylegan_curves, plot_truncation
+
+with job_logging(snakemake.log[0]):
+    inp, out, params = snakemake.input, snakemake.output, snakemake.params
+    metrics = params.metrics
+    sweep = build_sweep(
+        read_scores(inp.scores),
+        progress="kimg",
+        selection_extractor=metrics["extractors"][0],
+        collapse_ratio=metrics["collapse_diversity_ratio"],
+        collapse_patience=metrics["collapse_patience"],
+    )
+    write_csv(sweep, out.sweep)
+    synthetic = params.synthetic
+    plot_stylegan_curves(pd.read_csv(inp.train_log), Path(out.curves), synthetic=synthetic)
+    grids = {float(p.stem.removeprefix("kimg")): p for p in Path(inp.grids).glob("kimg*.png")}
+    plot_grids_across_epochs(
+        grids, Path(out.grids), unit="kimg", title="StyleGAN2-ADA", synthetic=synthetic
+    )
+    plot_sweep(
+        sweep[sweep.reference == "train"],
+        Path(out.sweep_plot),
+        progress="kimg",
+        synthetic=synthetic,
+    )
+    best = Path(inp.snapshots) / f"{best_snapshot(sweep)}.pt"
+    plot_truncation(best, params.psis, Path(out.truncation), synthetic=synthetic)

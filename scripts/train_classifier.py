@@ -1,0 +1,37 @@
+"""Train one classifier (arm, ratio, seed): real images, plus synthetic ones in GAN arms."""
+
+from pathlib import Path
+
+from cxrlib.data.cache import load_split
+from cxrlib.device import setup_torch
+from cxrlib.io import write_json
+from cxrlib.logs import job_logging
+from cxrlib.train.classifier import classifier_settings, train_classifier
+from cxrlib.train.mixing import mix_synthetic
+from cxrlib.train.survival import slurm_job_end_time
+
+with job_logging(snakemake.log[0]):
+    inp, out, params = snakemake.input, snakemake.output, snakemake.params
+    device = setup_torch(snakemake.threads)
+    train, val = load_split(inp.train), load_split(inp.val)
+    synthetic = getattr(inp, "synthetic", None)
+    images, labels, composition = mix_synthetic(
+        train,
+        Path(synthetic) if synthetic else None,
+        params.settings["ratio"],
+        params.synthetic_class,
+        seed=int(snakemake.wildcards.seed),
+    )
+    write_json(composition, out.composition)
+    train_classifier(
+        (images, labels),
+        (val.images, val.labels),
+        classifier_settings(params.settings["settings"]),
+        Path(out.model),
+        Path(params.state),
+        history_path=Path(out.history),
+        label_names=train.label_names,
+        positive_label=params.positive_label,
+        device=device,
+        deadline=slurm_job_end_time(),
+    )
