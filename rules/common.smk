@@ -26,7 +26,7 @@ def get_data_root():
 
 
 def get_final_output():
-    """The targets of the default rule (all): every stage's tables and figures."""
+    """What `snakemake` builds by default: every stage's tables and figures."""
     targets = [
         "results/data/manifest.csv",
         "results/data/qc/class_counts.png",
@@ -165,7 +165,9 @@ def get_score_inputs(wildcards, model):
     }
     for extractor in config["metrics"]["extractors"]:
         for split in config["metrics"]["references"]:
-            inputs[f"real_{extractor}_{split}"] = real_features_path(extractor, split, res)
+            inputs[f"real_{extractor}_{split}"] = real_features_path(
+                extractor, split, res
+            )
     return inputs
 
 
@@ -242,7 +244,9 @@ def get_sample_inputs(wildcards):
 def chosen_samples(model):
     """The synthetic-image folders of a model's chosen snapshot, one per run."""
     choice = config[model]["use_snapshot"]
-    return [f"results/synthetic/{model}/{run}/{choice}" for run in get_model_runs(model)]
+    return [
+        f"results/synthetic/{model}/{run}/{choice}" for run in get_model_runs(model)
+    ]
 
 
 # ---------------------------------------------------------------- classifier arms
@@ -260,7 +264,10 @@ def get_classifier_arms():
         arms.append(("real_classic", "0"))
     for model in config["classifier"]["models"]:
         if model in STAGED_MODELS and model_enabled(model):
-            arms += [(f"real_{model}", ratio_label(r)) for r in config["classifier"]["ratios"]]
+            arms += [
+                (f"real_{model}", ratio_label(r))
+                for r in config["classifier"]["ratios"]
+            ]
     return arms
 
 
@@ -283,7 +290,9 @@ def get_classifier_inputs(wildcards):
     if model is None:
         return {}
     run = get_model_runs(model)[0]
-    return {"synthetic": f"results/synthetic/{model}/{run}/{config[model]['use_snapshot']}"}
+    return {
+        "synthetic": f"results/synthetic/{model}/{run}/{config[model]['use_snapshot']}"
+    }
 
 
 def get_classifier_settings(wildcards):

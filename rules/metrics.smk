@@ -100,14 +100,22 @@ rule audit_memorisation:
             caption="../report/memorisation_distances.rst",
             category="Memorisation",
             subcategory="{model}",
-            labels={"run": "{run}", "snapshot": "{snapshot}", "figure": "nearest distances"},
+            labels={
+                "run": "{run}",
+                "snapshot": "{snapshot}",
+                "figure": "nearest distances",
+            },
         ),
         pairs=report(
             "results/metrics/memorisation/{model}/{run}/{snapshot}/closest_pairs.png",
             caption="../report/memorisation_pairs.rst",
             category="Memorisation",
             subcategory="{model}",
-            labels={"run": "{run}", "snapshot": "{snapshot}", "figure": "closest pairs"},
+            labels={
+                "run": "{run}",
+                "snapshot": "{snapshot}",
+                "figure": "closest pairs",
+            },
         ),
     log:
         "logs/audit_memorisation/{model}_{run}_{snapshot}.log",
