@@ -1,4 +1,4 @@
-"""The workflow itself: the data stage run by snakemake on phantom data, and dry runs."""
+"""The workflow itself: the whole study run once by snakemake on phantom data, and dry runs."""
 
 from __future__ import annotations
 
@@ -11,18 +11,28 @@ import pytest
 from PIL import Image
 
 from cxrlib.data.cache import load_split
-from tests.conftest import run_snakemake
+from tests.conftest import copy_workflow, run_snakemake
 
 pytestmark = pytest.mark.slow
 
 
-def test_data_stage_on_phantoms(workflow_copy: Path) -> None:
-    run_snakemake(workflow_copy, "--cores", "2", "--configfile", "tests/config/test.yaml")
-    data = workflow_copy / "results" / "data"
+TEST_CONFIG = ("--configfile", "tests/config/test.yaml")
+
+
+@pytest.fixture(scope="module")
+def study(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The whole study at test scale, run once by snakemake; the tests below read its results."""
+    workdir = copy_workflow(tmp_path_factory.mktemp("study") / "wf")
+    run_snakemake(workdir, "--cores", "2", *TEST_CONFIG)
+    return workdir
+
+
+def test_data_stage_on_phantoms(study: Path) -> None:
+    data = study / "results" / "data"
     manifest = pd.read_csv(data / "manifest.csv")
     rejected = pd.read_csv(data / "rejected.csv")
     phantom_files = sorted(
-        str(p.relative_to(workflow_copy))
+        str(p.relative_to(study))
         for p in (data / "phantom").rglob("*")
         if p.is_file() and p.name != ".snakemake_timestamp"  # snakemake's marker, not data
     )
@@ -41,34 +51,119 @@ def test_data_stage_on_phantoms(workflow_copy: Path) -> None:
         rows = manifest[manifest["split"] == split]
         assert arrays.images.shape == (len(rows), 64, 64)
         first = rows.sort_values("cache_index").iloc[0]
-        png = np.asarray(Image.open(workflow_copy / first["prepared_path"]))
+        png = np.asarray(Image.open(study / first["prepared_path"]))
         assert np.array_equal(png, arrays.images[0])
     record = json.loads((data / "provenance.json").read_text())
     assert record["config"]["preprocess"]["size"] == 64 and record["versions"]["torch"]
     for figure in ("class_counts", "examples", "intensity_histograms"):
         assert Image.open(data / "qc" / f"{figure}.png").size[0] > 200
-    for rule in ("make_phantom", "prepare_data", "data_qc"):
-        assert (workflow_copy / "logs" / f"{rule}.log").exists()
-        assert (workflow_copy / "results" / "benchmarks" / f"{rule}.tsv").exists()
-    # nothing left to do: the run is complete and up to date
-    again = run_snakemake(
-        workflow_copy, "-n", "--cores", "1", "--configfile", "tests/config/test.yaml"
-    )
+
+
+def test_every_job_left_a_log_and_a_benchmark_and_nothing_is_left_to_do(study: Path) -> None:
+    rules = {p.stem for p in (study / "results" / "benchmarks").glob("*.tsv")} | {
+        p.name for p in (study / "results" / "benchmarks").iterdir() if p.is_dir()
+    }
+    expected = {
+        "make_phantom", "prepare_data", "data_qc", "train_domain_extractor", "real_features",
+        "train_dcgan", "score_dcgan", "dcgan_sweep", "train_stylegan2ada", "score_stylegan",
+        "stylegan_sweep", "metrics_summary", "generate_samples", "audit_memorisation",
+        "train_classifier", "evaluate_classifier", "compare_classifiers",
+    }  # fmt: skip
+    assert expected <= rules, expected - rules
+    for rule in expected:
+        logs = [study / "logs" / f"{rule}.log", *(study / "logs" / rule).glob("*.log")]
+        assert any(p.is_file() for p in logs), f"no log of rule {rule}"
+    again = run_snakemake(study, "-n", "--cores", "1", *TEST_CONFIG)
     assert "Nothing to be done" in again.stdout + again.stderr
 
 
-def test_report_is_generated(workflow_copy: Path) -> None:
-    run_snakemake(workflow_copy, "--cores", "2", "--configfile", "tests/config/test.yaml")
-    run_snakemake(
-        workflow_copy,
-        "--cores",
-        "1",
-        "--configfile",
-        "tests/config/test.yaml",
-        "--report",
-        "results/report.html",
-    )
-    html = (workflow_copy / "results" / "report.html").read_text(errors="replace")
+def test_scores_name_their_extractor_and_inception_is_absent_without_weights(study: Path) -> None:
+    summary = pd.read_csv(study / "results" / "metrics" / "summary.csv")
+    assert list(summary.columns[:11]) == [
+        "model", "run", "snapshot", "epoch", "kimg", "extractor", "reference", "n_fake",
+        "n_real", "fid", "kid_mean",
+    ]  # fmt: skip
+    assert {"kid_std", "precision", "recall", "diversity_ratio"} <= set(summary.columns)
+    # test.yaml lists only the cxr extractor (no Inception weights offline): no Inception row,
+    # and no number passed off as one
+    assert set(summary.extractor) == {"cxr"}
+    assert set(summary.reference) == {"train", "test"}
+    dcgan = summary[summary.model == "dcgan"]
+    assert sorted(dcgan.snapshot.unique()) == ["epoch0002", "epoch0004"]
+    stylegan = summary[summary.model == "stylegan2ada"]
+    assert sorted(stylegan.snapshot.unique()) == ["kimg000000", "kimg000000.016", "kimg000000.032"]
+    assert (summary.n_fake == 24).all() and summary.fid.notna().all() and (summary.fid >= 0).all()
+    features = study / "results" / "metrics" / "real_features" / "cxr"
+    assert sorted(p.name for p in features.glob("*.npz")) == ["test_32px.npz", "train_32px.npz"]
+
+
+def test_dcgan_sweep_marks_one_best_snapshot_and_has_its_figures(study: Path) -> None:
+    run = study / "results" / "dcgan" / "baseline"
+    sweep = pd.read_csv(run / "sweep.csv")
+    assert len(sweep) == 2 * 2  # snapshots x reference splits
+    assert sweep.loc[sweep.best, "snapshot"].nunique() == 1
+    assert "collapse_epoch" in sweep.columns
+    log = pd.read_csv(run / "train_log.csv")
+    assert log.epoch.tolist() == [1, 2, 3, 4]
+    assert {"loss_d", "loss_g", "d_real", "d_fake"} <= set(log.columns)
+    for name in ("training_curves", "grids_across_epochs", "sweep"):
+        assert Image.open(run / "figures" / f"{name}.png").size[0] > 200
+    assert not (run / "state" / "state.pt").exists()  # resume state cleared once finished
+
+
+def test_stylegan_sweep_and_truncation_figure(study: Path) -> None:
+    run = study / "results" / "stylegan2ada" / "ada"
+    sweep = pd.read_csv(run / "sweep.csv")
+    assert len(sweep) == 3 * 2 and sweep.loc[sweep.best, "snapshot"].nunique() == 1
+    log = pd.read_csv(run / "train_log.csv")
+    assert {"kimg", "ada_p", "loss_g", "loss_d"} <= set(log.columns)
+    for name in ("training_curves", "grids_across_kimg", "sweep", "truncation"):
+        assert Image.open(run / "figures" / f"{name}.png").size[0] > 200
+
+
+def test_samples_and_memorisation_audit_of_the_best_snapshots(study: Path) -> None:
+    for model, run in (("dcgan", "baseline"), ("stylegan2ada", "ada")):
+        samples = study / "results" / "synthetic" / model / run / "best"
+        index = pd.read_csv(samples / "index.csv")
+        assert len(index) == 48 and (index.label == "NORMAL").all()
+        sweep = pd.read_csv(study / "results" / model / run / "sweep.csv")
+        assert set(index.snapshot) == set(sweep.loc[sweep.best, "snapshot"])
+        audit = study / "results" / "metrics" / "memorisation" / model / run / "best"
+        summary = json.loads((audit / "summary.json").read_text())
+        assert summary["n_fake"] == 48 and summary["extractor"] == "cxr"
+        assert len(pd.read_csv(audit / "nearest.csv")) == 48
+        assert (audit / "closest_pairs.png").is_file() and (audit / "distances.png").is_file()
+
+
+def test_classifier_arms_are_trained_on_real_plus_synthetic_and_tested_on_real_only(
+    study: Path,
+) -> None:
+    results = study / "results" / "classifier"
+    summary = pd.read_csv(results / "summary.csv")
+    arms = summary.groupby(["arm", "ratio"]).seed.apply(sorted).to_dict()
+    expected_arms = [
+        ("real", "0"), ("real_classic", "0"), ("real_dcgan", "0.5"), ("real_dcgan", "balance"),
+        ("real_stylegan2ada", "0.5"), ("real_stylegan2ada", "balance"),
+    ]  # fmt: skip
+    assert sorted(arms) == sorted(expected_arms)
+    assert all(seeds == [0, 1] for seeds in arms.values())
+    # ratio 0.5 of 20 real NORMAL training images = 10 synthetic; balance = 0 here (even classes)
+    assert (summary.loc[summary.ratio == "0.5", "n_synthetic"] == 10).all()
+    manifest = pd.read_csv(study / "results" / "data" / "manifest.csv")
+    test_paths = set(manifest.loc[manifest.split == "test", "path"])
+    for predictions in results.rglob("predictions.csv"):
+        frame = pd.read_csv(predictions)
+        assert set(frame.path) == test_paths, predictions  # real test images, all of them
+    comparison = pd.read_csv(results / "comparison.csv")
+    assert comparison.loc[comparison.arm == "real", "verdict"].tolist() == ["baseline"]
+    assert comparison.verdict.notna().all()
+    for name in ("roc", "auroc_vs_ratio", "confusion"):
+        assert Image.open(results / "figures" / f"{name}.png").size[0] > 200
+
+
+def test_report_is_generated(study: Path) -> None:
+    run_snakemake(study, "--cores", "1", *TEST_CONFIG, "--report", "results/report.html")
+    html = (study / "results" / "report.html").read_text(errors="replace")
     assert "phantom" in html and len(html) > 10_000
 
 
