@@ -11,7 +11,9 @@ import pytest
 from PIL import Image
 
 from cxrlib.data.cache import load_split
+from cxrlib.metrics.fidelity import file_sha256
 from tests.conftest import copy_workflow, run_snakemake
+from tests.test_fidelity import make_inception_weights
 
 pytestmark = pytest.mark.slow
 
@@ -199,3 +201,39 @@ def test_config_typo_fails_naming_the_key(workflow_copy: Path) -> None:
     )
     assert proc.returncode != 0
     assert "sise" in proc.stdout + proc.stderr
+
+
+def test_inception_weights_fetched_checked_and_used_beside_the_cxr_extractor(
+    workflow_copy: Path, tmp_path: Path
+) -> None:
+    """fetch_weights downloads (here from a file:// URL: no internet), checks the sha256, and
+    the scoring reports Inception rows beside the CXR ones, each naming its extractor."""
+    published = tmp_path / "weights-inception-test.pth"
+    make_inception_weights(published)
+    overlay = workflow_copy / "inception.yaml"
+    overlay.write_text(
+        "metrics:\n"
+        "  extractors: [inception, cxr]\n"
+        f"  inception_url: {published.as_uri()}\n"
+        f"  inception_sha256: {file_sha256(published)}\n"
+        "  weights_dir: resources/weights\n"
+    )
+    target = "results/dcgan/baseline/scores/epoch0002.csv"
+    # targets before --configfile, which takes every argument after it
+    run_snakemake(workflow_copy, target, "--cores", "2", *TEST_CONFIG, "inception.yaml")
+    fetched = workflow_copy / "resources" / "weights" / published.name
+    assert fetched.read_bytes() == published.read_bytes()
+    scores = pd.read_csv(workflow_copy / target)
+    assert sorted(zip(scores.extractor, scores.reference, strict=True)) == [
+        ("cxr", "test"), ("cxr", "train"), ("inception", "test"), ("inception", "train"),
+    ]  # fmt: skip
+    assert scores.fid.notna().all()
+
+    # A file that is not the published one is refused before torch-fidelity unpickles it.
+    fetched.write_bytes(b"not the weights")
+    (workflow_copy / target).unlink()
+    proc = run_snakemake(
+        workflow_copy, target, "--cores", "1", *TEST_CONFIG, "inception.yaml", check=False
+    )
+    assert proc.returncode != 0
+    assert "not the published file" in proc.stdout + proc.stderr
