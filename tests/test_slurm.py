@@ -76,24 +76,55 @@ FAST_STATUS = (
 )
 
 
-def test_data_stage_through_sbatch_matches_a_local_run(slurm, tmp_path: Path) -> None:
+# The test node has no GPU: the GPU rules' `gpu` request (profiles/default) is lifted here, so
+# they run on its CPUs; everything else is the profile a user runs.
+GPU_RULES = (
+    "train_dcgan", "train_stylegan2ada", "generate_samples", "real_features", "score_dcgan",
+    "score_stylegan", "train_domain_extractor", "train_classifier",
+)  # fmt: skip
+NO_GPU = ("--set-resources", *(f"{rule}:gpu=0" for rule in GPU_RULES))
+
+
+def test_whole_study_through_sbatch_matches_a_local_run(slurm, tmp_path: Path) -> None:
     local = copy_workflow(tmp_path / "local")
     remote = copy_workflow(tmp_path / "slurm")
     run_snakemake(local, "--cores", "2", "--configfile", "tests/config/test.yaml")
     profile = _cluster_profile(remote)
     run_snakemake(
-        remote, "--profile", str(profile), "--configfile", "tests/config/test.yaml", *FAST_STATUS
+        remote,
+        "--profile",
+        str(profile),
+        *FAST_STATUS,
+        *NO_GPU,
+        "--configfile",
+        "tests/config/test.yaml",
     )
     # every job went through sbatch: SLURM's own log of each rule's job is there
-    for rule in ("make_phantom", "prepare_data"):
-        assert list((remote / "logs/slurm" / f"rule_{rule}").glob("*.log")), rule
-    assert not (remote / "logs/slurm/rule_data_qc").exists()  # a local rule: plots only
-    a, b = local / "results/data", remote / "results/data"
+    submitted = ("make_phantom", "prepare_data", "train_dcgan", "score_dcgan", "train_classifier")
+    for rule in (*submitted, "train_stylegan2ada", "audit_memorisation"):
+        assert list((remote / "logs/slurm" / f"rule_{rule}").rglob("*.log")), rule
+    for rule in ("data_qc", "dcgan_sweep", "metrics_summary", "compare_classifiers"):
+        assert not (remote / "logs/slurm" / f"rule_{rule}").exists(), rule  # local rules
+    a, b = local / "results", remote / "results"
     for table in ("manifest.csv", "rejected.csv", "class_counts.csv", "patient_collisions.csv"):
-        pd.testing.assert_frame_equal(pd.read_csv(a / table), pd.read_csv(b / table))
+        pd.testing.assert_frame_equal(
+            pd.read_csv(a / "data" / table), pd.read_csv(b / "data" / table)
+        )
     for split in ("train", "val", "test"):
-        x, y = load_split(a / f"cache/{split}.npz"), load_split(b / f"cache/{split}.npz")
+        x = load_split(a / f"data/cache/{split}.npz")
+        y = load_split(b / f"data/cache/{split}.npz")
         assert np.array_equal(x.images, y.images) and np.array_equal(x.paths, y.paths)
+    # the models and their scores: same seeds, same numbers, wherever the jobs ran
+    for snap in sorted((a / "dcgan/baseline/snapshots").glob("*.pt")):
+        x = torch.load(snap, weights_only=True)["generator"]
+        y = torch.load(b / "dcgan/baseline/snapshots" / snap.name, weights_only=True)["generator"]
+        assert all(torch.equal(x[k], y[k]) for k in x), snap.name
+    pd.testing.assert_frame_equal(
+        pd.read_csv(a / "metrics/summary.csv"), pd.read_csv(b / "metrics/summary.csv")
+    )
+    pd.testing.assert_frame_equal(
+        pd.read_csv(a / "classifier/summary.csv"), pd.read_csv(b / "classifier/summary.csv")
+    )
 
 
 def test_training_killed_at_the_time_limit_completes_under_retries(slurm, tmp_path: Path) -> None:
