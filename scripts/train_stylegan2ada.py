@@ -1,23 +1,31 @@
-"""Train one StyleGAN2-ADA run; resumes from its state folder after a kill or a time limit."""
+"""Train one StyleGAN2-ADA run; resumes from its state folder after a kill or a time limit.
+
+Given several GPUs (resources gpu: N), it trains data-parallel, one process per GPU.
+"""
 
 from pathlib import Path
 
 from cxrlib.data.cache import load_split
 from cxrlib.device import setup_torch
 from cxrlib.logs import job_logging
-from cxrlib.train.stylegan2ada import stylegan_settings, train_stylegan2ada
+from cxrlib.train.distributed import launch, usable_gpus
+from cxrlib.train.stylegan2ada import train_worker
 from cxrlib.train.survival import slurm_job_end_time
 
 with job_logging(snakemake.log[0]):
     params = snakemake.params
     device = setup_torch(snakemake.threads)
     images = load_split(snakemake.input.cache).of_label(params.label)
-    train_stylegan2ada(
+    world = usable_gpus(int(snakemake.resources.get("gpu", 0) or 0))
+    launch(
+        train_worker,
+        world,
+        Path(params.state),
         images,
-        stylegan_settings(params.settings),
+        dict(params.settings),
         snakemake.wildcards.run,
         Path(params.out_dir),
         Path(params.state),
-        device=device,
-        deadline=slurm_job_end_time(),
+        device,
+        slurm_job_end_time(),
     )

@@ -967,3 +967,25 @@ def train_stylegan2ada(
     write_csv(pd.DataFrame(trainer.log_rows, columns=list(LOG_COLUMNS)), out_dir / "train_log.csv")
     store.record(f"finished at step {trainer.step} (kimg {trainer.kimg:.3f})")
     store.clear()
+
+
+def train_worker(
+    rank: int,
+    world: int,
+    images: np.ndarray,
+    settings_dict: dict[str, Any],
+    run: str,
+    out_dir: Path,
+    state_dir: Path,
+    device: str,
+    deadline: float | None,
+) -> None:
+    """One process of a (possibly data-parallel) run, as cxrlib.train.distributed.launch calls it.
+
+    `settings_dict` is the run's resolved settings; `gpus` is set to the world size so each
+    process takes its share of the batch.
+    """
+    settings = stylegan_settings({**settings_dict, "gpus": world})
+    if world > 1 and device.startswith("cuda"):
+        device = f"cuda:{rank}"
+    train_stylegan2ada(images, settings, run, out_dir, state_dir, device=device, deadline=deadline)
