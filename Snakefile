@@ -29,6 +29,7 @@ wildcard_constraints:
     arm="real|real_classic|real_dcgan|real_stylegan2ada",
     ratio="balance|[0-9]+(\\.[0-9]+)?",
     seed="[0-9]+",
+    arch="resnet18|resnet50",
 
 
 include: "rules/data.smk"

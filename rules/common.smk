@@ -1,5 +1,6 @@
 # Shared names and input functions. Any logic longer than a line lives here or in cxrlib.
 
+from functools import lru_cache
 from pathlib import Path
 
 from snakemake.exceptions import WorkflowError
@@ -60,6 +61,7 @@ def _merged(section, run):
     return {**config[section]["settings"], **config[section]["runs"][run]}
 
 
+@lru_cache(maxsize=None)  # config is fixed for a run; input functions ask many times
 def dcgan_settings_of(run):
     """Validated DcganSettings of a run; bad keys fail at DAG build, naming run and key."""
     from cxrlib.train.dcgan import dcgan_settings
@@ -70,6 +72,7 @@ def dcgan_settings_of(run):
         raise WorkflowError(f"dcgan.runs.{run}: {exc}") from exc
 
 
+@lru_cache(maxsize=None)
 def stylegan_settings_of(run):
     """Validated StyleGanSettings of a run; bad keys fail at DAG build, naming run and key."""
     from cxrlib.train.stylegan2ada import stylegan_settings
@@ -286,19 +289,55 @@ def _arm_model(arm):
 
 def get_classifier_inputs(wildcards):
     """The synthetic samples an arm adds: the first run's chosen snapshot of its model."""
+    inputs = {}
+    if classifier_weights():
+        inputs["weights"] = classifier_weights()
     model = _arm_model(wildcards.arm)
-    if model is None:
-        return {}
-    run = get_model_runs(model)[0]
-    return {
-        "synthetic": f"results/synthetic/{model}/{run}/{config[model]['use_snapshot']}"
-    }
+    if model is not None:
+        run = get_model_runs(model)[0]
+        choice = config[model]["use_snapshot"]
+        inputs["synthetic"] = f"results/synthetic/{model}/{run}/{choice}"
+    return inputs
+
+
+def imagenet_weights_path(arch):
+    """Where fetch_classifier_weights puts torchvision's ImageNet weights for `arch`."""
+    return f"{config['metrics']['weights_dir']}/imagenet/{arch}.pth"
+
+
+def get_imagenet_url(wildcards):
+    from cxrlib.metrics.weights import IMAGENET_URLS
+
+    if wildcards.arch not in IMAGENET_URLS:
+        raise WorkflowError(f"no ImageNet weights known for {wildcards.arch}")
+    return IMAGENET_URLS[wildcards.arch]
+
+
+def get_imagenet_sha256(wildcards):
+    from cxrlib.metrics.weights import published_sha256_prefix
+
+    return published_sha256_prefix(get_imagenet_url(wildcards))
+
+
+def classifier_weights():
+    """classifier.settings.weights: null (random init), "imagenet" (fetched), or a file."""
+    weights = config["classifier"]["settings"].get("weights")
+    arch = config["classifier"]["settings"].get("arch", "resnet50")
+    if weights == "imagenet":
+        return imagenet_weights_path(arch)
+    if weights and not Path(weights).is_file():
+        raise WorkflowError(
+            f"classifier.settings.weights {weights} does not exist; set it to null, to "
+            '"imagenet" (fetched on the login node by fetch_classifier_weights) or to a file'
+        )
+    return weights or None
 
 
 def get_classifier_settings(wildcards):
     """The arm's settings: config settings, its augmentation, its seed and its ratio."""
     settings = {
         **config["classifier"]["settings"],
+        "weights": classifier_weights(),
         "augment": "classic" if wildcards.arm == "real_classic" else "none",
         "seed": int(wildcards.seed),
     }

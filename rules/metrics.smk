@@ -6,6 +6,7 @@
 # The summary and the audit plots take seconds.
 localrules:
     fetch_weights,
+    fetch_classifier_weights,
     metrics_summary,
 
 
@@ -21,6 +22,24 @@ rule fetch_weights:
     params:
         url=config["metrics"]["inception_url"],
         sha256=config["metrics"]["inception_sha256"],
+    script:
+        "../scripts/fetch_weights.py"
+
+
+rule fetch_classifier_weights:
+    output:
+        "{weights_dir}/imagenet/{arch}.pth".format(
+            weights_dir=config["metrics"]["weights_dir"], arch="{arch}"
+        ),
+    log:
+        "logs/fetch_classifier_weights/{arch}.log",
+    benchmark:
+        "results/benchmarks/fetch_classifier_weights/{arch}.tsv"
+    conda:
+        "../envs/cxr.yaml"
+    params:
+        url=get_imagenet_url,
+        sha256=get_imagenet_sha256,
     script:
         "../scripts/fetch_weights.py"
 

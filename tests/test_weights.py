@@ -5,9 +5,12 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+import torch
+import torchvision
 
 from cxrlib.metrics.fidelity import WeightsError, file_sha256
-from cxrlib.metrics.weights import fetch_weights
+from cxrlib.metrics.weights import IMAGENET_URLS, fetch_weights, published_sha256_prefix
+from cxrlib.models.resnet import build_classifier
 
 
 def _source(tmp_path: Path) -> Path:
@@ -39,3 +42,27 @@ def test_unreachable_url_names_the_offline_fix(tmp_path: Path) -> None:
         fetch_weights((tmp_path / "missing.pth").as_uri(), target, "6726825d")
     assert "login node" in str(info.value)
     assert not target.exists()
+
+
+def test_imagenet_weights_are_fetched_checked_and_load_into_the_classifier(tmp_path: Path) -> None:
+    """The classifier's ImageNet path: a torchvision-style file (its name carries its sha256
+    prefix) fetched, checked, then loaded by build_classifier (here a file made in the test)."""
+    torch.manual_seed(0)
+    state = torchvision.models.resnet18(weights=None).state_dict()
+    staged = tmp_path / "staged.pth"
+    torch.save(state, staged)
+    named = tmp_path / f"resnet18-{file_sha256(staged)[:8]}.pth"
+    staged.rename(named)
+    target = tmp_path / "weights" / "imagenet" / "resnet18.pth"
+    fetch_weights(named.as_uri(), target, published_sha256_prefix(named.as_uri()))
+    model = build_classifier("resnet18", target)
+    conv = model.state_dict()
+    key = next(k for k in conv if k.endswith("layer1.0.conv1.weight"))
+    assert torch.equal(conv[key], state["layer1.0.conv1.weight"])
+
+
+def test_published_urls_carry_their_sha256_prefix() -> None:
+    assert published_sha256_prefix(IMAGENET_URLS["resnet50"]) == "0676ba61"
+    assert published_sha256_prefix(IMAGENET_URLS["resnet18"]) == "f37072fd"
+    with pytest.raises(ValueError, match="no sha256 prefix"):
+        published_sha256_prefix("https://example.org/weights.pth")

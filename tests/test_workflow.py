@@ -237,3 +237,16 @@ def test_inception_weights_fetched_checked_and_used_beside_the_cxr_extractor(
     )
     assert proc.returncode != 0
     assert "not the published file" in proc.stdout + proc.stderr
+
+
+def test_imagenet_classifier_weights_come_from_a_local_fetch_rule(workflow_copy: Path) -> None:
+    (workflow_copy / "imagenet.yaml").write_text(
+        "classifier:\n  settings:\n    weights: imagenet\n"
+    )
+    proc = run_snakemake(
+        workflow_copy, "-n", "--cores", "1", *TEST_CONFIG, "imagenet.yaml", "--quiet", "rules"
+    )
+    text = proc.stdout + proc.stderr
+    assert "fetch_classifier_weights" in text and "train_classifier" in text
+    listed = run_snakemake(workflow_copy, "--list-rules", *TEST_CONFIG)
+    assert "fetch_classifier_weights" in listed.stdout

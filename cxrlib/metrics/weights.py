@@ -33,3 +33,20 @@ def fetch_weights(url: str, target: str | Path, expected_sha256: str, timeout_s:
         ) from exc
     log.info("fetched %s -> %s (sha256 %s)", url, target, digest)
     return digest
+
+
+# torchvision's published ImageNet weights (IMAGENET1K_V1); the 8 hex digits in each file name
+# are the start of its sha256, as torch.hub checks them.
+IMAGENET_URLS: dict[str, str] = {
+    "resnet18": "https://download.pytorch.org/models/resnet18-f37072fd.pth",
+    "resnet50": "https://download.pytorch.org/models/resnet50-0676ba61.pth",
+}
+
+
+def published_sha256_prefix(url: str) -> str:
+    """The sha256 prefix a torch-hub style file name carries (`name-<8 hex>.pth`)."""
+    stem = url.rsplit("/", 1)[-1].rsplit(".", 1)[0]
+    prefix = stem.rsplit("-", 1)[-1]
+    if len(prefix) < 8 or any(c not in "0123456789abcdef" for c in prefix.lower()):
+        raise ValueError(f"{url} carries no sha256 prefix in its file name (name-<hex>.pth)")
+    return prefix
