@@ -38,6 +38,7 @@ include: "rules/dcgan.smk"
 include: "rules/stylegan2ada.smk"
 include: "rules/samples.smk"
 include: "rules/classifier.smk"
+include: "rules/report.smk"
 
 
 rule all:

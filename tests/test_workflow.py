@@ -69,12 +69,15 @@ def test_every_job_left_a_log_and_a_benchmark_and_nothing_is_left_to_do(study: P
         "make_phantom", "prepare_data", "data_qc", "train_domain_extractor", "real_features",
         "train_dcgan", "score_dcgan", "dcgan_sweep", "train_stylegan2ada", "score_stylegan",
         "stylegan_sweep", "metrics_summary", "generate_samples", "audit_memorisation",
-        "train_classifier", "evaluate_classifier", "compare_classifiers",
+        "train_classifier", "evaluate_classifier", "compare_classifiers", "runtime_report",
     }  # fmt: skip
     assert expected <= rules, expected - rules
     for rule in expected:
         logs = [study / "logs" / f"{rule}.log", *(study / "logs" / rule).glob("*.log")]
         assert any(p.is_file() for p in logs), f"no log of rule {rule}"
+    runtimes = pd.read_csv(study / "results" / "benchmarks" / "runtime_by_rule.csv")
+    assert expected - {"runtime_report"} <= set(runtimes.rule)
+    assert (runtimes.total_s >= 0).all() and (runtimes.jobs >= 1).all()
     again = run_snakemake(study, "-n", "--cores", "1", *TEST_CONFIG)
     assert "Nothing to be done" in again.stdout + again.stderr
 
