@@ -1,6 +1,6 @@
 """StyleGAN2-ADA with ADA on vs off on a 100-image phantom set: FID/KID over the same budget.
 
-    python benchmarks/ada_ablation.py --images 100 --res 32 --kimg 30 --snapshot-kimg 5 \
+    python benchmarks/ada_ablation.py --images 100 --res 32 --kimg 15 --snapshot-kimg 5 \
         --seed 0 --out benchmarks/out/ada_ablation.csv
 
 The ADA paper's claim (Karras et al. 2020b, sections 2-3): with few training images D
@@ -28,7 +28,11 @@ Two reference rows frame the numbers: the training images themselves against the
 floor of FID at these set sizes: FID is biased upwards for finite sets).
 
 Writes `--out` (CSV, one row per run and snapshot plus the reference rows; columns in
-`COLUMNS`), the snapshots and grids under `<out stem>/<arm>/`, and the classifier there.
+`COLUMNS`), the snapshots, grids and TRAIN_ROWS under `<out stem>/<arm>/`, and the classifier
+in `<out stem>/`. `--score-only` scores what a stopped run left there (a shorter budget changes
+no step before it, so the rows equal those of a run with `--kimg` at its last snapshot).
+Time: ~25 s/kimg per arm on an idle core at the default settings; several times that when
+the machine is shared.
 Threads: one torch thread per process by default. On the shared 2-core machine two threads
 per process made training steps 2-50x slower whenever other work held a core (OpenMP threads
 wait for each other at every small op), so two single-threaded runs side by side use the two
@@ -69,6 +73,7 @@ from cxrlib.train.stylegan2ada import (
     StyleGan2AdaTrainer,
     prepare_images,
     snapshot_kimgs,
+    snapshot_name,
     snapshot_step,
     stylegan_settings,
 )
@@ -81,6 +86,14 @@ COLUMNS = (
     "precision", "recall", "ada_p", "ada_rt", "d_sign_train", "d_sign_heldout",
     "d_sign_fake", "n_fake", "n_real",
 )  # fmt: skip
+# What training records per snapshot, written after every snapshot to <arm folder>/TRAIN_ROWS,
+# so that the snapshots of a run stopped early can still be scored (`--score-only`).
+TRAIN_COLUMNS = (
+    "arm", "kimg", "kimg_shown", "step", "train_s", "ada_p", "ada_rt", "d_sign_train",
+    "d_sign_heldout", "d_sign_fake",
+)  # fmt: skip
+TRAIN_ROWS = "train_rows.csv"
+CLASSIFIER_FILE = "classifier_resnet18.pt"
 # Separate generator streams per role, so e.g. a larger reference never changes the
 # training images.
 _TRAIN_STREAM, _REFERENCE_STREAM, _HELDOUT_STREAM, _FRESH_STREAM, _CLASSIFIER_STREAM = range(5)
@@ -122,7 +135,7 @@ def train_feature_classifier(
             "seed": args.seed,
         }
     )  # fmt: skip
-    model = folder / "classifier_resnet18.pt"
+    model = folder / CLASSIFIER_FILE
     summary = train_classifier(
         split(n_per_class, 0), split(n_val, 10), settings, model, folder / "classifier_state",
         history_path=folder / "classifier_history.csv", label_names=("NORMAL", "PNEUMONIA"),
@@ -152,6 +165,7 @@ class ArmJob:
     settings: dict[str, Any]  # stylegan_settings input
     samples: int  # generated images scored per snapshot
     threads: int
+    score_only: bool = False  # score the snapshots and TRAIN_ROWS already in `folder`
 
 
 @torch.no_grad()
@@ -184,7 +198,6 @@ def train_arm(job: ArmJob) -> list[dict[str, Any]]:
             rows.append(
                 {
                     "arm": job.arm, "kimg": due[trainer.step], "kimg_shown": trainer.kimg,
-                    "snapshot": writer.snapshot_path(due[trainer.step]),
                     "step": trainer.step, "train_s": trainer.elapsed_s, "ada_p": trainer.ada_p,
                     "ada_rt": float(np.mean(rts)) if rts else math.nan,
                     "d_sign_train": d_sign(trainer.D, x, s.batch_size),
@@ -192,6 +205,7 @@ def train_arm(job: ArmJob) -> list[dict[str, Any]]:
                     "d_sign_fake": d_sign(trainer.D, fakes, s.batch_size),
                 }
             )  # fmt: skip
+            write_csv(pd.DataFrame(rows, columns=list(TRAIN_COLUMNS)), job.folder / TRAIN_ROWS)
             last = rows[-1]
             log.info(
                 "%s kimg %g: p %.3f r_t %.3f, D sign train %+.2f held-out %+.2f fake %+.2f "
@@ -212,7 +226,7 @@ def score_arm(job: ArmJob, rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
     extractor = DomainExtractor(job.classifier)
     out = []
     for row in rows:
-        G = load_generator(row["snapshot"])
+        G = load_generator(job.folder / "snapshots" / f"{snapshot_name(row['kimg'])}.pt")
         batches = generator_batches(G.sample, job.samples, batch_size=100, seed=2024)
         fake = extract_features(extractor, batches)
         scores = score_features(job.reference_features, fake)
@@ -225,11 +239,20 @@ def score_arm(job: ArmJob, rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
     return out
 
 
+def read_train_rows(job: ArmJob) -> list[dict[str, Any]]:
+    """The rows a (possibly stopped) training of this arm recorded: one per snapshot taken."""
+    path = job.folder / TRAIN_ROWS
+    if not path.is_file():
+        raise FileNotFoundError(f"{path} does not exist: train this arm first (no --score-only)")
+    return pd.read_csv(path).to_dict("records")
+
+
 def run_arm(job: ArmJob) -> list[dict[str, Any]]:
-    """Worker entry point: one arm, trained and scored, with its own thread count."""
+    """Worker entry point: one arm, trained (unless score_only) and scored, with its own
+    thread count."""
     torch.set_num_threads(job.threads)
     _configure_logging()
-    return score_arm(job, train_arm(job))
+    return score_arm(job, read_train_rows(job) if job.score_only else train_arm(job))
 
 
 def _configure_logging() -> None:
@@ -261,7 +284,7 @@ def parse_args() -> argparse.Namespace:
     p.add_argument("--images", type=int, default=100, help="NORMAL phantoms to train on")
     p.add_argument("--res", type=int, default=32, help="training resolution, px")
     p.add_argument("--render-px", type=int, default=128, help="phantoms are drawn at this size")
-    p.add_argument("--kimg", type=float, default=30.0, help="budget of each run, kimg")
+    p.add_argument("--kimg", type=float, default=15.0, help="budget of each run, kimg")
     p.add_argument("--snapshot-kimg", type=float, default=5.0)
     p.add_argument("--batch", type=int, default=16)
     p.add_argument("--channel-base", type=int, default=1024)
@@ -276,6 +299,11 @@ def parse_args() -> argparse.Namespace:
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--jobs", type=int, default=2, choices=(1, 2), help="arms side by side")
     p.add_argument("--threads", type=int, default=1, help="torch threads per process")
+    p.add_argument(
+        "--score-only", action="store_true",
+        help="no training: score the snapshots and train rows a previous (maybe stopped) run "
+        "left next to --out, with its classifier when present",
+    )  # fmt: skip
     p.add_argument("--out", type=Path, default=Path("benchmarks/out/ada_ablation.csv"))
     return p.parse_args()
 
@@ -297,7 +325,12 @@ def main() -> None:
         for name, (n, stream) in render.items()
     }
     log.info("phantoms rendered (%.0f s)", time.perf_counter() - started)
-    classifier, auroc = train_feature_classifier(folder, args.classifier_images, args)
+    classifier = folder / CLASSIFIER_FILE
+    if args.score_only and classifier.is_file():
+        history = pd.read_csv(folder / "classifier_history.csv")
+        auroc = float(history["val_auroc"].max())
+    else:
+        classifier, auroc = train_feature_classifier(folder, args.classifier_images, args)
     log.info("feature classifier: val AUROC %.3f (%.0f s)", auroc, time.perf_counter() - started)
     extractor = DomainExtractor(classifier)
     reference = real_features(extractor, reals["reference"])
@@ -321,6 +354,7 @@ def main() -> None:
             settings=gan_settings(args, arm),
             samples=args.samples,
             threads=args.threads,
+            score_only=args.score_only,
         )
         for arm in ARMS
     ]
