@@ -29,7 +29,6 @@ rule runtime_report:
     conda:
         "../envs/cxr.yaml"
     params:
-        folder="results/benchmarks",
         synthetic=config["data"]["source"] == "phantom",
     script:
         "../scripts/runtime_report.py"

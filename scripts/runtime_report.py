@@ -8,7 +8,7 @@ from cxrlib.report.runtime import write_runtime_report
 with job_logging(snakemake.log[0]):
     out = snakemake.output
     write_runtime_report(
-        Path(snakemake.params.folder),
+        Path(out.table).parent,  # results/benchmarks, where every job's benchmark file is
         Path(out.table),
         Path(out.figure),
         synthetic=snakemake.params.synthetic,

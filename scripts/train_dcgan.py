@@ -2,11 +2,10 @@
 
 from pathlib import Path
 
-from cxrlib.train.dcgan import dcgan_settings, train_dcgan
-
 from cxrlib.data.cache import load_split
 from cxrlib.device import setup_torch
 from cxrlib.logs import job_logging
+from cxrlib.train.dcgan import dcgan_settings, train_dcgan
 from cxrlib.train.survival import slurm_job_end_time
 
 with job_logging(snakemake.log[0]):
