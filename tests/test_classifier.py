@@ -280,18 +280,16 @@ def test_positive_class_is_found_by_name(tmp_path: Path) -> None:
 
 @pytest.mark.slow
 def test_training_on_phantoms_learns_the_disease(tmp_path: Path) -> None:
-    """resnet18 from scratch on 40 paired phantom patients per class at 128 px (about 50 s).
+    """resnet18 from scratch on 40 paired phantom patients per class at 64 px (about 15 s).
 
-    Measured here: val AUROC 0.46 after epoch 1, best 0.817 (epoch 7). The bar is 0.75, not
-    0.8: from scratch on 80 images this budget plateaus at 0.80-0.84 depending on the seed and
-    the validation draw (0.80 with seed 1; at 64 px mostly 0.75-0.79), so 0.8 would fail on
-    a machine whose floating point takes another path. Paired patients (the same film with and
-    without opacities) make the disease the only thing that separates the classes in training.
+    Paired patients (the same film with and without opacities) make the disease the only thing
+    that separates the classes in training. Measured here: val AUROC 0.86 after epoch 1, 0.95 by
+    epoch 5. The bar is the issue's 0.8 plus a margin for other floating-point paths.
     """
-    train = _phantoms(0, 40, 128, paired=True)
-    val = _phantoms(1, 30, 128)
+    train = _phantoms(0, 40, 64, paired=True)
+    val = _phantoms(1, 30, 64)
     settings = classifier_settings(
-        dict(arch="resnet18", image_size=128, epochs=10, batch_size=8, lr=1e-3, seed=0)
+        dict(arch="resnet18", image_size=64, epochs=8, batch_size=8, lr=1e-3, seed=0)
     )
     out = train_classifier(
         train,
@@ -303,8 +301,10 @@ def test_training_on_phantoms_learns_the_disease(tmp_path: Path) -> None:
         label_names=LABELS,
     )
     history = pd.read_csv(tmp_path / "h.csv")
-    assert out["best_val_auroc"] > 0.75, out
-    assert out["best_val_auroc"] > history.val_auroc.iloc[0] + 0.1  # it learnt, not luck
+    assert out["best_val_auroc"] > 0.85, out
+    # it learnt over the epochs (AUROC 0.85 on 60 images is itself far beyond luck)
+    assert history.train_loss.iloc[-1] < history.train_loss.iloc[0] / 2
+    assert out["best_val_auroc"] > history.val_auroc.iloc[0]
     # the saved model is the best epoch's: predict reproduces its val AUROC
     scores = predict(tmp_path / "m.pt", val[0])
     assert roc_auc_score(val[1], scores) == pytest.approx(out["best_val_auroc"], abs=1e-6)
