@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import math
 import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -34,3 +35,13 @@ def job_logging(log_path: str | Path | None, level: int = logging.INFO) -> Itera
     finally:
         for handler in handlers:
             handler.flush()
+
+
+def format_eta(seconds: float) -> str:
+    """A remaining time for progress lines: '1h05m', '4m07s', or '?' when unknown (NaN/inf)."""
+    if not math.isfinite(seconds):
+        return "?"
+    seconds = max(round(seconds), 0)
+    hours, rest = divmod(seconds, 3600)
+    minutes, secs = divmod(rest, 60)
+    return f"{hours}h{minutes:02d}m" if hours else f"{minutes}m{secs:02d}s"

@@ -16,7 +16,7 @@ import pytest
 import torch
 import torchvision
 from PIL import Image
-from sklearn.metrics import roc_auc_score
+from sklearn.metrics import balanced_accuracy_score, roc_auc_score
 
 from cxrlib.data.cache import SplitArrays
 from cxrlib.data.phantom import render_radiograph
@@ -29,6 +29,7 @@ from cxrlib.models.resnet import (
     features,
     load_classifier,
     save_classifier,
+    to_float,
     to_model_input,
 )
 from cxrlib.train.classifier import (
@@ -278,6 +279,32 @@ def test_positive_class_is_found_by_name(tmp_path: Path) -> None:
         )
 
 
+def test_batchnorm_statistics_describe_the_final_weights_on_the_train_set(tmp_path: Path) -> None:
+    """After training, eval mode must use the statistics of the trained network, not running
+    averages that trail it (they left every demo score below 0.5). The first BatchNorm's
+    running mean must equal the mean of conv1's output over the train set."""
+    images, labels = _phantoms(5, 8, 32)  # 16 images: two recalibration chunks of 8
+    train_classifier(
+        (images, labels),
+        (images, labels),
+        _tiny_settings(epochs=2, lr=1e-2),
+        tmp_path / "m.pt",
+        tmp_path / "state",
+        history_path=tmp_path / "h.csv",
+        label_names=LABELS,
+    )
+    model, _ = load_classifier(tmp_path / "m.pt")
+    with torch.no_grad():
+        x = to_float(to_model_input(torch.from_numpy(images), 32))
+        out = model.net.conv1(model.normalise(x))
+    torch.testing.assert_close(
+        model.net.bn1.running_mean, out.mean(dim=(0, 2, 3)), rtol=1e-4, atol=1e-5
+    )
+    # cumulative average of the two chunks' unbiased batch variances
+    chunk_vars = [out[i : i + 8].var(dim=(0, 2, 3)) for i in (0, 8)]
+    torch.testing.assert_close(model.net.bn1.running_var, sum(chunk_vars) / 2, rtol=1e-4, atol=1e-5)
+
+
 @pytest.mark.slow
 def test_training_on_phantoms_learns_the_disease(tmp_path: Path) -> None:
     """resnet18 from scratch on 40 paired phantom patients per class at 64 px (about 15 s).
@@ -308,6 +335,9 @@ def test_training_on_phantoms_learns_the_disease(tmp_path: Path) -> None:
     # the saved model is the best epoch's: predict reproduces its val AUROC
     scores = predict(tmp_path / "m.pt", val[0])
     assert roc_auc_score(val[1], scores) == pytest.approx(out["best_val_auroc"], abs=1e-6)
+    # and its scores are calibrated enough for the 0.5 threshold that accuracy, sensitivity
+    # and specificity use (BatchNorm's running statistics match the trained weights)
+    assert balanced_accuracy_score(val[1], scores > 0.5) > 0.8
 
 
 # -- the domain extractor ------------------------------------------------------------------

@@ -42,6 +42,7 @@ from PIL import Image
 from torch import nn
 
 from cxrlib.io import atomic_path, write_atomic, write_csv
+from cxrlib.logs import format_eta
 from cxrlib.models.dcgan import CHANNELS, IMAGE_SIZES, Discriminator, Generator, init_weights
 from cxrlib.models.snapshot import save_snapshot
 from cxrlib.train.survival import StateStore, run_resumable
@@ -447,11 +448,6 @@ def write_png(array: np.ndarray, target: Path) -> None:
     write_atomic(target, lambda tmp: Image.fromarray(array).save(tmp, format="PNG"))
 
 
-def _format_duration(seconds: float) -> str:
-    minutes = round(seconds / 60)
-    return f"{minutes // 60}h{minutes % 60:02d}m"
-
-
 class EpochEnd:
     """`on_step` for `run_resumable`: at each epoch's end, log it and write snapshot and grid.
 
@@ -493,7 +489,7 @@ class EpochEnd:
             row["d_real"],
             row["d_fake"],
             row["images_per_s"],
-            _format_duration(eta),
+            format_eta(eta),
         )
 
 

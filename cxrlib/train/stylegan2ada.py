@@ -84,6 +84,7 @@ import torch.nn.functional as F
 from PIL import Image
 
 from cxrlib.io import atomic_path, write_atomic, write_csv
+from cxrlib.logs import format_eta
 from cxrlib.models.snapshot import read_snapshot, save_snapshot
 from cxrlib.models.stylegan2 import Discriminator, Generator
 from cxrlib.train.survival import StateStore, run_resumable
@@ -748,7 +749,7 @@ class StyleGan2AdaTrainer:
         self.log_rows.append(row)
         self._tick = self._new_tick()
         left = max(s.total_kimg - self.kimg, 0.0) * row["s_per_kimg"]
-        eta = _duration(left) if math.isfinite(left) else "?"
+        eta = format_eta(left)
         log.info(
             "kimg %.3f/%.3f step %d loss_g %.4f loss_d %.4f r1 %.4g pl %.4g ada_p %.3f ada_rt "
             "%.3f %.1f s/kimg ETA %s",
@@ -821,13 +822,6 @@ class StyleGan2AdaTrainer:
             "G_ema": self.G_ema.state_dict(),
             "progress": {"kimg": self.kimg},
         }
-
-
-def _duration(seconds: float) -> str:
-    seconds = round(seconds)
-    h, rem = divmod(seconds, 3600)
-    m, sec = divmod(rem, 60)
-    return f"{h}h{m:02d}m" if h else f"{m}m{sec:02d}s"
 
 
 # --------------------------------------------------------------------------------------------
