@@ -13,10 +13,11 @@ configfile: "config.yaml"
 validate(config, "schemas/config.schema.yaml")
 
 
-report: "report/workflow.rst"
-
-
 include: "rules/common.smk"
+
+
+# The study description, with the headline results once the `headline` rule has written them.
+report: report_text()
 
 
 wildcard_constraints:
@@ -45,3 +46,8 @@ rule all:
     default_target: True
     input:
         get_final_output(),
+
+
+onsuccess:
+    # A run that just wrote the front page (e.g. with --report-after-run) reports it too.
+    use_generated_report_text()

@@ -1,9 +1,11 @@
 # Shared names and input functions. Any logic longer than a line lives here or in cxrlib.
 
+import os
 from functools import lru_cache
 from pathlib import Path
 
 from snakemake.exceptions import WorkflowError
+from snakemake.sourcecache import infer_source_file
 
 SPLITS = ["train", "val", "test"]
 
@@ -26,9 +28,44 @@ def get_data_root():
     return str(root)
 
 
+HEADLINE_PAGE = "results/report/workflow.rst"
+
+
 def get_final_output():
-    """What `snakemake` builds by default: every stage's tables and figures, and the runtimes."""
-    return [*get_study_outputs(), "results/benchmarks/runtime_by_rule.png"]
+    """What `snakemake` builds by default: every stage's tables and figures, the runtimes and
+    the report's front page with the headline results."""
+    return [*get_study_outputs(), "results/benchmarks/runtime_by_rule.png", HEADLINE_PAGE]
+
+
+def get_headline_inputs(wildcards):
+    """The tables the front page summarises (see cxrlib/report/headline.py)."""
+    sweeps, audits = [], []
+    for model in STAGED_MODELS:
+        if not model_enabled(model):
+            continue
+        choice = config[model]["use_snapshot"]
+        for run in get_model_runs(model):
+            sweeps.append(f"results/{model}/{run}/sweep.csv")
+            audits.append(f"results/metrics/memorisation/{model}/{run}/{choice}/summary.json")
+    return {"sweeps": sweeps, "memorisation": audits}
+
+
+def report_text():
+    """The report's front page: the generated one (study text plus headline results) once the
+    `headline` rule has written it, else the bare study description. Paths are relative to the
+    Snakefile's folder, as the `report:` directive reads them."""
+    generated = Path(HEADLINE_PAGE).resolve()
+    if generated.is_file():
+        return os.path.relpath(generated, workflow.basedir)
+    return "report/workflow.rst"
+
+
+def use_generated_report_text():
+    """After a successful run: point the report at the front page the run may just have
+    written (`report:` was read at parse time, before the page existed)."""
+    generated = Path(HEADLINE_PAGE).resolve()
+    if generated.is_file():
+        workflow.report_text = infer_source_file(str(generated))
 
 
 def get_study_outputs():

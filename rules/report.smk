@@ -1,8 +1,10 @@
-# Report pages built from the other stages' results: per-rule runtimes.
+# Report pages built from the other stages' results: per-rule runtimes and the front page
+# with the headline results (report/workflow.rst plus numbers from the result tables).
 
 
 localrules:
     runtime_report,
+    headline,
 
 
 rule runtime_report:
@@ -32,3 +34,24 @@ rule runtime_report:
         synthetic=config["data"]["source"] == "phantom",
     script:
         "../scripts/runtime_report.py"
+
+
+rule headline:
+    input:
+        unpack(get_headline_inputs),
+        template="report/workflow.rst",
+        class_counts="results/data/class_counts.csv",
+        rejected="results/data/rejected.csv",
+        comparison="results/classifier/comparison.csv",
+        runtime="results/benchmarks/runtime_by_rule.csv",
+    output:
+        page=HEADLINE_PAGE,
+        record="results/report/headline.json",
+    log:
+        "logs/headline.log",
+    benchmark:
+        "results/benchmarks/headline.tsv"
+    conda:
+        "../envs/cxr.yaml"
+    script:
+        "../scripts/headline.py"

@@ -12,6 +12,7 @@ from PIL import Image
 
 from cxrlib.data.cache import load_split
 from cxrlib.metrics.fidelity import file_sha256
+from tests.browser import browse_report
 from tests.conftest import copy_workflow, run_snakemake
 from tests.test_fidelity import make_inception_weights
 
@@ -187,10 +188,61 @@ def test_real_arm_learns_the_phantom_disease_end_to_end(workflow_copy: Path) -> 
     assert len(predictions) == 80
 
 
-def test_report_is_generated(study: Path) -> None:
+@pytest.fixture(scope="module")
+def report(study: Path) -> Path:
     run_snakemake(study, "--cores", "1", *TEST_CONFIG, "--report", "results/report.html")
-    html = (study / "results" / "report.html").read_text(errors="replace")
-    assert "phantom" in html and len(html) > 10_000
+    return study / "results" / "report.html"
+
+
+def test_report_front_page_has_the_headline_from_the_result_tables(
+    study: Path, report: Path
+) -> None:
+    html = report.read_text(errors="replace")
+    assert "phantom" in html and "Headline results" in html
+    headline = json.loads((study / "results/report/headline.json").read_text())
+    sweep = pd.read_csv(study / "results/dcgan/baseline/sweep.csv")
+    best = sweep[sweep.best & (sweep.reference == "train")].iloc[0]
+    dcgan = next(m for m in headline["models"] if m["model"] == "dcgan")
+    assert dcgan["best snapshot"] == best.snapshot
+    assert dcgan["FID (train)"] == pytest.approx(best.fid)
+    comparison = pd.read_csv(study / "results/classifier/comparison.csv")
+    real = comparison[(comparison.arm == "real") & (comparison.metric == "auroc")].iloc[0]
+    shown = f"{real['mean']:.3f} ± {real['std']:.3f}"
+    assert next(r for r in headline["classifier"] if r["arm"] == "real")["AUROC mean ± sd"] == shown
+    assert json.dumps(shown)[1:-1] in html  # the report embeds the page as a JSON string
+    assert best.snapshot in html and headline["data"]["images"] == 64
+
+
+def test_report_renders_in_headless_chromium_with_every_figure(study: Path, report: Path) -> None:
+    """Debian's chromium opens the report; every category, subcategory and result is clicked
+    as a reader would; every figure must decode at its file's size."""
+    view = browse_report(report)
+    assert not view.errors, view.errors
+    assert not view.failures, view.failures
+    assert "Headline results" in view.front_page
+    figures = {
+        "results/data/qc/class_counts.png", "results/data/qc/examples.png",
+        "results/data/qc/intensity_histograms.png",
+        "results/dcgan/baseline/figures/sweep.png",
+        "results/dcgan/baseline/figures/grids_across_epochs.png",
+        "results/dcgan/baseline/figures/training_curves.png",
+        "results/stylegan2ada/ada/figures/sweep.png",
+        "results/stylegan2ada/ada/figures/grids_across_kimg.png",
+        "results/stylegan2ada/ada/figures/training_curves.png",
+        "results/stylegan2ada/ada/figures/truncation.png",
+        "results/classifier/figures/roc.png", "results/classifier/figures/auroc_vs_ratio.png",
+        "results/classifier/figures/confusion.png", "results/benchmarks/runtime_by_rule.png",
+    } | {
+        f"results/metrics/memorisation/{model}/best/{name}.png"
+        for model in ("dcgan/baseline", "stylegan2ada/ada")
+        for name in ("distances", "closest_pairs")
+    }  # fmt: skip
+    assert set(view.images) == figures
+    for path, size in view.images.items():
+        assert Image.open(study / path).size == size, path
+    assert {"results/classifier/comparison.csv", "results/metrics/summary.csv"} <= set(view.tables)
+    for path, text in view.tables.items():
+        assert text == (study / path).read_text(), path
 
 
 def test_full_config_dry_run(workflow_copy: Path, tmp_path: Path) -> None:

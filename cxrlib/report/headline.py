@@ -1,0 +1,323 @@
+"""The report's front page: the study's headline results, written from the result tables.
+
+`snakemake --report` shows `report/workflow.rst` (a Jinja2 template over the config) as the
+front page. The `headline` rule appends a "Headline results" section computed here from the run's
+tables (data counts, the sweeps' best snapshots, the memorisation audits, the classifier
+comparison, the runtimes) and writes the whole page to `results/report/workflow.rst`, which the
+Snakefile names as the report text once it exists. Numbers are never typed by hand, so the front
+page cannot disagree with the tables it summarises.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import re
+from collections.abc import Iterable, Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+
+from cxrlib.io import write_atomic
+from cxrlib.metrics.classification import INSUFFICIENT, NO_EVIDENCE
+
+_RST_SPECIAL = re.compile(r"([\\`*_|<>\[\]])")
+
+
+def rst_escape(text: object) -> str:
+    """Text safe inside RST (no accidental emphasis, references or substitutions) and Jinja2."""
+    out = _RST_SPECIAL.sub(r"\\\1", str(text))
+    # the report text is rendered by Jinja2 before docutils: never open a Jinja2 tag
+    return out.replace("{", "&#123;") if re.search(r"\{[{%#]", out) else out
+
+
+def list_table(frame: pd.DataFrame, title: str) -> str:
+    """An RST list-table (robust to commas and long cells, unlike csv/grid tables)."""
+    lines = [f".. list-table:: {rst_escape(title)}", "   :header-rows: 1", ""]
+    for row in [list(frame.columns), *frame.astype(str).values.tolist()]:
+        lines.append(f"   * - {rst_escape(row[0])}")
+        lines.extend(f"     - {rst_escape(cell)}" for cell in row[1:])
+    return "\n".join(lines) + "\n"
+
+
+def _num(value: Any, digits: int = 3) -> str:
+    """A number for a table cell with `digits` decimals; '–' for missing values."""
+    try:
+        value = float(value)
+    except (TypeError, ValueError):
+        return "–"
+    return f"{value:.{digits}f}" if math.isfinite(value) else "–"
+
+
+def _ratio(label: object, value: object) -> str:
+    """How the synthetic ratio reads in a table: '–' without synthetic images, else the
+    configured value ('balance' with the ratio it came to)."""
+    if str(label) in ("0", "0.0", "nan", "None"):
+        return "–"
+    if str(label) == "balance":
+        return f"balance ({_num(value, 2)})"
+    return str(label)
+
+
+# -- data ------------------------------------------------------------------------------------
+
+
+def data_summary(class_counts: pd.DataFrame, rejected: pd.DataFrame) -> dict[str, Any]:
+    """Images and patients per split and label, and how many files were rejected."""
+    splits = {}
+    for split, rows in class_counts.groupby("split", sort=False):
+        splits[str(split)] = {
+            str(r.label): {"images": int(r.n_images), "patients": int(r.n_patients)}
+            for r in rows.itertuples()
+        }
+    return {
+        "images": int(class_counts.n_images.sum()),
+        "splits": splits,
+        "rejected": len(rejected),
+    }
+
+
+def data_sentence(summary: Mapping[str, Any]) -> str:
+    parts = []
+    for split in ("train", "val", "test"):
+        labels = summary["splits"].get(split, {})
+        counts = ", ".join(f"{n['images']} {label}" for label, n in labels.items())
+        parts.append(f"{split}: {counts}")
+    return (
+        f"**Data**: {summary['images']} prepared images ({'; '.join(parts)}), split by "
+        f"patient; {summary['rejected']} file(s) rejected (listed under Data)."
+    )
+
+
+# -- generative models -----------------------------------------------------------------------
+
+
+def model_rows(
+    sweeps: Iterable[pd.DataFrame], memorisation: Mapping[tuple[str, str], Mapping[str, Any]]
+) -> pd.DataFrame:
+    """One row per model run and feature space: its best snapshot's scores.
+
+    The best snapshot is the one the sweep marked (lowest FID against the training images in
+    the selection space); FID against the test images is shown beside it as the check that the
+    choice does not reward memorising the training set. Near-copies come from the memorisation
+    audit of the snapshot that feeds the classifier (`use_snapshot`).
+    """
+    rows = []
+    for sweep in sweeps:
+        best = sweep[sweep.best]
+        if best.empty:
+            continue
+        model, run = str(best.model.iloc[0]), str(best.run.iloc[0])
+        progress = "epoch" if "collapse_epoch" in sweep else "kimg"
+        audit = memorisation.get((model, run), {})
+        for extractor, rows_x in best.groupby("extractor", sort=True):
+            by_ref = rows_x.set_index("reference")
+            train = by_ref.loc["train"] if "train" in by_ref.index else None
+            test = by_ref.loc["test"] if "test" in by_ref.index else None
+            collapse = sweep.loc[sweep.extractor == extractor, f"collapse_{progress}"].dropna()
+            rows.append(
+                {
+                    "model": model,
+                    "run": run,
+                    "best snapshot": str(rows_x.snapshot.iloc[0]),
+                    "features": str(extractor),
+                    "FID (train)": None if train is None else float(train.fid),
+                    "FID (test)": None if test is None else float(test.fid),
+                    "KID (train)": None if train is None else float(train.kid_mean),
+                    "precision": None if train is None else float(train.precision),
+                    "recall": None if train is None else float(train.recall),
+                    "diversity": None if train is None else float(train.diversity_ratio),
+                    "collapse at": (
+                        f"{progress} {_num(collapse.iloc[0], 0 if progress == 'epoch' else 3)}"
+                        if len(collapse)
+                        else "none"
+                    ),
+                    "near-copies": (
+                        f"{audit['n_near_copies']} of {audit['n_fake']}" if audit else "–"
+                    ),
+                }
+            )
+    return pd.DataFrame(rows)
+
+
+def format_model_rows(rows: pd.DataFrame) -> pd.DataFrame:
+    """The table as shown: pairs merged into one cell so that it fits beside the rule graph."""
+    return pd.DataFrame(
+        {
+            "model / run": rows.model + " / " + rows.run,
+            "best snapshot": rows["best snapshot"],
+            "features": rows.features,
+            "FID train / test": [
+                f"{_num(a, 1)} / {_num(b, 1)}"
+                for a, b in zip(rows["FID (train)"], rows["FID (test)"], strict=True)
+            ],
+            "precision / recall": [
+                f"{_num(a, 2)} / {_num(b, 2)}"
+                for a, b in zip(rows.precision, rows.recall, strict=True)
+            ],
+            "diversity": rows.diversity.map(lambda v: _num(v, 2)),
+            "collapse at": rows["collapse at"],
+            "near-copies": rows["near-copies"],
+        }
+    )
+
+
+# -- classifier ------------------------------------------------------------------------------
+
+
+def classifier_rows(comparison: pd.DataFrame, metric: str = "auroc") -> pd.DataFrame:
+    """One row per arm and ratio: mean ± sd over seeds, the paired difference, the verdict."""
+    rows = []
+    for r in comparison[comparison.metric == metric].itertuples():
+        is_base = r.verdict == "baseline"
+        rows.append(
+            {
+                "arm": r.arm,
+                "ratio": _ratio(getattr(r, "ratio_label", r.ratio), r.ratio),
+                "seeds": int(r.n_seeds),
+                f"{metric.upper()} mean ± sd": f"{_num(r.mean)} ± {_num(r.std)}",
+                "difference to real (95% CI over seeds)": (
+                    "–"
+                    if is_base
+                    else f"{_num(r.diff_mean)} ({_num(r.diff_ci_low)} to {_num(r.diff_ci_high)})"
+                ),
+                "patient bootstrap 95% CI": (
+                    "–"
+                    if is_base or pd.isna(getattr(r, "boot_ci_low", math.nan))
+                    else f"{_num(r.boot_ci_low)} to {_num(r.boot_ci_high)}"
+                ),
+                "verdict": r.verdict,
+            }
+        )
+    return pd.DataFrame(rows)
+
+
+def classifier_conclusion(comparison: pd.DataFrame, metric: str = "auroc") -> str:
+    """What the comparison supports, and no more."""
+    rows = comparison[(comparison.metric == metric) & (comparison.verdict != "baseline")]
+    if rows.empty:
+        return "No synthetic-data arm was trained, so nothing is compared with real-only data."
+
+    def names(verdict: str) -> list[str]:
+        picked = rows[rows.verdict == verdict]
+        labels = picked.ratio_label if "ratio_label" in picked else picked.ratio
+        out = []
+        for arm, label, value in zip(picked.arm, labels, picked.ratio, strict=True):
+            ratio = _ratio(label, value)
+            out.append(arm if ratio == "–" else f"{arm} (ratio {ratio})")
+        return out
+
+    helped, hurt = names("helped"), names("hurt")
+    n_seeds = int(rows.n_seeds.min())
+    sentences = []
+    if helped:
+        sentences.append(f"Adding images helped {metric.upper()} for {', '.join(helped)}.")
+    if hurt:
+        sentences.append(f"It hurt {metric.upper()} for {', '.join(hurt)}.")
+    rest = len(rows) - len(helped) - len(hurt)
+    if rest:
+        unclear = rows.verdict.isin([NO_EVIDENCE, INSUFFICIENT])
+        sentences.append(
+            f"{'The other' if helped or hurt else 'All'} {int(unclear.sum())} arm(s) show no "
+            f"evidence of a difference from real-only data at this scale ({n_seeds} seed(s) "
+            "each); that is not evidence of no effect."
+        )
+    sentences.append(
+        "A verdict needs both the interval over seeds and the patient bootstrap interval to "
+        "exclude zero on the same side."
+    )
+    return " ".join(sentences)
+
+
+# -- runtime ---------------------------------------------------------------------------------
+
+
+def runtime_sentence(runtime: pd.DataFrame) -> str:
+    total = float(runtime.total_s.sum())
+    top = runtime.sort_values("total_s", ascending=False).iloc[0]
+    return (
+        f"**Runtime**: {int(runtime.jobs.sum())} jobs, {total / 60:.1f} job-minutes in all; "
+        f"the most expensive rule was {top.rule} ({float(top.total_s) / 60:.1f} min over "
+        f"{int(top.jobs)} job(s)). Details under Runtime."
+    )
+
+
+# -- the page --------------------------------------------------------------------------------
+
+
+def headline_section(
+    data: Mapping[str, Any],
+    models: pd.DataFrame,
+    classifier: pd.DataFrame | None,
+    conclusion: str | None,
+    runtime: pd.DataFrame | None,
+) -> str:
+    """The RST 'Headline results' section."""
+    out = [
+        "Headline results",
+        "----------------",
+        "",
+        "*Written by the* ``headline`` *rule from this run's result tables.*",
+        "",
+        data_sentence(data),
+        "",
+    ]
+    if len(models):
+        out += [
+            "**Generative models**: the best snapshot of each run (lowest FID against the "
+            "training images in the selection feature space) with its scores in every feature "
+            "space; FID against the held-out test images beside it. Diversity is the samples' "
+            "mean pairwise feature distance over the real images' (below 0.5 for long: "
+            "collapse). Near-copies: samples of the snapshot used for the classifier that the "
+            "memorisation audit flags. Full tables under Scoring, DCGAN and StyleGAN2-ADA.",
+            "",
+            list_table(format_model_rows(models), "Best snapshot per run"),
+        ]
+    if classifier is not None and len(classifier):
+        out += [
+            "**Classifier** (NORMAL vs PNEUMONIA, tested on real test images only): "
+            + rst_escape(conclusion or ""),
+            "",
+            list_table(classifier, "Arms against real-only"),
+        ]
+    if runtime is not None and len(runtime):
+        out += [runtime_sentence(runtime), ""]
+    return "\n".join(out)
+
+
+def headline_record(
+    data: Mapping[str, Any],
+    models: pd.DataFrame,
+    classifier: pd.DataFrame | None,
+    conclusion: str | None,
+) -> dict[str, Any]:
+    """The same headline as plain data (results/report/headline.json), for scripts and tests."""
+
+    def records(frame: pd.DataFrame | None) -> list[dict[str, Any]]:
+        if frame is None or frame.empty:
+            return []
+        return json.loads(frame.to_json(orient="records"))
+
+    return {
+        "data": dict(data),
+        "models": records(models),
+        "classifier": records(classifier),
+        "classifier_conclusion": conclusion,
+    }
+
+
+def write_front_page(template: Path, section: str, target: Path) -> None:
+    """The hand-written study description followed by the generated section."""
+    text = template.read_text().rstrip() + "\n\n" + section.rstrip() + "\n"
+    write_atomic(target, lambda tmp: tmp.write_text(text))
+
+
+def read_memorisation(paths: Sequence[str | Path]) -> dict[tuple[str, str], dict[str, Any]]:
+    """results/metrics/memorisation/{model}/{run}/{snapshot}/summary.json -> by (model, run)."""
+    out = {}
+    for path in paths:
+        parts = Path(path).parts
+        model, run = parts[-4], parts[-3]
+        out[(model, run)] = json.loads(Path(path).read_text())
+    return out

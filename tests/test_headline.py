@@ -1,0 +1,115 @@
+"""The report's front page: headline numbers taken from the result tables, valid RST."""
+
+from __future__ import annotations
+
+import docutils.core
+import docutils.utils
+import pandas as pd
+import pytest
+
+from cxrlib.metrics.classification import INSUFFICIENT, NO_EVIDENCE
+from cxrlib.report.headline import (
+    classifier_conclusion,
+    classifier_rows,
+    data_summary,
+    headline_section,
+    model_rows,
+    rst_escape,
+)
+
+
+def _sweep(model: str, run: str, progress: str, fids: list[float]) -> pd.DataFrame:
+    rows = []
+    for i, fid in enumerate(fids):
+        for reference, offset in (("train", 0.0), ("test", 5.0)):
+            rows.append(
+                {
+                    "model": model, "run": run, "snapshot": f"s{i}", progress: i,
+                    "extractor": "cxr", "reference": reference, "fid": fid + offset,
+                    "kid_mean": fid / 10, "precision": 0.5, "recall": 0.25,
+                    "diversity_ratio": 0.9, "best": fid == min(fids),
+                    f"collapse_{progress}": 2 if progress == "epoch" else float("nan"),
+                }
+            )  # fmt: skip
+    return pd.DataFrame(rows)
+
+
+def _comparison(verdicts: dict[tuple[str, str], str]) -> pd.DataFrame:
+    rows = [dict(arm="real", ratio=0.0, ratio_label="0", metric="auroc", n_seeds=3, mean=0.9,
+                 std=0.01, verdict="baseline")]  # fmt: skip
+    for (arm, label), verdict in verdicts.items():
+        value = 0.97 if label == "balance" else float(label)
+        rows.append(
+            dict(arm=arm, ratio=value, ratio_label=label, metric="auroc", n_seeds=3, mean=0.91,
+                 std=0.02, diff_mean=0.01, diff_ci_low=-0.02, diff_ci_high=0.04,
+                 boot_ci_low=-0.03, boot_ci_high=0.05, verdict=verdict)
+        )  # fmt: skip
+    rows.append(dict(rows[1], metric="f1", verdict="helped"))  # other metrics are not the headline
+    return pd.DataFrame(rows)
+
+
+def test_model_rows_take_the_marked_best_snapshot_and_its_audit() -> None:
+    sweeps = [_sweep("dcgan", "baseline", "epoch", [30.0, 12.5, 20.0])]
+    audits = {("dcgan", "baseline"): {"n_near_copies": 3, "n_fake": 200}}
+    rows = model_rows(sweeps, audits)
+    assert len(rows) == 1
+    row = rows.iloc[0]
+    assert row["best snapshot"] == "s1"
+    assert row["FID (train)"] == 12.5 and row["FID (test)"] == 17.5
+    assert row["collapse at"] == "epoch 2" and row["near-copies"] == "3 of 200"
+
+
+def test_classifier_rows_and_conclusion_state_only_what_the_verdicts_support() -> None:
+    comparison = _comparison(
+        {("real_dcgan", "0.5"): "helped", ("real_dcgan", "balance"): NO_EVIDENCE,
+         ("real_stylegan2ada", "1"): INSUFFICIENT}
+    )  # fmt: skip
+    rows = classifier_rows(comparison)
+    assert rows.arm.tolist() == ["real", "real_dcgan", "real_dcgan", "real_stylegan2ada"]
+    assert rows.ratio.tolist() == ["–", "0.5", "balance (0.97)", "1"]
+    text = classifier_conclusion(comparison)
+    assert "helped AUROC for real_dcgan (ratio 0.5)" in text
+    assert "hurt" not in text.split("A verdict")[0]
+    assert "The other 2 arm(s) show no evidence" in text and "3 seed(s)" in text
+
+    quiet = classifier_conclusion(_comparison({("real_dcgan", "0.5"): NO_EVIDENCE}))
+    assert "helped" not in quiet and quiet.startswith("All 1 arm(s) show no evidence")
+
+
+def test_rst_escape_keeps_names_literal() -> None:
+    assert rst_escape("real_dcgan_") == r"real\_dcgan\_"
+    assert rst_escape("a*b|c") == r"a\*b\|c"
+    assert "{{" not in rst_escape("{{ x }}")
+
+
+def test_headline_section_is_valid_rst_with_the_numbers() -> None:
+    counts = pd.DataFrame(
+        {"split": ["train", "train", "test", "test"], "label": ["NORMAL", "PNEUMONIA"] * 2,
+         "n_images": [10, 20, 5, 5], "n_patients": [8, 15, 5, 4]}
+    )  # fmt: skip
+    data = data_summary(counts, pd.DataFrame({"path": ["x.txt"], "reason": ["not an image"]}))
+    assert data["images"] == 40 and data["rejected"] == 1
+    models = model_rows([_sweep("stylegan2ada", "ada", "kimg", [50.0, 40.0])], {})
+    comparison = _comparison({("real_stylegan2ada", "0.5"): "hurt"})
+    runtime = pd.DataFrame({"rule": ["a", "b"], "jobs": [1, 3], "total_s": [60.0, 600.0]})
+    section = headline_section(
+        data, models, classifier_rows(comparison), classifier_conclusion(comparison), runtime
+    )
+    html = docutils.core.publish_parts(
+        "Title\n=====\n\n" + section,
+        writer="html",
+        settings_overrides={"halt_level": docutils.utils.Reporter.WARNING_LEVEL},
+    )["html_body"]
+    for expected in ("40 prepared images", "<td>s1</td>", "40.0", "45.0", "0.910 ± 0.020",
+                     "hurt", "11.0 job-minutes", "b (10.0 min over 3 job(s))"):  # fmt: skip
+        assert expected in html, expected
+
+
+def test_unknown_rst_would_fail_the_parser() -> None:
+    """The strictness above is real: a broken table raises instead of rendering quietly."""
+    with pytest.raises(docutils.utils.SystemMessage):
+        docutils.core.publish_parts(
+            "T\n=\n\n.. list-table:: x\n   :header-rows: 1\n\n   * - a\n   * - b\n     - c\n",
+            writer="html",
+            settings_overrides={"halt_level": docutils.utils.Reporter.WARNING_LEVEL},
+        )
