@@ -2,25 +2,8 @@
 
 from cxrlib.io import write_csv
 from cxrlib.logs import job_logging
+from cxrlib.metrics.score import SUMMARY_COLUMNS
 from cxrlib.metrics.sweep import read_scores
-
-SUMMARY_COLUMNS = [
-    "model",
-    "run",
-    "snapshot",
-    "epoch",
-    "kimg",
-    "extractor",
-    "reference",
-    "n_fake",
-    "n_real",
-    "fid",
-    "kid_mean",
-    "kid_std",
-    "precision",
-    "recall",
-    "diversity_ratio",
-]
 
 with job_logging(snakemake.log[0]):
     scores = read_scores(snakemake.input)

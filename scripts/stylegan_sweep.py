@@ -6,20 +6,13 @@ import pandas as pd
 
 from cxrlib.io import write_csv
 from cxrlib.logs import job_logging
-from cxrlib.metrics.sweep import best_snapshot, build_sweep, read_scores
+from cxrlib.metrics.sweep import best_snapshot, sweep_from_config
 from cxrlib.report.dcgan import plot_grids_across_epochs, plot_sweep
 from cxrlib.report.stylegan import plot_stylegan_curves, plot_truncation
 
 with job_logging(snakemake.log[0]):
     inp, out, params = snakemake.input, snakemake.output, snakemake.params
-    metrics = params.metrics
-    sweep = build_sweep(
-        read_scores(inp.scores),
-        progress="kimg",
-        selection_extractor=metrics["extractors"][0],
-        collapse_ratio=metrics["collapse_diversity_ratio"],
-        collapse_patience=metrics["collapse_patience"],
-    )
+    sweep = sweep_from_config(inp.scores, "kimg", params.metrics)
     write_csv(sweep, out.sweep)
     synthetic = params.synthetic
     plot_stylegan_curves(pd.read_csv(inp.train_log), Path(out.curves), synthetic=synthetic)

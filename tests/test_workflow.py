@@ -83,6 +83,24 @@ def test_every_job_left_a_log_and_a_benchmark_and_nothing_is_left_to_do(study: P
     assert "Nothing to be done" in again.stdout + again.stderr
 
 
+def test_training_jobs_log_one_plain_progress_line_per_epoch_or_tick(study: Path) -> None:
+    """What a SLURM log file shows: epoch (or kimg), losses and an ETA, one line each, no
+    carriage returns (test.yaml: DCGAN 4 epochs, classifiers and domain extractor 2)."""
+    expected = {
+        "train_dcgan/baseline.log": 4,
+        "train_domain_extractor.log": 2,
+        "train_classifier/real_ratio0_seed0.log": 2,
+        "train_stylegan2ada/ada.log": None,  # one per tick
+    }
+    for name, count in expected.items():
+        text = (study / "logs" / name).read_text()
+        assert "\r" not in text, name
+        lines = [line for line in text.splitlines() if " ETA " in line]
+        assert lines and all("loss" in line for line in lines), name
+        if count is not None:
+            assert len(lines) == count, (name, lines)
+
+
 def test_scores_name_their_extractor_and_inception_is_absent_without_weights(study: Path) -> None:
     summary = pd.read_csv(study / "results" / "metrics" / "summary.csv")
     assert list(summary.columns[:11]) == [

@@ -42,6 +42,14 @@ SCORE_COLUMNS = [
     "recall",
     "diversity_ratio",
 ]
+# results/metrics/summary.csv: the same scores in the order the study's tables use (generated
+# count first), without the KID subset size (a setting, recorded in each sweep table).
+SUMMARY_COLUMNS = [
+    *SCORE_COLUMNS[: SCORE_COLUMNS.index("n_real")],
+    "n_fake",
+    "n_real",
+    *[c for c in SCORE_COLUMNS[SCORE_COLUMNS.index("fid") :] if c != "kid_subset_size"],
+]
 
 
 @dataclass(frozen=True)

@@ -68,3 +68,17 @@ def best_snapshot(sweep: pd.DataFrame) -> str:
     if len(names) != 1:
         raise ValueError(f"sweep table marks {len(names)} best snapshots, expected 1")
     return str(names[0])
+
+
+def sweep_from_config(
+    score_paths: Iterable[str | Path], progress: str, metrics: dict
+) -> pd.DataFrame:
+    """The sweep table of one run from its score files and the `metrics` config section (the
+    selection space is the first extractor, as sample generation's "best" uses)."""
+    return build_sweep(
+        read_scores(score_paths),
+        progress=progress,
+        selection_extractor=metrics["extractors"][0],
+        collapse_ratio=metrics["collapse_diversity_ratio"],
+        collapse_patience=metrics["collapse_patience"],
+    )
