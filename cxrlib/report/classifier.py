@@ -56,7 +56,8 @@ def plot_metric_vs_ratio(
     """Mean `metric` over seeds with its 95 % t interval, against the synthetic ratio, per arm.
 
     Arms with one ratio (the real-only baseline, classical augmentation) are drawn as
-    horizontal lines with a shaded interval; single seeds as small dots.
+    horizontal lines with a shaded interval; single seeds as small dots. The axis stops at the
+    metric's range [0, 1]: with two or three seeds a t interval is wider than that.
     """
     fig, ax = plt.subplots(figsize=(6, 4))
     for k, (arm, grp) in enumerate(summary.groupby("arm", sort=True)):
@@ -84,6 +85,9 @@ def plot_metric_vs_ratio(
             label=f"{arm} (seeds per ratio: {grp.groupby('ratio').size().min()}"
             f"-{grp.groupby('ratio').size().max()})",
         )
+    # every metric here lies in [0, 1]; intervals from few seeds reach past it (clipped)
+    low, high = ax.get_ylim()
+    ax.set_ylim(max(low, -0.02), min(high, 1.02))
     ax.set_xlabel("synthetic : real ratio (of the synthetic class)")
     ax.set_ylabel(f"test {metric} (mean over seeds, 95 % t interval)")
     ax.set_title(f"Test {metric} against the amount of synthetic data", fontsize=10)
@@ -105,7 +109,7 @@ def plot_confusion(
     """
     n = max(len(predictions), 1)
     fig, axes = plt.subplots(1, n, figsize=(2.9 * n, 3.0), squeeze=False)
-    for ax, (label, frame) in zip(axes[0], predictions.items(), strict=False):
+    for k, (ax, (label, frame)) in enumerate(zip(axes[0], predictions.items(), strict=False)):
         y = frame["y_true"].to_numpy(int)
         pred = (frame["score"].to_numpy(float) >= threshold).astype(int)
         cm = confusion_matrix(y, pred, labels=[0, 1])
@@ -124,9 +128,11 @@ def plot_confusion(
                     color=colour,
                 )
         ax.set_xticks([0, 1], class_names, fontsize=7)
-        ax.set_yticks([0, 1], class_names, fontsize=7)
+        # class names and "true" on the first panel only: they overlap their left neighbour
+        ax.set_yticks([0, 1], class_names if k == 0 else [], fontsize=7)
         ax.set_xlabel("predicted", fontsize=8)
-        ax.set_ylabel("true", fontsize=8)
+        if k == 0:
+            ax.set_ylabel("true", fontsize=8)
         ax.set_title(str(label), fontsize=8)
     fig.suptitle(f"Confusion matrices on the real test set (threshold {threshold})", fontsize=9)
     save_figure(fig, out_png, synthetic=synthetic)
