@@ -34,7 +34,11 @@ HEADLINE_PAGE = "results/report/workflow.rst"
 def get_final_output():
     """What `snakemake` builds by default: every stage's tables and figures, the runtimes and
     the report's front page with the headline results."""
-    return [*get_study_outputs(), "results/benchmarks/runtime_by_rule.png", HEADLINE_PAGE]
+    return [
+        *get_study_outputs(),
+        "results/benchmarks/runtime_by_rule.png",
+        HEADLINE_PAGE,
+    ]
 
 
 def get_headline_inputs(wildcards):
@@ -46,7 +50,9 @@ def get_headline_inputs(wildcards):
         choice = config[model]["use_snapshot"]
         for run in get_model_runs(model):
             sweeps.append(f"results/{model}/{run}/sweep.csv")
-            audits.append(f"results/metrics/memorisation/{model}/{run}/{choice}/summary.json")
+            audits.append(
+                f"results/metrics/memorisation/{model}/{run}/{choice}/summary.json"
+            )
     return {"sweeps": sweeps, "memorisation": audits}
 
 
