@@ -43,6 +43,12 @@ def get_final_output():
 
 def get_headline_inputs(wildcards):
     """The tables the front page summarises (see cxrlib/report/headline.py)."""
+    return get_run_tables()
+
+
+def get_run_tables():
+    """Per GAN run of the study: its sweep table and the memorisation audit of the snapshot
+    that feeds the classifier (`use_snapshot`)."""
     sweeps, audits = [], []
     for model in STAGED_MODELS:
         if not model_enabled(model):
@@ -82,17 +88,10 @@ def get_study_outputs():
         "results/data/qc/examples.png",
         "results/data/qc/intensity_histograms.png",
     ]
-    for model in STAGED_MODELS:
-        if not model_enabled(model):
-            continue
-        for run in get_model_runs(model):
-            targets.append(f"results/{model}/{run}/sweep.csv")
+    runs = get_run_tables()
+    targets += runs["sweeps"] + runs["memorisation"]
+    if runs["sweeps"]:
         targets.append("results/metrics/summary.csv")
-        choice = config[model]["use_snapshot"]
-        targets += [
-            f"results/metrics/memorisation/{model}/{run}/{choice}/summary.json"
-            for run in get_model_runs(model)
-        ]
     targets.append("results/classifier/comparison.csv")
     return targets
 
