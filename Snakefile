@@ -42,6 +42,10 @@ include: "rules/classifier.smk"
 include: "rules/report.smk"
 
 
+# profiles/default/resources.yaml may name only rules that exist.
+check_rule_requests()
+
+
 rule all:
     default_target: True
     input:
@@ -51,3 +55,4 @@ rule all:
 onsuccess:
     # A run that just wrote the front page (e.g. with --report-after-run) reports it too.
     use_generated_report_text()
+    write_report_after_run()

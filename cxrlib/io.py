@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import tempfile
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -43,6 +44,30 @@ def atomic_path(target: str | Path) -> Iterator[Path]:
         os.replace(tmp_path, target)
     finally:
         tmp_path.unlink(missing_ok=True)
+
+
+def publish_file(src: str | Path, target: str | Path) -> None:
+    """Put `src` at `target` atomically as a hard link (no second copy on disk), or as a copy
+    where links are impossible (another file system).
+
+    Trainers publish their snapshots this way from the undeclared state folder into the
+    declared outputs: Snakemake deletes the outputs before it reruns a job (e.g. to extend a
+    run), and the state folder's links keep the files.
+    """
+    src, target = Path(src), Path(target)
+    if not src.is_file():
+        raise FileNotFoundError(
+            f"{src} is missing from the state folder; delete the state folder {src.parent.parent}"
+            " to train the run again"
+        )
+    target.parent.mkdir(parents=True, exist_ok=True)
+    tmp = target.with_name(f".{target.name}.{os.getpid()}.link")
+    tmp.unlink(missing_ok=True)
+    try:
+        os.link(src, tmp)
+    except OSError:
+        shutil.copyfile(src, tmp)
+    os.replace(tmp, target)
 
 
 def write_atomic(target: str | Path, write: Callable[[Path], Any]) -> None:

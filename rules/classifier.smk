@@ -21,6 +21,9 @@ rule train_classifier:
         "results/benchmarks/train_classifier/{arm}_ratio{ratio}_seed{seed}.tsv"
     conda:
         "../envs/cxr.yaml"
+    threads: get_threads("train_classifier")
+    resources:
+        **get_resources("train_classifier"),
     params:
         settings=get_classifier_settings,
         positive_label=get_positive_label(),
@@ -43,6 +46,9 @@ rule evaluate_classifier:
         "results/benchmarks/evaluate_classifier/{arm}_ratio{ratio}_seed{seed}.tsv"
     conda:
         "../envs/cxr.yaml"
+    threads: get_threads("evaluate_classifier")
+    resources:
+        **get_resources("evaluate_classifier"),
     params:
         n_boot=config["classifier"]["n_boot"],
     script:
@@ -91,6 +97,9 @@ rule compare_classifiers:
         "results/benchmarks/compare_classifiers.tsv"
     conda:
         "../envs/cxr.yaml"
+    threads: get_threads("compare_classifiers")
+    resources:
+        **get_resources("compare_classifiers"),
     params:
         n_boot=config["classifier"]["n_boot"],
         positive_label=get_positive_label(),

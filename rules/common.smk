@@ -5,6 +5,7 @@ from functools import lru_cache
 from pathlib import Path
 
 from snakemake.exceptions import WorkflowError
+from snakemake.logging import logger
 from snakemake.sourcecache import infer_source_file
 
 SPLITS = ["train", "val", "test"]
@@ -26,6 +27,42 @@ def get_data_root():
             "test/; or try the demo: --configfile overlays/demo.yaml."
         )
     return str(root)
+
+
+# ---------------------------------------------------------------- per-rule threads and resources
+
+RESOURCES_FILE = "profiles/default/resources.yaml"
+
+
+@lru_cache(maxsize=None)
+def rule_requests():
+    """The per-rule requests of RESOURCES_FILE (see its header): {"default": {...}, "rules":
+    {rule: {...}}}. Read once; a malformed file fails at DAG build naming the key."""
+    from cxrlib.cluster import load_rule_requests
+
+    try:
+        return load_rule_requests(Path(workflow.basedir) / RESOURCES_FILE)
+    except ValueError as exc:
+        raise WorkflowError(str(exc)) from exc
+
+
+def get_threads(rule):
+    """Threads (CPUs) of `rule`'s jobs; a profile's set-threads still overrides them."""
+    return rule_requests().threads(rule)
+
+
+def check_rule_requests():
+    """Every rule RESOURCES_FILE names exists (a typo would leave a rule at the defaults)."""
+    try:
+        rule_requests().check_rules(rule.name for rule in workflow.rules)
+    except ValueError as exc:
+        raise WorkflowError(str(exc)) from exc
+
+
+def get_resources(rule):
+    """Resources of `rule`'s jobs (mem_mb, runtime, gpu, ...), at the rule level: a profile's
+    default-resources fill other keys, its set-resources override these."""
+    return rule_requests().resources(rule)
 
 
 HEADLINE_PAGE = "results/report/workflow.rst"
@@ -78,6 +115,42 @@ def use_generated_report_text():
     generated = Path(HEADLINE_PAGE).resolve()
     if generated.is_file():
         workflow.report_text = infer_source_file(str(generated))
+
+
+REPORT = "results/report.html"
+
+
+def write_report_after_run():
+    """After a real run of the whole study (the default target): write REPORT, with the same
+    config files and --config values, as `snakemake --report` does. Never after a dry run
+    (Snakemake's own --report-after-run tries, and fails on the files not yet made), never
+    after a run of single targets (the report needs every stage). config report.after_run:
+    false turns it off."""
+    import subprocess
+    import sys
+
+    if workflow.dryrun or not config["report"]["after_run"]:
+        return
+    if not any(job.rule.name == "all" for job in workflow.dag.targetjobs):
+        return
+    settings = workflow.config_settings
+    command = [
+        sys.executable, "-m", "snakemake", "--snakefile", str(workflow.main_snakefile),
+        "--directory", os.getcwd(), "--nolock", "--report", REPORT,
+    ]  # fmt: skip
+    if settings.configfiles:
+        command += ["--configfile", *map(str, settings.configfiles)]
+    if settings.config_args:
+        command += ["--config", *settings.config_args]
+    logger.info(f"Writing the report {REPORT} (config report.after_run)")
+    proc = subprocess.run(command, capture_output=True, text=True)
+    if proc.returncode != 0:
+        logger.error(
+            f"the report could not be written ({proc.stderr[-2000:]}); the results are "
+            f"complete: run `snakemake --report {REPORT}` with this run's config options"
+        )
+    else:
+        logger.info(f"Report: {Path(REPORT).resolve()}")
 
 
 def get_study_outputs():
@@ -237,17 +310,72 @@ def get_stylegan_sweep_scores(wildcards):
     return get_sweep_scores(wildcards, "stylegan2ada")
 
 
+def check_saved_state(contract, state_dir, settings, what, snapshots=()):
+    """The trainers' resume contract (cxrlib.train.resume) at DAG build: a saved state in
+    `state_dir` that these `settings` may not continue fails here, naming each changed key,
+    before any job is submitted (never as a loop of failing retries). `snapshots`: (file name,
+    position) of the run's snapshot schedule; those of the part already trained must exist.
+    """
+    from cxrlib.train.resume import (
+        CONTRACTS,
+        ResumeRefused,
+        check_resume,
+        missing_snapshots,
+        read_record,
+        refuse_missing_snapshots,
+    )
+
+    saved = read_record(state_dir)
+    if saved is None:
+        return
+    try:
+        check_resume(
+            CONTRACTS[contract], saved, {"settings": settings}, state_dir, what=what
+        )
+        done = float(saved.get("done") or 0.0)
+        missing = missing_snapshots(snapshots, done, Path(state_dir) / "snapshots")
+        key = "snapshot_every_epochs" if contract == "dcgan" else "snapshot_kimg"
+        refuse_missing_snapshots(missing, key, state_dir, what=what)
+    except ResumeRefused as exc:
+        raise WorkflowError(str(exc)) from exc
+
+
 def get_dcgan_settings(wildcards):
-    """The run's settings as a plain dict (params are compared between runs as text)."""
+    """The run's settings as a plain dict (params are compared between runs as text); a saved
+    state of the run that they may not continue fails the DAG build."""
     from dataclasses import asdict
 
-    return asdict(dcgan_settings_of(wildcards.run))
+    from cxrlib.train.dcgan import snapshot_epochs, snapshot_name
+
+    settings = dcgan_settings_of(wildcards.run)
+    check_saved_state(
+        "dcgan",
+        f"results/dcgan/{wildcards.run}/state",
+        asdict(settings),
+        f"dcgan run {wildcards.run}",
+        [(snapshot_name(e), e) for e in snapshot_epochs(settings)],
+    )
+    return asdict(settings)
 
 
 def get_stylegan_settings(wildcards):
+    """As get_dcgan_settings. `gpus` is left to the job: it trains on the GPUs it gets."""
     from dataclasses import asdict
 
-    return asdict(stylegan_settings_of(wildcards.run))
+    from cxrlib.train.resume import read_record
+    from cxrlib.train.stylegan2ada import snapshot_kimgs, snapshot_name
+
+    settings = stylegan_settings_of(wildcards.run)
+    state = f"results/stylegan2ada/{wildcards.run}/state"
+    saved = (read_record(state) or {}).get("settings") or {}
+    check_saved_state(
+        "stylegan2ada",
+        state,
+        {**asdict(settings), "gpus": saved.get("gpus", settings.gpus)},
+        f"stylegan2ada run {wildcards.run}",
+        [(f"{snapshot_name(k)}.pt", k) for k in snapshot_kimgs(settings)],
+    )
+    return asdict(settings)
 
 
 def get_model_runs(model):
@@ -381,11 +509,48 @@ def classifier_weights():
 
 
 def get_classifier_settings(wildcards):
-    """The arm's settings: config settings, its augmentation, its seed and its ratio."""
+    """The arm's settings: config settings, its augmentation, its seed and its ratio. A saved
+    state of the run that they may not continue fails the DAG build."""
+    from cxrlib.train.classifier import classifier_settings
+
     settings = {
         **config["classifier"]["settings"],
         "weights": classifier_weights(),
         "augment": "classic" if wildcards.arm == "real_classic" else "none",
         "seed": int(wildcards.seed),
     }
+    run = f"{wildcards.arm}/ratio{wildcards.ratio}/seed{wildcards.seed}"
+    try:
+        resolved = classifier_settings(settings).to_dict()
+    except ValueError as exc:
+        raise WorkflowError(f"classifier.settings: {exc}") from exc
+    check_saved_state(
+        "classifier",
+        f"results/classifier/{run}/state",
+        resolved,
+        f"classifier run {run}",
+    )
     return {"settings": settings, "ratio": wildcards.ratio}
+
+
+def get_domain_extractor_settings(wildcards):
+    """metrics.domain_extractor as the job trains it (real data only, no augmentation); a
+    saved state that it may not continue fails the DAG build."""
+    from cxrlib.train.classifier import classifier_settings
+
+    settings = {
+        **config["metrics"]["domain_extractor"],
+        "weights": None,
+        "augment": "none",
+    }
+    try:
+        resolved = classifier_settings(settings).to_dict()
+    except ValueError as exc:
+        raise WorkflowError(f"metrics.domain_extractor: {exc}") from exc
+    check_saved_state(
+        "domain_extractor",
+        "results/metrics/domain_extractor/state",
+        resolved,
+        "the domain extractor (metrics.domain_extractor)",
+    )
+    return settings

@@ -15,6 +15,9 @@ rule make_phantom:
         "results/benchmarks/make_phantom.tsv"
     conda:
         "../envs/cxr.yaml"
+    threads: get_threads("make_phantom")
+    resources:
+        **get_resources("make_phantom"),
     params:
         phantom=config["data"]["phantom"],
     script:
@@ -54,6 +57,9 @@ rule prepare_data:
         "results/benchmarks/prepare_data.tsv"
     conda:
         "../envs/cxr.yaml"
+    threads: get_threads("prepare_data")
+    resources:
+        **get_resources("prepare_data"),
     params:
         data=config["data"],
         preprocess=config["preprocess"],
@@ -92,6 +98,9 @@ rule data_qc:
         "results/benchmarks/data_qc.tsv"
     conda:
         "../envs/cxr.yaml"
+    threads: get_threads("data_qc")
+    resources:
+        **get_resources("data_qc"),
     params:
         examples_per_class=config["report"]["examples_per_class"],
         source=config["data"]["source"],

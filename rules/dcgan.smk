@@ -20,6 +20,9 @@ rule train_dcgan:
         "results/benchmarks/train_dcgan/{run}.tsv"
     conda:
         "../envs/cxr.yaml"
+    threads: get_threads("train_dcgan")
+    resources:
+        **get_resources("train_dcgan"),
     params:
         settings=get_dcgan_settings,
         label=config["data"]["synthetic_class"],
@@ -41,6 +44,9 @@ rule score_dcgan:
         "results/benchmarks/score_dcgan/{run}_{snapshot}.tsv"
     conda:
         "../envs/cxr.yaml"
+    threads: get_threads("score_dcgan")
+    resources:
+        **get_resources("score_dcgan"),
     params:
         metrics=config["metrics"],
     script:
@@ -87,6 +93,9 @@ rule dcgan_sweep:
         "results/benchmarks/dcgan_sweep/{run}.tsv"
     conda:
         "../envs/cxr.yaml"
+    threads: get_threads("dcgan_sweep")
+    resources:
+        **get_resources("dcgan_sweep"),
     params:
         metrics=config["metrics"],
         synthetic=config["data"]["source"] == "phantom",

@@ -19,6 +19,9 @@ rule fetch_weights:
         "results/benchmarks/fetch_weights.tsv"
     conda:
         "../envs/cxr.yaml"
+    threads: get_threads("fetch_weights")
+    resources:
+        **get_resources("fetch_weights"),
     params:
         url=config["metrics"]["inception_url"],
         sha256=config["metrics"]["inception_sha256"],
@@ -37,6 +40,9 @@ rule fetch_classifier_weights:
         "results/benchmarks/fetch_classifier_weights/{arch}.tsv"
     conda:
         "../envs/cxr.yaml"
+    threads: get_threads("fetch_classifier_weights")
+    resources:
+        **get_resources("fetch_classifier_weights"),
     params:
         url=get_imagenet_url,
         sha256=get_imagenet_sha256,
@@ -57,8 +63,11 @@ rule train_domain_extractor:
         "results/benchmarks/train_domain_extractor.tsv"
     conda:
         "../envs/cxr.yaml"
+    threads: get_threads("train_domain_extractor")
+    resources:
+        **get_resources("train_domain_extractor"),
     params:
-        settings=config["metrics"]["domain_extractor"],
+        settings=get_domain_extractor_settings,
         positive_label=get_positive_label(),
         state="results/metrics/domain_extractor/state",
     script:
@@ -77,6 +86,9 @@ rule real_features:
         "results/benchmarks/real_features/{extractor}_{split}_{res}px.tsv"
     conda:
         "../envs/cxr.yaml"
+    threads: get_threads("real_features")
+    resources:
+        **get_resources("real_features"),
     params:
         label=config["data"]["synthetic_class"],
         sha256=config["metrics"]["inception_sha256"],
@@ -101,6 +113,9 @@ rule metrics_summary:
         "results/benchmarks/metrics_summary.tsv"
     conda:
         "../envs/cxr.yaml"
+    threads: get_threads("metrics_summary")
+    resources:
+        **get_resources("metrics_summary"),
     script:
         "../scripts/metrics_summary.py"
 
@@ -142,6 +157,9 @@ rule audit_memorisation:
         "results/benchmarks/audit_memorisation/{model}_{run}_{snapshot}.tsv"
     conda:
         "../envs/cxr.yaml"
+    threads: get_threads("audit_memorisation")
+    resources:
+        **get_resources("audit_memorisation"),
     params:
         extractor=memorisation_extractor(),
         label=config["data"]["synthetic_class"],

@@ -30,6 +30,9 @@ rule runtime_report:
         "results/benchmarks/runtime_report.tsv"
     conda:
         "../envs/cxr.yaml"
+    threads: get_threads("runtime_report")
+    resources:
+        **get_resources("runtime_report"),
     params:
         synthetic=config["data"]["source"] == "phantom",
     script:
@@ -53,5 +56,8 @@ rule headline:
         "results/benchmarks/headline.tsv"
     conda:
         "../envs/cxr.yaml"
+    threads: get_threads("headline")
+    resources:
+        **get_resources("headline"),
     script:
         "../scripts/headline.py"

@@ -13,6 +13,9 @@ rule generate_samples:
         "results/benchmarks/generate_samples/{model}_{run}_{snapshot}.tsv"
     conda:
         "../envs/cxr.yaml"
+    threads: get_threads("generate_samples")
+    resources:
+        **get_resources("generate_samples"),
     params:
         samples=config["samples"],
         label=config["data"]["synthetic_class"],

@@ -20,6 +20,9 @@ rule train_stylegan2ada:
         "results/benchmarks/train_stylegan2ada/{run}.tsv"
     conda:
         "../envs/cxr.yaml"
+    threads: get_threads("train_stylegan2ada")
+    resources:
+        **get_resources("train_stylegan2ada"),
     params:
         settings=get_stylegan_settings,
         label=config["data"]["synthetic_class"],
@@ -41,6 +44,9 @@ rule score_stylegan:
         "results/benchmarks/score_stylegan/{run}_{snapshot}.tsv"
     conda:
         "../envs/cxr.yaml"
+    threads: get_threads("score_stylegan")
+    resources:
+        **get_resources("score_stylegan"),
     params:
         metrics=config["metrics"],
     script:
@@ -95,6 +101,9 @@ rule stylegan_sweep:
         "results/benchmarks/stylegan_sweep/{run}.tsv"
     conda:
         "../envs/cxr.yaml"
+    threads: get_threads("stylegan_sweep")
+    resources:
+        **get_resources("stylegan_sweep"),
     params:
         metrics=config["metrics"],
         psis=config["stylegan2ada"]["truncation_psis"],

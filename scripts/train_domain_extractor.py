@@ -15,7 +15,7 @@ with job_logging(snakemake.log[0]):
     if train.label_names != val.label_names:
         raise ValueError(f"train classes {train.label_names} differ from val {val.label_names}")
     # Real data only, no augmentation and no early-stopping surprises: a fixed feature space.
-    settings = classifier_settings({**params.settings, "weights": None, "augment": "none"})
+    settings = classifier_settings(params.settings)
     train_classifier(
         (train.images, train.labels),
         (val.images, val.labels),
@@ -27,4 +27,5 @@ with job_logging(snakemake.log[0]):
         positive_label=params.positive_label,
         device=device,
         deadline=slurm_job_end_time(),
+        contract="domain_extractor",
     )

@@ -179,7 +179,7 @@ def test_killed_and_resumed_run_is_bitwise_identical(tmp_path: Path) -> None:
     # a state written with other settings is refused, not silently mixed in
     store.save(first.state_dict(), first.step)
     other = ClassifierTrainer(train, val, replace(settings, lr=5e-4), LABELS, 1)
-    with pytest.raises(ValueError, match="delete the state folder"):
+    with pytest.raises(ValueError, match=r"lr: 0\.001 -> 0\.0005"):
         run_resumable(other, other.total_steps, store)
 
 

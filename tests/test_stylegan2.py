@@ -458,7 +458,10 @@ def test_tiny_run_trains_snapshots_and_resumes_bitwise(
     assert logged["step"].tolist() == [2, 4, 6, 8, 10] and logged["kimg"].iloc[-1] == 0.04
     assert logged["ada_p"].nunique() > 1  # ADA moved p
     state = tmp_path / "a" / "state"
-    assert not (state / "state.pt").exists() and (state / tr.NETWORKS_FILE).exists()
+    # the finished state stays (raising total_kimg continues it); snapshots are hard links
+    assert (state / "state.pt").exists() and (state / tr.NETWORKS_FILE).exists()
+    snap = "snapshots/kimg000000.040.pt"
+    assert (out / snap).stat().st_ino == (state / snap).stat().st_ino
     snap = read_snapshot(out / "snapshots" / "kimg000000.040.pt")
     assert snap["model"] == "stylegan2ada" and snap["progress"]["kimg"] == 0.04
     first = _snapshot_weights(out)["kimg000000.pt"]

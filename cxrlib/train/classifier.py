@@ -49,6 +49,7 @@ from cxrlib.models.resnet import (
     to_float,
     to_model_input,
 )
+from cxrlib.train.resume import CONTRACTS, data_fingerprint
 from cxrlib.train.survival import StateStore, run_resumable
 
 log = logging.getLogger(__name__)
@@ -176,8 +177,11 @@ class ClassifierTrainer:
         label_names: Sequence[str],  # class names; labels index into them
         positive_index: int,  # the class whose probability is the score (PNEUMONIA)
         device: str | torch.device = "cpu",
+        contract: str = "classifier",  # resume contract (cxrlib.train.resume.CONTRACTS)
     ):
         self.settings = s = settings
+        self.resume_contract = CONTRACTS[contract]
+        self.data = data_fingerprint(*train, *val)
         self.label_names = tuple(label_names)
         self.positive_index = int(positive_index)
         self.device = torch.device(device)
@@ -387,9 +391,19 @@ class ClassifierTrainer:
 
     # -- resume state -----------------------------------------------------------------------
 
+    def resume_record(self) -> dict[str, Any]:
+        """Settings, data (train and val) and progress (epochs) for the resume contract."""
+        return {
+            "model": self.resume_contract.model,
+            "settings": self.settings.to_dict(),
+            "data": self.data,
+            "done": len(self.history),
+        }
+
     def state_dict(self) -> dict[str, Any]:
         return {
             "step": self.step,
+            "resume": self.resume_record(),
             "settings": self.settings.to_dict(),
             "n_train": len(self.x_train),
             "n_val": len(self.x_val),
@@ -407,13 +421,7 @@ class ClassifierTrainer:
         }
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
-        saved = (state["settings"], state["n_train"], state["n_val"])
-        now = (self.settings.to_dict(), len(self.x_train), len(self.x_val))
-        if saved != now:
-            raise ValueError(
-                "the resume state was written by a run with other settings or data "
-                f"(saved {saved}, now {now}); delete the state folder to start this run afresh"
-            )
+        """Continue from `state_dict()` (run_resumable checks the resume contract first)."""
         self.step = int(state["step"])
         self.model.load_state_dict(state["model"])
         self.optimiser.load_state_dict(state["optimiser"])
@@ -449,8 +457,12 @@ def train_classifier(
     device: str | torch.device = "cpu",
     save_every_s: float = 600.0,
     deadline: float | None = None,
+    contract: str = "classifier",
 ) -> dict[str, Any]:
     """Train one classifier run (resuming from `state_dir`), write the best model and history.
+
+    `contract`: the resume contract's name (cxrlib.train.resume.CONTRACTS): "classifier", or
+    "domain_extractor" for the CXR feature extractor (the same trainer, its own settings).
 
     train / val: (uint8 images (N, H, W), int labels (N,) indexing `label_names`). Writes
     `model_path` (see cxrlib.models.resnet.save_classifier; the best epoch's weights) and
@@ -460,7 +472,7 @@ def train_classifier(
     after saving the state. Returns a summary dict (best epoch, its val AUROC and loss, ...).
     """
     pos = label_index(label_names, positive_label)
-    trainer = ClassifierTrainer(train, val, settings, label_names, pos, device)
+    trainer = ClassifierTrainer(train, val, settings, label_names, pos, device, contract)
     store = StateStore(state_dir)
     log.info(
         "classifier %s seed %d: %d train / %d val images, %d steps/epoch, up to %d epochs on %s",

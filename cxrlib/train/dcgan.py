@@ -41,10 +41,11 @@ import torch.nn.functional as F
 from PIL import Image
 from torch import nn
 
-from cxrlib.io import atomic_path, write_atomic, write_csv
+from cxrlib.io import publish_file, write_atomic, write_csv
 from cxrlib.logs import format_eta
 from cxrlib.models.dcgan import CHANNELS, IMAGE_SIZES, Discriminator, Generator, init_weights
 from cxrlib.models.snapshot import save_snapshot
+from cxrlib.train.resume import CONTRACTS, missing_snapshots, refuse_missing_snapshots
 from cxrlib.train.survival import StateStore, run_resumable
 
 log = logging.getLogger(__name__)
@@ -232,7 +233,10 @@ def frozen(module: nn.Module) -> Iterator[None]:
 
 
 class DcganTrainer:
-    """The DCGAN training loop as a `Resumable` (cxrlib.train.survival)."""
+    """The DCGAN training loop as a `Resumable` (cxrlib.train.survival), under the resume
+    contract of cxrlib.train.resume (`epochs` may be raised, `snapshot_every_epochs` changed)."""
+
+    resume_contract = CONTRACTS["dcgan"]
 
     def __init__(
         self,
@@ -380,13 +384,21 @@ class DcganTrainer:
                     "the last saved state is kept (try a lower lr or bf16: false)"
                 )
 
+    def resume_record(self) -> dict[str, Any]:
+        """Settings, data and progress (epochs trained) for the resume contract."""
+        return {
+            "model": "dcgan",
+            "settings": dataclasses.asdict(self.settings),
+            "data": {"n_images": len(self.images), "fingerprint": self.data_fingerprint},
+            "done": self.step / self.steps_per_epoch,
+        }
+
     def state_dict(self) -> dict[str, Any]:
         """Everything a resumed run needs to continue bit for bit (never non-finite weights)."""
         self._check_finite()
         return {
             "step": self.step,
-            "settings": dataclasses.asdict(self.settings),
-            "data": {"n_images": len(self.images), "fingerprint": self.data_fingerprint},
+            "resume": self.resume_record(),
             "generator": self.generator.state_dict(),
             "discriminator": self.discriminator.state_dict(),
             "opt_g": self.opt_g.state_dict(),
@@ -399,20 +411,7 @@ class DcganTrainer:
         }
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
-        """Continue from `state_dict()`; refuses a state of other settings or other data."""
-        ours = dataclasses.asdict(self.settings)
-        if state["settings"] != ours:
-            changed = sorted(k for k in ours if state["settings"].get(k) != ours[k])
-            raise ValueError(
-                f"the resume state was written with other dcgan settings ({', '.join(changed)} "
-                "differ); delete the run's state folder to start again with the new settings"
-            )
-        data = {"n_images": len(self.images), "fingerprint": self.data_fingerprint}
-        if state["data"] != data:
-            raise ValueError(
-                "the resume state was trained on other images; delete the run's state folder "
-                "to start again on the current data"
-            )
+        """Continue from `state_dict()` (run_resumable checks the resume contract first)."""
         self.step = int(state["step"])
         self.generator.load_state_dict(state["generator"])
         self.discriminator.load_state_dict(state["discriminator"])
@@ -493,21 +492,12 @@ class EpochEnd:
         )
 
 
-def _copy_atomic(src: Path, target: Path) -> None:
-    if not src.is_file():
-        raise FileNotFoundError(
-            f"{src} is missing from the state folder; delete the state folder and rerun"
-        )
-    with atomic_path(target) as tmp:
-        shutil.copyfile(src, tmp)
-
-
 def publish(trainer: DcganTrainer, work_dir: Path, out_dir: Path) -> None:
-    """Copy snapshots and grids from the state folder into `out_dir` and write train_log.csv."""
+    """Link snapshots and grids from the state folder into `out_dir`, write train_log.csv."""
     settings = trainer.settings
     for epoch in snapshot_epochs(settings):
         for sub, name in (("snapshots", snapshot_name(epoch)), ("grids", grid_name(epoch))):
-            _copy_atomic(work_dir / sub / name, out_dir / sub / name)
+            publish_file(work_dir / sub / name, out_dir / sub / name)
     frame = pd.DataFrame(trainer.history, columns=list(LOG_COLUMNS))
     if len(frame) != settings.epochs:
         raise RuntimeError(f"train log has {len(frame)} epochs, expected {settings.epochs}")
@@ -528,10 +518,12 @@ def train_dcgan(
 ) -> None:
     """Train one DCGAN run on uint8 (N, H, W) `images` and publish its files into `out_dir`.
 
-    Resumes from `state_dir` when a previous attempt left state there; raises JobInterrupted
-    (exit 75) after saving state on SIGTERM/SIGUSR1 or when the unix time `deadline` (the
-    SLURM end time) comes close. On completion writes `published_files(settings, out_dir)`
-    and removes the resume state and the working copies.
+    Resumes from `state_dir` when a previous attempt left state there (under the resume
+    contract: cxrlib.train.resume); raises JobInterrupted (exit 75) after saving state on
+    SIGTERM/SIGUSR1 or when the unix time `deadline` (the SLURM end time) comes close. On
+    completion writes `published_files(settings, out_dir)` (snapshots and grids as hard links
+    into the state folder) and keeps the finished state there, so that raising `epochs` later
+    continues this run from its last epoch instead of training it again.
     """
     out_dir, state_dir = Path(out_dir), Path(state_dir)
     device = resolve_device(device)
@@ -545,6 +537,18 @@ def train_dcgan(
     )
     trainer = DcganTrainer(data, settings, device, data_fingerprint=fingerprint(images))
     total = settings.epochs * trainer.steps_per_epoch
+    saved = store.record_of_state()
+    if saved is not None:  # a changed snapshot schedule must not ask for the past
+        refuse_missing_snapshots(
+            missing_snapshots(
+                ((snapshot_name(e), e) for e in snapshot_epochs(settings)),
+                float(saved.get("done") or 0.0),
+                state_dir / "snapshots",
+            ),
+            "snapshot_every_epochs",
+            state_dir,
+            what=f"dcgan run {run}",
+        )
     log.info(
         "DCGAN run %s: %d images at %d px, %d channel(s), %d steps/epoch x %d epochs on %s "
         "(bf16 %s, channels_last %s)",
@@ -571,10 +575,8 @@ def train_dcgan(
         store.record(f"stopped: {exc}")
         saved = f"state saved at step {store.load()['step']}" if store.exists() else "no state"
         raise NonFiniteLossError(f"{exc} ({saved} in {state_dir})") from exc
-    # A kill while publishing must not cost the training: keep the finished state first.
+    # The finished state stays: a kill while publishing costs nothing, and a longer run
+    # (epochs raised) continues from it.
     store.save(trainer.state_dict(), trainer.step)
     publish(trainer, state_dir, out_dir)
-    store.record(f"finished at step {trainer.step}; published into {out_dir}")
-    store.clear()
-    for sub in ("snapshots", "grids"):
-        shutil.rmtree(state_dir / sub, ignore_errors=True)
+    store.record(f"finished at epoch {trainer.epoch} (step {trainer.step}); published {out_dir}")

@@ -70,7 +70,6 @@ from __future__ import annotations
 import copy
 import logging
 import math
-import shutil
 import time
 from dataclasses import asdict, dataclass, fields
 from pathlib import Path
@@ -83,10 +82,16 @@ import torch.distributed as dist
 import torch.nn.functional as F
 from PIL import Image
 
-from cxrlib.io import atomic_path, write_atomic, write_csv
+from cxrlib.io import atomic_path, publish_file, write_atomic, write_csv
 from cxrlib.logs import format_eta
 from cxrlib.models.snapshot import read_snapshot, save_snapshot
 from cxrlib.models.stylegan2 import Discriminator, Generator
+from cxrlib.train.resume import (
+    CONTRACTS,
+    data_fingerprint,
+    missing_snapshots,
+    refuse_missing_snapshots,
+)
 from cxrlib.train.survival import StateStore, run_resumable
 
 log = logging.getLogger(__name__)
@@ -408,15 +413,19 @@ class StyleGan2AdaTrainer:
     finished run (NETWORKS_FILE: G, G_ema and D) to start from (transfer learning).
     """
 
+    resume_contract = CONTRACTS["stylegan2ada"]
+
     def __init__(
         self,
         images: torch.Tensor,
         settings: StyleGanSettings,
         device: str | torch.device = "cpu",
         resume_from: str | Path | None = None,
+        data: dict[str, Any] | None = None,  # data_fingerprint of the uint8 training images
     ):
         s = settings
         self.settings = s
+        self.data = data
         self.device = torch.device(device)
         if images.ndim != 4 or images.shape[1:] != (s.channels, s.resolution, s.resolution):
             raise ValueError(
@@ -734,18 +743,12 @@ class StyleGan2AdaTrainer:
         s = self.settings
         tick_index = math.floor(self.kimg / s.tick_kimg + 1e-9)
         prev_index = math.floor(tick["start_kimg"] / s.tick_kimg + 1e-9)
-        if tick_index == prev_index and self.step < s.total_steps:
+        # Ticks close at tick boundaries only, also at the last step: the state is then the
+        # one of a longer run at this step, so extending the run continues it exactly
+        # (`published_log_rows` adds the unfinished tick for the published log).
+        if tick_index == prev_index:
             return
-        dk = self.kimg - tick["start_kimg"]
-        ds = self.elapsed_s - tick["start_s"]
-        row = {"kimg": self.kimg, "step": self.step}
-        for key in ("loss_g", "loss_d", "r1", "pl"):
-            n = tick["counts"].get(key, 0)
-            row[key] = tick["sums"][key] / n if n else math.nan
-        row.update(
-            ada_p=self.ada_p, ada_rt=self.ada_rt, seconds=self.elapsed_s,
-            s_per_kimg=ds / dk if dk > 0 else math.nan,
-        )  # fmt: skip
+        row = self._tick_row()
         self.log_rows.append(row)
         self._tick = self._new_tick()
         left = max(s.total_kimg - self.kimg, 0.0) * row["s_per_kimg"]
@@ -757,12 +760,44 @@ class StyleGan2AdaTrainer:
             row["pl"], row["ada_p"], row["ada_rt"], row["s_per_kimg"], eta,
         )  # fmt: skip
 
+    def _tick_row(self) -> dict[str, float]:
+        """The log row of the current tick (mean losses over its steps, ADA p, timing)."""
+        tick = self._tick
+        dk = self.kimg - tick["start_kimg"]
+        ds = self.elapsed_s - tick["start_s"]
+        row = {"kimg": self.kimg, "step": self.step}
+        for key in ("loss_g", "loss_d", "r1", "pl"):
+            n = tick["counts"].get(key, 0)
+            row[key] = tick["sums"][key] / n if n else math.nan
+        row.update(
+            ada_p=self.ada_p, ada_rt=self.ada_rt, seconds=self.elapsed_s,
+            s_per_kimg=ds / dk if dk > 0 else math.nan,
+        )  # fmt: skip
+        return row
+
+    def published_log_rows(self) -> list[dict[str, float]]:
+        """Every closed tick's row, plus the unfinished last tick's (train_log.csv)."""
+        rows = [dict(r) for r in self.log_rows]
+        if self.kimg > self._tick["start_kimg"] + 1e-12:
+            rows.append(self._tick_row())
+        return rows
+
     # -- state -----------------------------------------------------------------------------
+
+    def resume_record(self) -> dict[str, Any]:
+        """Settings, data and progress (kimg shown) for the resume contract."""
+        return {
+            "model": "stylegan2ada",
+            "settings": self.settings.to_dict(),
+            "data": self.data,
+            "done": self.kimg,
+        }
 
     def state_dict(self) -> dict[str, Any]:
         """Everything that changes during training (loads with weights_only=True)."""
         return {
             "step": self.step,
+            "resume": self.resume_record(),
             "settings": self.settings.to_dict(),
             "G": self.G.state_dict(),
             "D": self.D.state_dict(),
@@ -780,14 +815,7 @@ class StyleGan2AdaTrainer:
         }
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
-        saved = state.get("settings", {})
-        changed = {
-            k: (saved[k], v)
-            for k, v in self.settings.to_dict().items()
-            if k in saved and saved[k] != v
-        }
-        if changed:
-            log.warning("resuming with changed settings (saved -> now): %s", changed)
+        """Continue from `state_dict()` (run_resumable checks the resume contract first)."""
         try:
             self.G.load_state_dict(state["G"])
             self.D.load_state_dict(state["D"])
@@ -890,11 +918,6 @@ class _ReadOnlyStateStore(StateStore):
         pass
 
 
-def _publish(src: Path, dst: Path) -> None:
-    with atomic_path(dst) as tmp:
-        shutil.copyfile(src, tmp)
-
-
 def train_stylegan2ada(
     images: np.ndarray,
     settings: StyleGanSettings,
@@ -913,18 +936,34 @@ def train_stylegan2ada(
     While training, snapshots, grids, the log and the resume state live in `state_dir`
     (undeclared, survives a killed job); at completion they are copied into `out_dir`:
     snapshots/kimgKKKKKK.pt for K in `snapshot_kimgs(settings)`, grids/kimgKKKKKK.png and
-    train_log.csv (columns LOG_COLUMNS). `state_dir` then keeps NETWORKS_FILE (G, D, G_ema)
-    for transfer learning (`resume_from`) while the resume state itself is removed.
+    train_log.csv (columns LOG_COLUMNS); the published snapshots and grids are hard links
+    into `state_dir`, which keeps NETWORKS_FILE (G, D, G_ema) for transfer learning
+    (`resume_from`) and the finished resume state: raising total_kimg later continues the run
+    from its last step (cxrlib.train.resume), with the earlier snapshots kept.
     A stop signal or the deadline raises `JobInterrupted` (exit 75; run again to resume).
     """
     out_dir, state_dir = Path(out_dir), Path(state_dir)
     state_dir.mkdir(parents=True, exist_ok=True)
     x = prepare_images(images, settings.resolution, settings.channels, device)
-    trainer = StyleGan2AdaTrainer(x, settings, device=device, resume_from=resume_from)
+    trainer = StyleGan2AdaTrainer(
+        x, settings, device=device, resume_from=resume_from, data=data_fingerprint(images)
+    )
     # Data parallel: every process holds the same state; only the first one writes files.
     main = trainer.rank == 0
     store = StateStore(state_dir) if main else _ReadOnlyStateStore(state_dir)
     writer = SnapshotWriter(state_dir, settings, run)
+    saved = store.record_of_state()
+    if saved is not None:  # a changed snapshot schedule must not ask for the past
+        refuse_missing_snapshots(
+            missing_snapshots(
+                ((writer.snapshot_path(k).name, k) for k in snapshot_kimgs(settings)),
+                float(saved.get("done") or 0.0),
+                state_dir / "snapshots",
+            ),
+            "snapshot_kimg",
+            state_dir,
+            what=f"stylegan2ada run {run}",
+        )
     log.info(
         "StyleGAN2-ADA run %s: %d images at %d px, %d steps of %d (%.1f kimg), preset %s, "
         "G %.2fM / D %.2fM parameters, device %s",
@@ -951,16 +990,19 @@ def train_stylegan2ada(
     )  # fmt: skip
     if not main:
         return
-    # Finished: networks for transfer learning, then the declared outputs, then drop the state.
+    # Finished: networks for transfer learning, the finished state (raising total_kimg later
+    # continues from it), then the declared outputs, as hard links into the state folder.
     with atomic_path(state_dir / NETWORKS_FILE) as tmp:
         torch.save(trainer.networks_dict(), tmp)
+    store.save(trainer.state_dict(), trainer.step)
     for k in snapshot_kimgs(settings):
         name = snapshot_name(k)
-        _publish(writer.snapshot_path(k), out_dir / "snapshots" / f"{name}.pt")
-        _publish(writer.grid_path(k), out_dir / "grids" / f"{name}.png")
-    write_csv(pd.DataFrame(trainer.log_rows, columns=list(LOG_COLUMNS)), out_dir / "train_log.csv")
+        publish_file(writer.snapshot_path(k), out_dir / "snapshots" / f"{name}.pt")
+        publish_file(writer.grid_path(k), out_dir / "grids" / f"{name}.png")
+    rows = trainer.published_log_rows()
+    write_csv(pd.DataFrame(rows, columns=list(LOG_COLUMNS)), out_dir / "train_log.csv")
     store.record(f"finished at step {trainer.step} (kimg {trainer.kimg:.3f})")
-    store.clear()
+    log.info("finished run %s at kimg %.3f (step %d)", run, trainer.kimg, trainer.step)
 
 
 def train_worker(

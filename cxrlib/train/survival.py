@@ -36,6 +36,7 @@ from typing import Any, Protocol
 import torch
 
 from cxrlib.io import atomic_path, write_json
+from cxrlib.train.resume import RECORD_FILE, ResumeContract, check_resume, read_record
 
 log = logging.getLogger(__name__)
 
@@ -114,13 +115,26 @@ class StateStore:
             ) from exc
 
     def save(self, state: dict[str, Any], step: int) -> None:
-        """Write the state atomically: a kill during the write leaves the previous one intact."""
+        """Write the state atomically: a kill during the write leaves the previous one intact.
+
+        `state.json` beside it says when, and carries the state's resume record (its
+        "resume" entry, see cxrlib.train.resume) for the DAG build to read without torch.
+        """
         with atomic_path(self.path) as tmp:
             torch.save(state, tmp)
         write_json(
-            {"step": step, "saved_at_unix": time.time(), "pid": os.getpid()},
-            self.folder / "state.json",
+            {
+                "step": step,
+                "saved_at_unix": time.time(),
+                "pid": os.getpid(),
+                "resume": state.get("resume"),
+            },
+            self.folder / RECORD_FILE,
         )
+
+    def record_of_state(self) -> dict[str, Any] | None:
+        """The saved state's resume record, from state.json (None: no state saved)."""
+        return read_record(self.folder)
 
     def record(self, event: str) -> None:
         """Append a line to `events.log`: the run's history of resumes and interruptions.
@@ -135,7 +149,7 @@ class StateStore:
     def clear(self) -> None:
         """Remove the state (after the final outputs are written)."""
         self.path.unlink(missing_ok=True)
-        (self.folder / "state.json").unlink(missing_ok=True)
+        (self.folder / RECORD_FILE).unlink(missing_ok=True)
 
 
 def slurm_job_end_time(env: dict[str, str] | None = None, squeue: str = "squeue") -> float | None:
@@ -164,7 +178,13 @@ def slurm_job_end_time(env: dict[str, str] | None = None, squeue: str = "squeue"
 
 
 class Resumable(Protocol):
-    """What `run_resumable` needs from a trainer."""
+    """What `run_resumable` needs from a trainer.
+
+    Trainers of the workflow also have `resume_contract` (a cxrlib.train.resume
+    ResumeContract) and `resume_record()` (their settings, data fingerprint and progress, also
+    stored as the "resume" entry of `state_dict()`): `run_resumable` then refuses a saved
+    state that the contract does not allow to continue, before any step.
+    """
 
     step: int  # completed steps; the loop runs until step == total_steps
 
@@ -173,6 +193,18 @@ class Resumable(Protocol):
     def state_dict(self) -> dict[str, Any]: ...
 
     def load_state_dict(self, state: dict[str, Any]) -> None: ...
+
+
+def check_saved_state(trainer: Any, state: dict[str, Any], folder: Path) -> str:
+    """Apply the trainer's resume contract to a saved state (ResumeRefused if not allowed);
+    returns where the run continues from, in words ("epoch 12", "kimg 4.096")."""
+    contract: ResumeContract | None = getattr(trainer, "resume_contract", None)
+    if contract is None:
+        return f"step {state.get('step')}"
+    saved = state.get("resume") or {"settings": state.get("settings", {}), "data": None}
+    check_resume(contract, saved, trainer.resume_record(), folder)
+    unit = contract.unit.removesuffix("s")
+    return f"{unit} {float(saved.get('done') or 0.0):g}"
 
 
 def run_resumable(
@@ -200,9 +232,17 @@ def run_resumable(
     state = store.load()
     resumed = state is not None
     if resumed:
+        try:
+            where = check_saved_state(trainer, state, store.folder)
+        except ValueError as exc:
+            store.record(f"refused to resume: {str(exc).splitlines()[0]}")
+            raise
         trainer.load_state_dict(state)
-        log.info("resumed from %s at step %d of %d", store.path, trainer.step, total_steps)
-        store.record(f"resumed at step {trainer.step}")
+        log.info(
+            "continuing from %s (resumed from %s at step %d of %d)",
+            where, store.path, trainer.step, total_steps,
+        )  # fmt: skip
+        store.record(f"resumed at step {trainer.step} ({where})")
     last_save = clock()
     with StopFlag() as stop:
         while trainer.step < total_steps:

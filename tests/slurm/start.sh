@@ -7,8 +7,14 @@
 # Needs root on Debian 12 (bookworm). Installs the Debian packages if missing.
 # Environment (all optional):
 #   CXR_SLURM_CLUSTER   cluster name              (default: cxrtest)
-#   CXR_SLURM_ACCOUNT   account root is added to  (default: cxr)
-#   CXR_SLURM_PARTITION partition name            (default: debug)
+#   CXR_SLURM_ACCOUNT   root's default account    (default: cxr)
+#   CXR_SLURM_ACCOUNT2  second account root is in, not its default
+#                                                 (default: cxrstudy)
+#   CXR_SLURM_PARTITION default partition         (default: debug)
+#   CXR_SLURM_PARTITION2 second, non-default partition, MaxTime=2-00:00:00
+#                                                 (default: gpu)
+#   CXR_SLURM_GPUS      pretend GPUs (gres/gpu; empty files, no devices)
+#                                                 (default: 2)
 #   CXR_SLURM_TIMEOUT   seconds to wait per step  (default: 90)
 #   CXR_SLURM_CGROUP    auto|yes|no: track jobs with proctrack/cgroup and
 #                       enforce --mem/--cpus with task/cgroup (default: auto =
@@ -23,7 +29,10 @@ umask 022
 HERE="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 CLUSTER="${CXR_SLURM_CLUSTER:-cxrtest}"
 ACCOUNT="${CXR_SLURM_ACCOUNT:-cxr}"
+ACCOUNT2="${CXR_SLURM_ACCOUNT2:-cxrstudy}"
 PARTITION="${CXR_SLURM_PARTITION:-debug}"
+PARTITION2="${CXR_SLURM_PARTITION2:-gpu}"
+GPUS="${CXR_SLURM_GPUS:-2}"
 TIMEOUT="${CXR_SLURM_TIMEOUT:-90}"
 USE_CGROUP="${CXR_SLURM_CGROUP:-auto}"
 STATE_DIR=/var/lib/cxr-slurm-test          # what start.sh started, db password
@@ -68,6 +77,19 @@ trap 'on_err "$LINENO" "$BASH_COMMAND"' ERR
 if [[ "$(id -u)" -ne 0 ]]; then
     log "must run as root (uid is $(id -u)); nothing done"
     exit 2
+fi
+
+if [[ "$ACCOUNT" == "$ACCOUNT2" ]]; then
+    log "CXR_SLURM_ACCOUNT and CXR_SLURM_ACCOUNT2 must differ (both '$ACCOUNT')"
+    exit 1
+fi
+if [[ "$PARTITION" == "$PARTITION2" ]]; then
+    log "CXR_SLURM_PARTITION and CXR_SLURM_PARTITION2 must differ (both '$PARTITION')"
+    exit 1
+fi
+if [[ ! "$GPUS" =~ ^[1-9][0-9]*$ ]]; then
+    log "CXR_SLURM_GPUS must be a positive integer (got '$GPUS')"
+    exit 1
 fi
 
 # One start.sh/stop.sh at a time (e.g. parallel test workers). Daemons are
@@ -185,7 +207,7 @@ FLUSH PRIVILEGES;
 SQL
 
 # ----------------------------------------------------------------- configs --
-step "writing /etc/slurm/{slurm,cgroup,slurmdbd}.conf"
+step "writing /etc/slurm/{slurm,cgroup,gres,slurmdbd}.conf"
 install -d -m 0755 /etc/slurm
 install -d -o slurm -g slurm -m 0755 /var/spool/slurmctld "$LOG_DIR" /run/slurm
 install -d -o root -g root -m 0755 /var/spool/slurmd
@@ -218,10 +240,21 @@ else
     PROCTRACK=proctrack/linuxproc TASKPLUGIN=task/affinity
 fi
 
+# Pretend GPUs for gres.conf: empty regular files (slurm 22.05 ignores a gpu
+# gres without File); the trailing digits are the GPU indexes.
+GPU_DIR="$STATE_DIR/fake-gpu"
+install -d -m 0755 "$GPU_DIR"
+for ((i = 0; i < GPUS; i++)); do
+    [[ -f "$GPU_DIR/gpu$i" ]] || : >"$GPU_DIR/gpu$i"
+done
+if ((GPUS == 1)); then GPU_FILES="$GPU_DIR/gpu0"; else GPU_FILES="$GPU_DIR/gpu[0-$((GPUS - 1))]"; fi
+
 render() { # render TEMPLATE -> stdout
     sed -e "s|@CLUSTER@|$CLUSTER|g" -e "s|@HOST@|$HOST|g" \
         -e "s|@NODE_HW@|$NODE_HW|g" -e "s|@REALMEM@|$REALMEM|g" \
-        -e "s|@PARTITION@|$PARTITION|g" -e "s|@DBPASS@|$DBPASS|g" \
+        -e "s|@PARTITION@|$PARTITION|g" -e "s|@PARTITION2@|$PARTITION2|g" \
+        -e "s|@GPUS@|$GPUS|g" -e "s|@GPU_FILES@|$GPU_FILES|g" \
+        -e "s|@DBPASS@|$DBPASS|g" \
         -e "s|@PROCTRACK@|$PROCTRACK|g" -e "s|@TASKPLUGIN@|$TASKPLUGIN|g" \
         -e "s|@CONSTRAIN@|$USE_CGROUP|g" "$1"
 }
@@ -238,6 +271,7 @@ install_conf() {
 slurm_conf_changed=0 dbd_conf_changed=0
 install_conf "$HERE/slurm.conf.in" /etc/slurm/slurm.conf root 0644 && slurm_conf_changed=1
 install_conf "$HERE/cgroup.conf.in" /etc/slurm/cgroup.conf root 0644 && slurm_conf_changed=1
+install_conf "$HERE/gres.conf.in" /etc/slurm/gres.conf root 0644 && slurm_conf_changed=1
 install_conf "$HERE/slurmdbd.conf.in" /etc/slurm/slurmdbd.conf slurm 0600 && dbd_conf_changed=1
 
 # stop_daemon NAME: SIGTERM the daemon from its pid file (used when its
@@ -265,18 +299,22 @@ if ! pid_alive /run/slurm/slurmdbd.pid slurmdbd; then
 fi
 wait_for "$TIMEOUT" "slurmdbd to answer sacctmgr" dbd_ok
 
-step "accounting: cluster $CLUSTER, account $ACCOUNT, user root" "$LOG_DIR/slurmdbd.log"
+step "accounting: cluster $CLUSTER, accounts $ACCOUNT (default) and $ACCOUNT2, user root" "$LOG_DIR/slurmdbd.log"
 if ! sacctmgr -n -P list cluster format=cluster | grep -qxF "$CLUSTER"; then
     sacctmgr -i add cluster "$CLUSTER" >/dev/null
 fi
-if ! sacctmgr -n -P list account "$ACCOUNT" format=account | grep -qxF "$ACCOUNT"; then
-    sacctmgr -i add account "$ACCOUNT" Cluster="$CLUSTER" \
-        Description="cxrlib tests" Organization=cxrlib >/dev/null
-fi
-if ! sacctmgr -n -P list assoc user=root account="$ACCOUNT" cluster="$CLUSTER" \
-    format=user | grep -qx root; then
-    sacctmgr -i add user root Account="$ACCOUNT" Cluster="$CLUSTER" >/dev/null
-fi
+# The default account first: adding root to it first makes it root's
+# DefaultAccount; the second association leaves the default alone.
+for acct in "$ACCOUNT" "$ACCOUNT2"; do
+    if ! sacctmgr -n -P list account "$acct" format=account | grep -qxF "$acct"; then
+        sacctmgr -i add account "$acct" Cluster="$CLUSTER" \
+            Description="cxrlib tests" Organization=cxrlib >/dev/null
+    fi
+    if ! sacctmgr -n -P list assoc user=root account="$acct" cluster="$CLUSTER" \
+        format=user | grep -qx root; then
+        sacctmgr -i add user root Account="$acct" Cluster="$CLUSTER" >/dev/null
+    fi
+done
 if [[ "$(sacctmgr -n -P list user root format=defaultaccount)" != "$ACCOUNT" ]]; then
     sacctmgr -i modify user where name=root set DefaultAccount="$ACCOUNT" >/dev/null
 fi
@@ -319,4 +357,4 @@ step "sacct" "$LOG_DIR/slurmdbd.log" "$LOG_DIR/slurmctld.log"
 wait_for "$TIMEOUT" "sacct to answer" sacct -n -X
 
 SLURM_VERSION="$(sinfo --version 2>/dev/null | awk '{print $2}' || true)"
-echo "SLURM ${SLURM_VERSION:-?} up: cluster=$CLUSTER node=$HOST state=$st ($NODE_HW RealMemory=$REALMEM) partition=$PARTITION account=$ACCOUNT user=root ${PROCTRACK#proctrack/} [$(awk -v a="$T0" -v b="$(date +%s%N)" 'BEGIN{printf "%.1f", (b-a)/1e9}')s]"
+echo "SLURM ${SLURM_VERSION:-?} up: cluster=$CLUSTER node=$HOST state=$st ($NODE_HW RealMemory=$REALMEM) partitions=$PARTITION*,$PARTITION2 accounts=$ACCOUNT*,$ACCOUNT2 gres=gpu:$GPUS user=root ${PROCTRACK#proctrack/} [$(awk -v a="$T0" -v b="$(date +%s%N)" 'BEGIN{printf "%.1f", (b-a)/1e9}')s]"

@@ -157,7 +157,8 @@ rm -f "$STATE_DIR/started-mariadb" "$STATE_DIR/started-munged"
 if ((PURGE)); then
     log "removing slurm state, config and logs"
     rm -rf /var/spool/slurmctld /var/spool/slurmd /var/log/slurm \
-        /etc/slurm/slurm.conf /etc/slurm/slurmdbd.conf "$STATE_DIR" \
+        /etc/slurm/slurm.conf /etc/slurm/slurmdbd.conf /etc/slurm/cgroup.conf \
+        /etc/slurm/gres.conf "$STATE_DIR" \
         /var/log/mysql/cxr-slurm-test.err
 fi
 log "done"
