@@ -35,7 +35,9 @@ import yaml
 PROFILE_NAME = "slurm"
 PROFILE_FILES = ("config.yaml", "profile.yaml")
 # Resource keys with a fixed meaning and type (anything else is passed through to Snakemake).
-_INT_KEYS = {"threads": 1, "mem_mb": 1, "runtime": 1, "gpu": 0, "disk_mb": 1}  # key: minimum
+_INT_KEYS = {"threads": 1, "retries": 0, "mem_mb": 1, "runtime": 1, "gpu": 0, "disk_mb": 1}
+# Keys that are rule settings, not resources.
+_RULE_KEYS = ("threads", "retries")
 # Keys of a global profile that the sbatch calls depend on, shown by `show`.
 SBATCH_KEYS = ("slurm_account", "slurm_partition", "qos", "slurm_extra", "gpu_model")
 
@@ -57,7 +59,11 @@ class RuleRequests:
 
     def resources(self, rule: str) -> dict[str, Any]:
         """Resources of `rule`'s jobs (mem_mb, runtime in minutes, gpu, ...), threads aside."""
-        return {k: v for k, v in self._merged(rule).items() if k != "threads"}
+        return {k: v for k, v in self._merged(rule).items() if k not in _RULE_KEYS}
+
+    def retries(self, rule: str) -> int | None:
+        """Retries of `rule`'s failed jobs; None: the profile's (or command line's) `retries`."""
+        return self._merged(rule).get("retries")
 
     def check_rules(self, names: Iterable[str]) -> None:
         """Raise ValueError when the file names rules the workflow does not have (a typo

@@ -19,6 +19,7 @@ rule train_classifier:
         "logs/train_classifier/{arm}_ratio{ratio}_seed{seed}.log",
     benchmark:
         "results/benchmarks/train_classifier/{arm}_ratio{ratio}_seed{seed}.tsv"
+    retries: get_retries("train_classifier")
     conda:
         "../envs/cxr.yaml"
     threads: get_threads("train_classifier")

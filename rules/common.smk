@@ -51,6 +51,12 @@ def get_threads(rule):
     return rule_requests().threads(rule)
 
 
+def get_retries(rule):
+    """Retries of `rule`'s failed jobs from RESOURCES_FILE (training rules: enough attempts
+    to span many time limits), else None: the profile's `retries`."""
+    return rule_requests().retries(rule)
+
+
 def check_rule_requests():
     """Every rule RESOURCES_FILE names exists (a typo would leave a rule at the defaults)."""
     try:

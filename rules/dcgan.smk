@@ -18,6 +18,7 @@ rule train_dcgan:
         "logs/train_dcgan/{run}.log",
     benchmark:
         "results/benchmarks/train_dcgan/{run}.tsv"
+    retries: get_retries("train_dcgan")
     conda:
         "../envs/cxr.yaml"
     threads: get_threads("train_dcgan")

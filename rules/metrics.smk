@@ -61,6 +61,7 @@ rule train_domain_extractor:
         "logs/train_domain_extractor.log",
     benchmark:
         "results/benchmarks/train_domain_extractor.tsv"
+    retries: get_retries("train_domain_extractor")
     conda:
         "../envs/cxr.yaml"
     threads: get_threads("train_domain_extractor")

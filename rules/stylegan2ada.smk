@@ -18,6 +18,7 @@ rule train_stylegan2ada:
         "logs/train_stylegan2ada/{run}.log",
     benchmark:
         "results/benchmarks/train_stylegan2ada/{run}.tsv"
+    retries: get_retries("train_stylegan2ada")
     conda:
         "../envs/cxr.yaml"
     threads: get_threads("train_stylegan2ada")

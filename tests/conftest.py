@@ -39,16 +39,25 @@ def copy_workflow(dest: Path) -> Path:
     return dest
 
 
-def run_snakemake(workdir: Path, *args: str, check: bool = True) -> subprocess.CompletedProcess:
-    """Run snakemake from this interpreter's environment in `workdir`; output captured."""
-    env = dict(os.environ, PYTHONPATH=str(ROOT))
+def run_snakemake(
+    workdir: Path,
+    *args: str,
+    check: bool = True,
+    env: dict[str, str] | None = None,
+    timeout: float = 900,
+) -> subprocess.CompletedProcess:
+    """Run snakemake from this interpreter's environment in `workdir`; output captured.
+
+    `env`: variables added to the environment (e.g. XDG_CONFIG_HOME for a user's profiles).
+    """
+    env = dict(os.environ, PYTHONPATH=str(ROOT), **(env or {}))
     proc = subprocess.run(
         [sys.executable, "-m", "snakemake", *args],
         cwd=workdir,
         env=env,
         capture_output=True,
         text=True,
-        timeout=900,
+        timeout=timeout,
     )
     if check and proc.returncode != 0:
         pytest.fail(

@@ -17,13 +17,26 @@ import numpy as np
 import pandas as pd
 import pytest
 import torch
+import yaml
 
+from cxrlib.cluster import load_rule_requests
 from cxrlib.data.cache import load_split
 from tests.conftest import ROOT, copy_workflow, run_snakemake
 from tests.toy_trainer import ToyTrainer
 
 pytestmark = [pytest.mark.slurm, pytest.mark.slow]
-ACCOUNT, PARTITION = "cxr", "debug"
+# The test cluster's defaults are partition debug and account cxr (tests/slurm/start.sh): the
+# studies below ask for the others, so a lost -p or -A shows in sacct.
+ACCOUNT, PARTITION = "cxrstudy", "gpu"
+DEFAULT_ACCOUNT, DEFAULT_PARTITION = "cxr", "debug"
+REQUESTS = load_rule_requests(ROOT / "profiles/default/resources.yaml")
+# The test node has 2 CPUs and ~21 GB: a job asking for more is refused at submission, so the
+# user's profile lowers the big requests, as it would on a cluster of small nodes.
+SMALL_NODE = {
+    "train_stylegan2ada": {"mem_mb": 6000},
+    "train_classifier": {"mem_mb": 6000},
+    "train_domain_extractor": {"mem_mb": 6000},
+}
 
 
 def _slurm_up() -> bool:
@@ -54,19 +67,51 @@ def slurm() -> None:
     pytest.skip(reason)
 
 
-def _cluster_profile(workdir: Path) -> Path:
-    """profiles/slurm as a user sets it up: partition and account filled in."""
-    text = (ROOT / "profiles/slurm/config.yaml").read_text()
-    text = text.replace('# slurm_partition: "<partition>"', f'slurm_partition: "{PARTITION}"')
-    text = text.replace('# slurm_account: "<account>"', f'slurm_account: "{ACCOUNT}"')
-    assert f'slurm_account: "{ACCOUNT}"' in text, "placeholders in profiles/slurm changed"
-    profile = workdir / "cluster_profile"
-    profile.mkdir()
-    (profile / "config.yaml").write_text(text)
-    return profile
+def _user(tmp_path: Path) -> dict[str, str]:
+    """A user's environment with their own (empty) config folders: what `--profile slurm`
+    finds there is what the test put there, never this machine's."""
+    home, site = tmp_path / "user-config", tmp_path / "site-config"
+    home.mkdir(exist_ok=True)
+    site.mkdir(exist_ok=True)
+    return {"XDG_CONFIG_HOME": str(home), "XDG_CONFIG_DIRS": str(site)}
 
 
-# --max-threads: this test node has 2 CPUs; a job asking for more would pend forever.
+def _install_project_profile(env: dict[str, str]) -> str:
+    """`make cluster-profile ACCOUNT=... PARTITION=...` as a user runs it (its command)."""
+    proc = subprocess.run(
+        [sys.executable, "-m", "cxrlib.cluster", "install",
+         "--account", ACCOUNT, "--partition", PARTITION],
+        env={**os.environ, **env, "PYTHONPATH": str(ROOT)},
+        capture_output=True,
+        text=True,
+        check=True,
+    )  # fmt: skip
+    return proc.stdout
+
+
+def _site_profile(env: dict[str, str], extra: dict | None = None) -> Path:
+    """A profile named slurm the user already has, as sites write them."""
+    profile = {
+        "executor": "slurm",
+        "jobs": 4,
+        "retries": 0,
+        "latency-wait": 10,
+        "default-resources": {
+            "slurm_account": ACCOUNT,
+            "slurm_partition": PARTITION,
+            "qos": "normal",
+        },
+        "set-resources": SMALL_NODE,
+        **(extra or {}),
+    }
+    path = Path(env["XDG_CONFIG_HOME"]) / "snakemake/slurm/config.yaml"
+    path.parent.mkdir(parents=True)
+    path.write_text(yaml.safe_dump(profile))
+    return path
+
+
+# The plugin's first status check after 1 s (not 40), SLURM's own log of every job kept (it
+# names the job's rule), and --max-threads: this test node has 2 CPUs.
 FAST_STATUS = (
     "--slurm-init-seconds-before-status-checks",
     "1",
@@ -76,35 +121,146 @@ FAST_STATUS = (
 )
 
 
-# The test node has no GPU: the GPU rules' `gpu` request (profiles/default) is lifted here, so
-# they run on its CPUs; everything else is the profile a user runs.
-GPU_RULES = (
-    "train_dcgan", "train_stylegan2ada", "generate_samples", "real_features", "score_dcgan",
-    "score_stylegan", "train_domain_extractor", "train_classifier",
-)  # fmt: skip
-NO_GPU = ("--set-resources", *(f"{rule}:gpu=0" for rule in GPU_RULES))
+def _minutes(limit: str) -> int:
+    """sacct's Timelimit ([D-]HH:MM:SS) in minutes."""
+    days, _, clock = limit.rpartition("-")
+    h, m, sec = (int(x) for x in clock.split(":"))
+    return int(days or 0) * 1440 + h * 60 + m + (sec > 0)
+
+
+def _mem_mb(value: str) -> int:
+    units = {"K": 1 / 1024, "M": 1, "G": 1024, "T": 1024**2}
+    return round(float(value[:-1]) * units[value[-1]])
+
+
+def submitted(workdir: Path) -> pd.DataFrame:
+    """Every job the run submitted, as sacct records it, with its rule (from the path of
+    SLURM's log of the job, <slurm-logdir>/rule_<rule>/.../<jobid>.log: logs/slurm in the
+    project's profile, the plugin's .snakemake/slurm_logs in a site's)."""
+    rules = {}
+    for folder in (workdir / "logs/slurm", workdir / ".snakemake/slurm_logs"):
+        for log in folder.rglob("*.log"):
+            rules[log.stem] = log.relative_to(folder).parts[0].removeprefix("rule_")
+    assert rules, "no job went through sbatch"
+    fields = "JobID,Partition,Account,QOS,ReqTRES,Timelimit,State"
+    out = subprocess.run(
+        ["sacct", "-X", "-P", "-n", "-j", ",".join(rules), "-o", fields],
+        capture_output=True, text=True, check=True,
+    ).stdout  # fmt: skip
+    rows = []
+    for line in out.splitlines():
+        job, partition, account, qos, tres, limit, state = line.split("|")
+        req = dict(item.split("=", 1) for item in tres.split(",") if "=" in item)
+        rows.append({
+            "job": job, "rule": rules[job], "partition": partition, "account": account,
+            "qos": qos, "cpus": int(req["cpu"]), "mem_mb": _mem_mb(req["mem"]),
+            "gpus": int(req.get("gres/gpu", 0)), "runtime": _minutes(limit), "state": state,
+        })  # fmt: skip
+    assert {r["job"] for r in rows} == set(rules), "sacct lacks jobs the run submitted"
+    return pd.DataFrame(rows)
+
+
+def assert_requests(jobs: pd.DataFrame, overrides: dict | None = None) -> None:
+    """Every job got the configured partition and account, and its rule's CPUs (threads,
+    at most the node's 2), memory, time and GPUs: profiles/default/resources.yaml, refined key
+    by key by the user's profile (`overrides`: its set-resources)."""
+    for job in jobs.itertuples():
+        want = {**REQUESTS.resources(job.rule), **(overrides or {}).get(job.rule, {})}
+        got = {"partition": job.partition, "account": job.account, "cpus": job.cpus,
+               "mem_mb": job.mem_mb, "runtime": job.runtime, "gpus": job.gpus}  # fmt: skip
+        assert got == {
+            "partition": PARTITION,
+            "account": ACCOUNT,
+            "cpus": min(REQUESTS.threads(job.rule), 2),
+            "mem_mb": want["mem_mb"],
+            "runtime": want["runtime"],
+            "gpus": want.get("gpu", 0),
+        }, (job.rule, job.job)
+
+
+# The study's first stages: data (CPU jobs) and a GPU training job.
+FIRST_STAGES = ("results/data/qc/examples.png", "results/dcgan/baseline/train_log.csv")
+
+
+def test_profile_slurm_as_typed_with_the_projects_profile(slurm, tmp_path: Path) -> None:
+    """No profile of the user's own: `make cluster-profile` installs the project's, and
+    `snakemake --profile slurm` (dry run first, as the README says) submits with it."""
+    workdir = copy_workflow(tmp_path / "wf")
+    env = _user(tmp_path)
+    assert "installed the cluster profile" in _install_project_profile(env)
+    dry = run_snakemake(
+        workdir, "--profile", "slurm", "-n", *FIRST_STAGES, "--configfile",
+        "tests/config/test.yaml", env=env,
+    )  # fmt: skip
+    assert "train_dcgan" in dry.stdout + dry.stderr and "dry-run" in dry.stdout + dry.stderr
+    assert not (workdir / "results").exists() and not (workdir / "logs/slurm").exists()
+    run_snakemake(
+        workdir, "--profile", "slurm", *FIRST_STAGES, *FAST_STATUS,
+        "--configfile", "tests/config/test.yaml", env=env,
+    )  # fmt: skip
+    jobs = submitted(workdir)
+    assert sorted(jobs["rule"]) == ["make_phantom", "prepare_data", "train_dcgan"]
+    assert (jobs["state"] == "COMPLETED").all()
+    assert_requests(jobs)
+    assert jobs.set_index("rule").loc["train_dcgan", "gpus"] == 1
+
+
+def test_profile_slurm_as_typed_with_the_users_own_profile(slurm, tmp_path: Path) -> None:
+    """The user's (or site's) `slurm` profile is kept and read: its account, partition and
+    qos reach sbatch, its set-resources refine single keys, and the project's per-rule
+    threads, memory, runtime and GPUs still apply to everything else."""
+    workdir = copy_workflow(tmp_path / "wf")
+    env = _user(tmp_path)
+    overrides = {"prepare_data": {"mem_mb": 3000}, "train_dcgan": {"runtime": 7}}
+    path = _site_profile(env, {"set-resources": overrides})
+    before = path.read_text()
+    assert f"kept your existing profile {path}" in _install_project_profile(env)
+    assert path.read_text() == before
+    dry = run_snakemake(  # the whole study
+        workdir, "--profile", "slurm", "-n", "--configfile", "tests/config/test.yaml", env=env
+    )
+    assert "This was a dry-run" in dry.stdout + dry.stderr
+    assert not (workdir / "results/report.html").exists()
+    run_snakemake(
+        workdir, "--profile", "slurm", *FIRST_STAGES, *FAST_STATUS,
+        "--configfile", "tests/config/test.yaml", env=env,
+    )  # fmt: skip
+    jobs = submitted(workdir)
+    assert sorted(jobs["rule"]) == ["make_phantom", "prepare_data", "train_dcgan"]
+    assert (jobs["qos"] == "normal").all() and (jobs["state"] == "COMPLETED").all()
+    assert_requests(jobs, overrides)
+    dcgan = jobs.set_index("rule").loc["train_dcgan"]
+    assert (dcgan["runtime"], dcgan["mem_mb"], dcgan["gpus"]) == (7, 16000, 1)
+
+
+def test_dry_run_of_the_project_profile_by_path_exits_0(tmp_path: Path) -> None:
+    """`snakemake --profile profiles/slurm -n` (the profile by its path) lists the jobs and
+    exits 0, and writes no report (nothing ran)."""
+    workdir = copy_workflow(tmp_path / "wf")
+    dry = run_snakemake(workdir, "--profile", "profiles/slurm", "-n", env=_user(tmp_path))
+    assert "train_stylegan2ada" in dry.stdout + dry.stderr
+    assert not (workdir / "results").exists()
 
 
 def test_whole_study_through_sbatch_matches_a_local_run(slurm, tmp_path: Path) -> None:
     local = copy_workflow(tmp_path / "local")
     remote = copy_workflow(tmp_path / "slurm")
     run_snakemake(local, "--cores", "2", "--configfile", "tests/config/test.yaml")
-    profile = _cluster_profile(remote)
+    env = _user(tmp_path)
+    _site_profile(env)
     run_snakemake(
-        remote,
-        "--profile",
-        str(profile),
-        *FAST_STATUS,
-        *NO_GPU,
-        "--configfile",
-        "tests/config/test.yaml",
-    )
-    # every job went through sbatch: SLURM's own log of each rule's job is there
-    submitted = ("make_phantom", "prepare_data", "train_dcgan", "score_dcgan", "train_classifier")
-    for rule in (*submitted, "train_stylegan2ada", "audit_memorisation"):
-        assert list((remote / "logs/slurm" / f"rule_{rule}").rglob("*.log")), rule
-    for rule in ("data_qc", "dcgan_sweep", "metrics_summary", "compare_classifiers"):
-        assert not (remote / "logs/slurm" / f"rule_{rule}").exists(), rule  # local rules
+        remote, "--profile", "slurm", *FAST_STATUS, "--configfile", "tests/config/test.yaml",
+        env=env, timeout=1800,
+    )  # fmt: skip
+    jobs = submitted(remote)
+    assert (jobs["state"] == "COMPLETED").all()
+    assert_requests(jobs, SMALL_NODE)
+    # every job but the local rules' went through sbatch
+    rules = set(jobs["rule"])
+    for rule in ("make_phantom", "prepare_data", "train_dcgan", "score_dcgan",
+                 "train_classifier", "train_stylegan2ada", "audit_memorisation"):  # fmt: skip
+        assert rule in rules, rule
+    assert not rules & {"data_qc", "dcgan_sweep", "metrics_summary", "compare_classifiers"}
     a, b = local / "results", remote / "results"
     for table in ("manifest.csv", "rejected.csv", "class_counts.csv", "patient_collisions.csv"):
         pd.testing.assert_frame_equal(
@@ -125,8 +281,8 @@ def test_whole_study_through_sbatch_matches_a_local_run(slurm, tmp_path: Path) -
     pd.testing.assert_frame_equal(
         pd.read_csv(a / "classifier/summary.csv"), pd.read_csv(b / "classifier/summary.csv")
     )
-    # the same headline (the runtimes on the page differ), and the profile's
-    # --report-after-run put the page this run just wrote into the report
+    # the same headline (the runtimes on the page differ), and the report written after the
+    # run (config report.after_run) shows the page this run just wrote
     assert (b / "report/headline.json").read_text() == (a / "report/headline.json").read_text()
     assert "Headline results" in (b / "report.html").read_text(errors="replace")
 
@@ -134,28 +290,12 @@ def test_whole_study_through_sbatch_matches_a_local_run(slurm, tmp_path: Path) -
 def test_training_killed_at_the_time_limit_completes_under_retries(slurm, tmp_path: Path) -> None:
     workdir = tmp_path / "survival"
     workdir.mkdir()
-    profile = _cluster_profile(workdir)
-    env_root = dict(os.environ, PYTHONPATH=str(ROOT))
-    proc = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "snakemake",
-            "-s",
-            str(ROOT / "tests/slurm/survival.smk"),
-            "--profile",
-            str(profile),
-            "--config",
-            f"python={sys.executable}",
-            *FAST_STATUS,
-        ],
-        cwd=workdir,
-        env=env_root,
-        capture_output=True,
-        text=True,
-        timeout=1200,
-    )
-    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-5000:]
+    env = _user(tmp_path)
+    _site_profile(env, {"retries": 3})
+    run_snakemake(
+        workdir, "-s", str(ROOT / "tests/slurm/survival.smk"), "--profile", "slurm",
+        "--config", f"python={sys.executable}", *FAST_STATUS, env=env, timeout=1200,
+    )  # fmt: skip
     reference = ToyTrainer()
     for _ in range(2000):
         reference.train_step()
@@ -174,3 +314,35 @@ def test_training_killed_at_the_time_limit_completes_under_retries(slurm, tmp_pa
             before_kill = events[: events.index("resumed at step")]
             last_logged = max(int(s) for s in re.findall(r"pid=\d+ step (\d+)", before_kill))
             assert last_logged - resumes[0] <= 60, (last_logged, resumes[0])
+
+
+def test_training_needing_more_attempts_than_retries_finishes_in_one_run(
+    slurm, tmp_path: Path
+) -> None:
+    """A DCGAN whose training spans several 2-minute time limits, under a profile with
+    retries: 0: the training rule's own retries (profiles/default/resources.yaml) resubmit it,
+    each attempt stops before its limit with the state saved and the next one continues,
+    until it is done, in one snakemake run."""
+    workdir = copy_workflow(tmp_path / "wf")
+    # about 2 minutes of training on one CPU of this machine
+    settings = {"image_size": 64, "ngf": 32, "ndf": 32, "nz": 64, "epochs": 600,
+                "snapshot_every_epochs": 200}  # fmt: skip
+    (workdir / "long.yaml").write_text(yaml.safe_dump({"dcgan": {"settings": settings}}))
+    env = _user(tmp_path)
+    _site_profile(env, {"set-resources": {"train_dcgan": {"runtime": 2}}, "set-threads":
+                        {"train_dcgan": 1}})  # fmt: skip
+    run_snakemake(
+        workdir, "--profile", "slurm", "results/dcgan/baseline/train_log.csv", *FAST_STATUS,
+        "--configfile", "tests/config/test.yaml", "long.yaml", env=env, timeout=1800,
+    )  # fmt: skip
+    jobs = submitted(workdir)
+    training = jobs[jobs["rule"] == "train_dcgan"]
+    assert len(training) >= 2, "one attempt was enough: the test proves nothing"
+    assert (training["runtime"] == 2).all() and (training["partition"] == PARTITION).all()
+    assert training["state"].iloc[-1] == "COMPLETED"
+    assert (training["state"].iloc[:-1] == "FAILED").all()  # stopped itself, exit 75: no TIMEOUT
+    events = (workdir / "results/dcgan/baseline/state/events.log").read_text()
+    assert events.count("the job's time limit") == len(training) - 1
+    assert events.count("resumed at step") == len(training) - 1
+    log = pd.read_csv(workdir / "results/dcgan/baseline/train_log.csv")
+    assert log["epoch"].tolist() == list(range(1, 601))

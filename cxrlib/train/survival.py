@@ -59,6 +59,10 @@ class JobInterrupted(SystemExit):
         return f"stopped by {self.signame} at step {self.step}; state saved, rerun to resume"
 
 
+class NoProgressError(RuntimeError):
+    """An attempt reached its time limit before a single step: retrying cannot help."""
+
+
 class StopFlag:
     """Context manager: SIGTERM/SIGUSR1/SIGINT set a flag instead of killing the process.
 
@@ -216,19 +220,25 @@ def run_resumable(
     on_step: Callable[[Resumable, dict[str, float]], None] | None = None,
     clock: Callable[[], float] = time.monotonic,
     deadline: float | None = None,
-    stop_margin_s: float = 120.0,
+    stop_margin_s: float | None = None,
     wall: Callable[[], float] = time.time,
 ) -> bool:
     """Train until `trainer.step == total_steps`, resuming from `store` and saving into it.
 
     State is saved every `save_every_s` seconds of wall clock, and when a stop signal arrives or
     the wall clock (`wall`, unix time) passes `deadline - stop_margin_s` (use
-    `slurm_job_end_time()`); then `JobInterrupted` is raised, exit status 75. At most one save
-    interval of work is lost to a SIGKILL. `on_step` runs after every step (logging,
+    `slurm_job_end_time()`; the margin defaults to a quarter of the time left at the start,
+    between 20 and 120 s); then `JobInterrupted` is raised, exit status 75, and the log says
+    where the run will continue. An attempt stopped before it made a single step raises
+    `NoProgressError` instead: more attempts of that length would never finish. At most one
+    save interval of work is lost to a SIGKILL. `on_step` runs after every step (logging,
     snapshots); it must keep any state it needs in the trainer, so a resumed run repeats
     nothing and skips nothing.
     Returns True when this call resumed from a saved state.
     """
+    if stop_margin_s is None:
+        left = (deadline - wall()) if deadline is not None else 0.0
+        stop_margin_s = min(120.0, max(20.0, 0.25 * left))
     state = store.load()
     resumed = state is not None
     if resumed:
@@ -243,19 +253,36 @@ def run_resumable(
             where, store.path, trainer.step, total_steps,
         )  # fmt: skip
         store.record(f"resumed at step {trainer.step} ({where})")
+    first_step = trainer.step
     last_save = clock()
     with StopFlag() as stop:
         while trainer.step < total_steps:
             out_of_time = deadline is not None and wall() >= deadline - stop_margin_s
             if stop.requested or out_of_time:
-                store.save(trainer.state_dict(), trainer.step)
                 reason = stop.received or "the job's time limit"
                 if out_of_time and not stop.requested:
                     log.warning(
                         "%.0f s left before the job's time limit: saving state and stopping",
                         deadline - wall(),
                     )
+                if trainer.step == first_step and out_of_time and not stop.requested:
+                    store.record(f"no progress at step {trainer.step}: {reason}")
+                    raise NoProgressError(
+                        f"this attempt reached the job's time limit before its first training "
+                        f"step (at step {trainer.step} of {total_steps}, {stop_margin_s:.0f} s "
+                        "kept for saving): more attempts of this length would never finish. "
+                        "Raise the rule's runtime (profiles/default/resources.yaml, or "
+                        "set-resources in your profile)"
+                    )
+                store.save(trainer.state_dict(), trainer.step)
                 store.record(f"stopped at step {trainer.step}: {reason}")
+                log.warning(
+                    "stopped by %s at step %d of %d, state saved in %s. Snakemake submits this "
+                    "job again while the rule's retries last (profiles/default/resources.yaml); "
+                    "after that, run the same snakemake command again: training continues from "
+                    "step %d",
+                    reason, trainer.step, total_steps, store.folder, trainer.step,
+                )  # fmt: skip
                 raise JobInterrupted(reason, trainer.step)
             metrics = trainer.train_step()
             if on_step is not None:
