@@ -6,7 +6,7 @@ BIN := $(VENV)/bin
 CORES ?= 2
 SNAKEMAKE := $(BIN)/snakemake
 
-.PHONY: install demo report test lint clean
+.PHONY: install demo report test lint clean cluster-profile
 
 install: $(VENV)/.installed
 
@@ -15,13 +15,19 @@ $(VENV)/.installed: pyproject.toml
 	$(BIN)/pip install --quiet --disable-pip-version-check -e '.[dev]'
 	touch $@
 
+# The run writes results/report.html when it ends (config report.after_run).
 demo: install
 	$(SNAKEMAKE) --cores $(CORES) --configfile overlays/demo.yaml
-	$(MAKE) --no-print-directory report
+	@echo "Report: $(CURDIR)/results/report.html"
 
 report: install
 	$(SNAKEMAKE) --cores 1 --configfile overlays/demo.yaml --report results/report.html
 	@echo "Report: $(CURDIR)/results/report.html"
+
+# The `slurm` profile that `snakemake --profile slurm` reads, where you have none:
+# make cluster-profile ACCOUNT=myaccount PARTITION=gpu  (an existing profile is kept, and shown)
+cluster-profile: install
+	$(BIN)/python -m cxrlib.cluster install $(if $(ACCOUNT),--account $(ACCOUNT)) $(if $(PARTITION),--partition $(PARTITION))
 
 test: install
 	$(BIN)/pytest

@@ -260,3 +260,49 @@ def test_stylegan_total_kimg_raised_after_it_finished_continues_it(tmp_path: Pat
         tiny_settings(total_kimg=0.08, tick_kimg=0.012), tmp_path, {"seconds", "s_per_kimg"},
     )  # fmt: skip
     assert "resumed at step 10 (kimg 0.04)" in events
+
+
+# -- through snakemake: refused at DAG build, extended by a rerun -------------------------
+
+
+@pytest.mark.slow
+def test_workflow_refuses_changed_settings_at_dag_build_and_extends_runs(tmp_path: Path):
+    """As users meet it: the GAN runs trained by snakemake; another batch size is refused
+    when the DAG is built (a dry run already), before any job, with no retry loop; a higher
+    total_kimg / epochs trains on from the finished state, keeping the earlier snapshots."""
+    import yaml
+
+    from tests.conftest import copy_workflow, run_snakemake
+
+    workdir = copy_workflow(tmp_path / "wf")
+    targets = ("results/dcgan/baseline/train_log.csv", "results/stylegan2ada/ada/train_log.csv")
+    config = ("--configfile", "tests/config/test.yaml")
+    run_snakemake(workdir, *targets, "--cores", "2", *config)
+    snap = workdir / "results/stylegan2ada/ada/snapshots/kimg000000.016.pt"
+    inode = snap.stat().st_ino
+
+    def overlay(name: str, section: str, **settings: Any) -> str:
+        (workdir / name).write_text(yaml.safe_dump({section: {"settings": settings}}))
+        return name
+
+    bigger = overlay("bs8.yaml", "stylegan2ada", batch_size=8)
+    refused = run_snakemake(workdir, *targets, "-n", *config, bigger, check=False)
+    out = refused.stdout + refused.stderr
+    assert refused.returncode != 0
+    assert "cannot resume stylegan2ada run ada from results/stylegan2ada/ada/state" in out
+    assert "  batch_size: 4 -> 8" in out and "delete results/stylegan2ada/ada/state/" in out
+    assert not (workdir / "logs/train_stylegan2ada/ada.log").read_text().count("refused")
+
+    longer = overlay("longer.yaml", "stylegan2ada", total_kimg=0.064)
+    run_snakemake(workdir, targets[1], "--cores", "2", *config, longer)
+    log = (workdir / "logs/train_stylegan2ada/ada.log").read_text()
+    assert "continuing from kimg 0.032" in log
+    assert snap.stat().st_ino == inode  # the earlier snapshot kept, not trained again
+    names = sorted(p.stem for p in (workdir / "results/stylegan2ada/ada/snapshots").glob("*.pt"))
+    assert names == ["kimg000000", "kimg000000.016", "kimg000000.032", "kimg000000.048",
+                     "kimg000000.064"]  # fmt: skip
+
+    shorter = overlay("shorter.yaml", "dcgan", epochs=2)
+    refused = run_snakemake(workdir, targets[0], "-n", *config, shorter, check=False)
+    assert refused.returncode != 0
+    assert "epochs is 2 but the run has already trained 4 epochs" in refused.stdout

@@ -15,6 +15,7 @@ import torch
 from cxrlib.train.survival import (
     EXIT_INTERRUPTED,
     JobInterrupted,
+    NoProgressError,
     StateStore,
     StopFlag,
     run_resumable,
@@ -145,6 +146,40 @@ def test_deadline_stops_before_the_time_limit_and_resume_is_exact(tmp_path: Path
     resumed = ToyTrainer()
     run_resumable(resumed, 50, store)
     assert torch.equal(resumed.weights(), _uninterrupted(50))
+
+
+def test_default_margin_is_a_quarter_of_the_time_left_within_20_to_120_s(tmp_path: Path) -> None:
+    def stop_step(left: float) -> int:
+        store = StateStore(tmp_path / f"state{left}")
+        now = [0.0]
+
+        def tick(trainer: ToyTrainer, _m: dict[str, float]) -> None:
+            now[0] += 1.0
+
+        with pytest.raises(JobInterrupted) as info:
+            run_resumable(
+                ToyTrainer(), 10_000, store, on_step=tick, deadline=left, wall=lambda: now[0]
+            )
+        return info.value.step
+
+    assert stop_step(60.0) == 40  # 25% would be 15 s: at least 20
+    assert stop_step(200.0) == 150  # 50 s
+    assert stop_step(600.0) == 480  # 150 s would be more than 120 s
+
+
+def test_an_attempt_that_cannot_make_one_step_fails_plainly(tmp_path: Path) -> None:
+    """Retrying an attempt whose time is gone before its first step would loop forever."""
+    store = StateStore(tmp_path / "state")
+    trainer = ToyTrainer()
+    for _ in range(5):
+        trainer.train_step()
+    store.save(trainer.state_dict(), trainer.step)
+    with pytest.raises(NoProgressError, match="Raise the rule's runtime"):
+        run_resumable(
+            ToyTrainer(), 50, store, deadline=1010.0, stop_margin_s=30.0, wall=lambda: 1000.0
+        )
+    assert store.load()["step"] == 5  # the state is left as it was
+    assert "no progress at step 5" in (store.folder / "events.log").read_text()
 
 
 def test_slurm_end_time_is_read_from_squeue(tmp_path: Path) -> None:

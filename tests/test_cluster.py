@@ -1,0 +1,144 @@
+"""The cluster side users meet: per-rule requests (profiles/default/resources.yaml), the
+profiles that `snakemake --profile slurm` combines, and the `slurm` profile installer."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import yaml
+
+from cxrlib.cluster import find_profile, install_profile, load_rule_requests
+from tests.conftest import ROOT, copy_workflow, run_snakemake
+
+RESOURCES = ROOT / "profiles/default/resources.yaml"
+GPU_RULES = {
+    "train_dcgan", "train_stylegan2ada", "generate_samples", "real_features", "score_dcgan",
+    "score_stylegan", "train_domain_extractor", "train_classifier", "evaluate_classifier",
+}  # fmt: skip
+TRAINING = {"train_dcgan", "train_stylegan2ada", "train_domain_extractor", "train_classifier"}
+
+
+def test_the_projects_requests_per_rule() -> None:
+    requests = load_rule_requests(RESOURCES)
+    for rule in GPU_RULES:
+        assert requests.resources(rule)["gpu"] == 1, rule
+    assert "gpu" not in requests.resources("prepare_data")
+    # every rule gets memory and a time limit, named or by default
+    for rule in ("data_qc", "headline", *GPU_RULES):
+        assert requests.resources(rule)["mem_mb"] >= 1000 and requests.resources(rule)["runtime"]
+    # training spans many time limits; other rules take the profile's retries
+    assert {r for r in requests.rules if requests.retries(r)} == TRAINING
+    assert requests.retries("prepare_data") is None
+    assert "retries" not in requests.resources("train_dcgan")
+    assert requests.threads("prepare_data") == 8 and requests.threads("data_qc") == 1
+
+
+def test_the_workflow_profile_sets_nothing_a_users_profile_would_lose() -> None:
+    """Snakemake takes a key set by both profiles from the workflow profile whole: so it sets
+    no resources, threads, executor or retries (those stay the user's)."""
+    keys = set(yaml.safe_load((ROOT / "profiles/default/config.yaml").read_text()))
+    assert not keys & {"default-resources", "set-resources", "set-threads", "executor",
+                       "retries", "jobs", "resources"}  # fmt: skip
+
+
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        ("rules: {prepare_data: {mem_mb: lots}}", "rules.prepare_data.mem_mb must be an integer"),
+        ("rules: {train_dcgan: {gpu: -1}}", "rules.train_dcgan.gpu must be an integer >= 0"),
+        ("default: {threads: 0}", "default.threads must be an integer >= 1"),
+        ("set-resources: {}", "unknown top-level key(s) set-resources"),
+        ("rules: [a, b]", "rules must map rule names"),
+    ],
+)
+def test_bad_requests_name_file_and_key(tmp_path: Path, text: str, message: str) -> None:
+    path = tmp_path / "resources.yaml"
+    path.write_text(text)
+    with pytest.raises(ValueError, match=str(path)) as info:
+        load_rule_requests(path)
+    assert message in str(info.value)
+
+
+def _dirs(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> tuple[Path, Path, Path]:
+    home, site, cwd = tmp_path / "home", tmp_path / "site", tmp_path / "project"
+    for d in (home, site, cwd):
+        d.mkdir()
+    monkeypatch.setenv("XDG_CONFIG_HOME", str(home))
+    monkeypatch.setenv("XDG_CONFIG_DIRS", str(site))
+    return home, site, cwd
+
+
+def test_install_writes_the_project_profile_with_account_and_partition(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    home, _, cwd = _dirs(tmp_path, monkeypatch)
+    assert find_profile(cwd=cwd) is None
+    template = ROOT / "profiles/slurm/config.yaml"
+    path, written = install_profile(template, account="proj42", partition="a100", cwd=cwd)
+    assert written and path == home / "snakemake/slurm/config.yaml"
+    assert find_profile(cwd=cwd) == path
+    profile = yaml.safe_load(path.read_text())
+    assert profile["executor"] == "slurm" and profile["slurm-logdir"] == "logs/slurm"
+    assert profile["default-resources"] == {"slurm_account": "proj42", "slurm_partition": "a100"}
+    # without values the placeholders stay comments: the cluster's defaults apply
+    path.unlink()
+    install_profile(template, cwd=cwd)
+    assert yaml.safe_load(path.read_text())["default-resources"] is None
+
+
+@pytest.mark.parametrize("where", ["home", "site"])
+def test_install_never_shadows_an_existing_profile(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, where: str
+) -> None:
+    home, site, cwd = _dirs(tmp_path, monkeypatch)
+    theirs = {"home": home, "site": site}[where] / "snakemake/slurm/config.yaml"
+    theirs.parent.mkdir(parents=True)
+    theirs.write_text("executor: slurm\ndefault-resources: {slurm_account: theirs}\n")
+    path, written = install_profile(ROOT / "profiles/slurm/config.yaml", account="x", cwd=cwd)
+    assert (path, written) == (theirs, False)
+    assert "theirs" in theirs.read_text() and not (home / "snakemake/slurm/x").exists()
+    if where == "site":
+        assert not (home / "snakemake").exists()  # a user copy would hide the site's
+
+
+def test_a_users_profile_refines_the_rules_requests_key_by_key(tmp_path: Path) -> None:
+    """The layering as snakemake itself applies it (a dry run prints each job's resources):
+    the user's default-resources fill keys, their set-resources override single keys of single
+    rules, and the workflow's per-rule values stay where neither names them."""
+    workdir = copy_workflow(tmp_path / "wf")
+    home = tmp_path / "home"
+    (home / "snakemake/slurm").mkdir(parents=True)
+    profile = {
+        "cores": 2,
+        "default-resources": {"slurm_account": "acct9", "mem_mb": 1234},
+        "set-resources": {"train_dcgan": {"runtime": 7}},
+    }
+    (home / "snakemake/slurm/config.yaml").write_text(yaml.safe_dump(profile))
+    dry = run_snakemake(
+        workdir, "--profile", "slurm", "-n", "results/dcgan/baseline/train_log.csv",
+        "--configfile", "tests/config/test.yaml", env={"XDG_CONFIG_HOME": str(home)},
+    )  # fmt: skip
+    out = dry.stdout + dry.stderr
+    jobs = {}
+    rule = None
+    for line in out.splitlines():
+        if line.startswith("rule "):
+            rule = line.removeprefix("rule ").rstrip(":")
+        elif line.strip().startswith("resources:"):
+            items = line.split("resources:", 1)[1].split(", ")
+            jobs[rule] = dict(item.split("=", 1) for item in items)
+    dcgan, data = jobs["train_dcgan"], jobs["prepare_data"]
+    assert (dcgan["runtime"], dcgan["mem_mb"], dcgan["gpu"]) == ("7", "16000", "1")
+    assert (data["runtime"], data["mem_mb"]) == ("60", "8000")
+    assert dcgan["slurm_account"] == data["slurm_account"] == "acct9"
+    assert jobs["make_phantom"]["mem_mb"] == "4000"
+
+
+def test_a_resources_file_naming_an_unknown_rule_fails_the_dag_build(tmp_path: Path) -> None:
+    workdir = copy_workflow(tmp_path / "wf")
+    path = workdir / "profiles/default/resources.yaml"
+    path.write_text(path.read_text().replace("  train_dcgan:\n", "  train_dcgna:\n", 1))
+    proc = run_snakemake(workdir, "-n", "--configfile", "tests/config/test.yaml", check=False)
+    assert proc.returncode != 0
+    assert "names rule(s) the workflow does not have: train_dcgna" in proc.stdout + proc.stderr
