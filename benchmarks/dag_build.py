@@ -1,6 +1,6 @@
 """DAG build time of a large study: `snakemake -n` (dry run) wall time.
 
-    python benchmarks/dag_build.py --repeats 3 --cores 4 [--profile 30]
+    python benchmarks/dag_build.py --repeats 3 --cores 4 [--profile 30] [--cluster-profile]
 
 The study at cluster scale: 5 classifier seeds x 4 ratios x 20 snapshots x 2 models, both
 extractors (Inception weights left to the fetch_weights rule), data from a folder in the
@@ -12,6 +12,9 @@ repository. Prints each run's wall time, `dag_build_s=<median>` and the job coun
 dry run's summary, and for scale the wall time of `python -m snakemake --version` (interpreter
 start and snakemake's imports, no workflow). `--profile K` adds one run under cProfile and
 prints its K most expensive calls by cumulative time and the calls made in rules/*.smk.
+`--cluster-profile` times the dry run users type on the login node instead:
+`snakemake --profile slurm -n` with the project's profile installed (`python -m
+cxrlib.cluster install`) in a scratch $XDG_CONFIG_HOME.
 """
 
 from __future__ import annotations
@@ -92,22 +95,19 @@ def setup(workdir: Path) -> Path:
     return overlay
 
 
+CLUSTER = False  # --cluster-profile: through `--profile slurm` (set in main)
+
+
 def snakemake_command(overlay: Path, cores: int) -> list[str]:
-    return [
-        "-m",
-        "snakemake",
-        "-n",
-        "--cores",
-        str(cores),
-        "--configfile",
-        "config.yaml",
-        overlay.name,
-    ]
+    where = ["--profile", "slurm"] if CLUSTER else ["--cores", str(cores)]
+    return ["-m", "snakemake", "-n", *where, "--configfile", "config.yaml", overlay.name]
 
 
 def run_timed(args: list[str], workdir: Path) -> tuple[float, str]:
     """Run `python <args>` in `workdir`; wall seconds and combined output. Fails loudly."""
     env = dict(os.environ, PYTHONPATH=str(ROOT))
+    if CLUSTER:
+        env["XDG_CONFIG_HOME"] = str(workdir / "user-config")
     start = time.perf_counter()
     proc = subprocess.run(
         [sys.executable, *args], cwd=workdir, env=env, capture_output=True, text=True, timeout=1800
@@ -152,11 +152,19 @@ def main() -> None:
     parser.add_argument("--cores", type=int, default=4)
     parser.add_argument("--profile", type=int, default=0, metavar="K", help="print K top calls")
     parser.add_argument("--keep", action="store_true", help="keep the scratch directory")
+    parser.add_argument(
+        "--cluster-profile", action="store_true", help="dry run as `snakemake --profile slurm -n`"
+    )
     args = parser.parse_args()
+    global CLUSTER
+    CLUSTER = args.cluster_profile
 
     workdir = Path(tempfile.mkdtemp(prefix="dag_build_"))
     try:
         overlay = setup(workdir)
+        if CLUSTER:
+            run_timed(["-m", "cxrlib.cluster", "install", "--account", "a", "--partition", "p"],
+                      workdir)  # fmt: skip
         print(f"scratch workflow: {workdir}  loadavg_start={os.getloadavg()[0]:.2f}", flush=True)
         startup, _ = run_timed(["-m", "snakemake", "--version"], workdir)
         print(f"snakemake --version: {startup:.2f} s", flush=True)

@@ -195,9 +195,13 @@ def describe_profile(path: Path) -> list[str]:
         out.append("default-resources slurm_account: (not set: the plugin guesses one)")
     if "slurm_partition" not in defaults:
         out.append("default-resources slurm_partition: (not set: the cluster's default)")
-    per_rule = data.get("set-resources") or {}
-    for rule, values in per_rule.items() if isinstance(per_rule, Mapping) else ():
-        out.append(f"set-resources {rule}: {values}")
+    for key in ("set-threads", "set-resources"):
+        per_rule = data.get(key) or {}
+        if isinstance(per_rule, list):  # the `rule:value` / `rule:key=value` list form
+            out += [f"{key} {item}" for item in per_rule]
+            continue
+        for rule, values in per_rule.items() if isinstance(per_rule, Mapping) else ():
+            out.append(f"{key} {rule}: {values}")
     return out
 
 

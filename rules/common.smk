@@ -36,8 +36,8 @@ RESOURCES_FILE = "profiles/default/resources.yaml"
 
 @lru_cache(maxsize=None)
 def rule_requests():
-    """The per-rule requests of RESOURCES_FILE (see its header): {"default": {...}, "rules":
-    {rule: {...}}}. Read once; a malformed file fails at DAG build naming the key."""
+    """The per-rule requests of RESOURCES_FILE (see its header), as a RuleRequests. Read
+    once; a malformed file fails at DAG build naming the key."""
     from cxrlib.cluster import load_rule_requests
 
     try:
@@ -66,8 +66,9 @@ def check_rule_requests():
 
 
 def get_resources(rule):
-    """Resources of `rule`'s jobs (mem_mb, runtime, gpu, ...), at the rule level: a profile's
-    default-resources fill other keys, its set-resources override these."""
+    """Resources of `rule`'s jobs (mem_mb, runtime, gpu, ...), given at the level of the rule
+    itself, so a profile's default-resources fill other keys and its set-resources override
+    these."""
     return rule_requests().resources(rule)
 
 

@@ -142,3 +142,28 @@ def test_a_resources_file_naming_an_unknown_rule_fails_the_dag_build(tmp_path: P
     proc = run_snakemake(workdir, "-n", "--configfile", "tests/config/test.yaml", check=False)
     assert proc.returncode != 0
     assert "names rule(s) the workflow does not have: train_dcgna" in proc.stdout + proc.stderr
+
+
+def test_show_names_the_file_and_what_reaches_sbatch(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture
+) -> None:
+    from cxrlib.cluster import main
+
+    home, _, cwd = _dirs(tmp_path, monkeypatch)
+    monkeypatch.chdir(cwd)
+    assert main(["show"]) == 1
+    assert "make cluster-profile" in capsys.readouterr().out
+    path = home / "snakemake/slurm/config.yaml"
+    path.parent.mkdir(parents=True)
+    path.write_text(yaml.safe_dump({
+        "executor": "slurm",
+        "default-resources": ["slurm_account=lab7", "qos=long"],
+        "set-threads": {"prepare_data": 4},
+        "set-resources": {"train_stylegan2ada": {"gpu_model": "a100"}},
+    }))  # fmt: skip
+    assert main(["show"]) == 0
+    out = capsys.readouterr().out
+    for line in (f"reads {path}", "executor: slurm", "slurm_account: lab7", "qos: long",
+                 "slurm_partition: (not set", "set-threads prepare_data: 4",
+                 "set-resources train_stylegan2ada: {'gpu_model': 'a100'}"):  # fmt: skip
+        assert line in out, line

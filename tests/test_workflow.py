@@ -79,8 +79,13 @@ def test_every_job_left_a_log_and_a_benchmark_and_nothing_is_left_to_do(study: P
     runtimes = pd.read_csv(study / "results" / "benchmarks" / "runtime_by_rule.csv")
     assert expected - {"runtime_report"} <= set(runtimes.rule)
     assert (runtimes.total_s >= 0).all() and (runtimes.jobs >= 1).all()
+    # the run wrote the report when it ended (report.after_run), with its front page
+    report = study / "results" / "report.html"
+    assert "Headline results" in report.read_text(errors="replace")
+    written = report.stat().st_mtime_ns
     again = run_snakemake(study, "-n", "--cores", "1", *TEST_CONFIG)
     assert "Nothing to be done" in again.stdout + again.stderr
+    assert report.stat().st_mtime_ns == written  # never after a dry run
 
 
 def test_training_jobs_log_one_plain_progress_line_per_epoch_or_tick(study: Path) -> None:
@@ -132,7 +137,9 @@ def test_dcgan_sweep_marks_one_best_snapshot_and_has_its_figures(study: Path) ->
     assert {"loss_d", "loss_g", "d_real", "d_fake"} <= set(log.columns)
     for name in ("training_curves", "grids_across_epochs", "sweep"):
         assert Image.open(run / "figures" / f"{name}.png").size[0] > 200
-    assert not (run / "state" / "state.pt").exists()  # resume state cleared once finished
+    # the finished state is kept (raising epochs continues the run), its record readable
+    record = json.loads((run / "state" / "state.json").read_text())["resume"]
+    assert record["done"] == 4 and record["settings"]["epochs"] == 4
 
 
 def test_stylegan_sweep_and_truncation_figure(study: Path) -> None:

@@ -137,9 +137,10 @@ def check_resume(
         if length + 1e-9 < done:
             raise ResumeRefused(
                 f"{head}: {contract.length} is {length:g} but the run has already trained "
-                f"{done:g} {contract.unit} (a run cannot be shortened after the fact). Fix: set "
-                f"{contract.length} back to at least {done:g}; the snapshots of the run so far "
-                f"stay in {state_dir}/snapshots/; or {_fix(state_dir)}."
+                f"{done:g} {contract.unit} (a run cannot be shortened after the fact; its "
+                f"snapshots so far are in {state_dir}/snapshots/). Fix: set {contract.length} "
+                f"to at least {done:g} (the value the run was extended to), or delete "
+                f"{state_dir}/ to train from scratch, or give the shorter run a new run name."
             )
     d_old, d_new = saved.get("data"), now.get("data")
     if d_new is not None and d_old is not None and d_old != d_new:
