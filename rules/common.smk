@@ -53,7 +53,12 @@ def get_threads(rule):
 
 def get_retries(rule):
     """Retries of `rule`'s failed jobs from RESOURCES_FILE (training rules: enough attempts
-    to span many time limits), else None: the profile's `retries`."""
+    to span many time limits), else None: the profile's `retries`. Only the scheduling
+    snakemake retries: inside a cluster job (the executor's job step runs this Snakefile
+    again) a retry would rerun the rule in the same allocation, past the time limit it just
+    stopped for (seen on the test SLURM: attempts without progress until SLURM killed it)."""
+    if not workflow.is_main_process:
+        return 0
     return rule_requests().retries(rule)
 
 
