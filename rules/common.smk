@@ -56,7 +56,8 @@ def get_retries(rule):
     to span many time limits), else None: the profile's `retries`. Only the scheduling
     snakemake retries: inside a cluster job (the executor's job step runs this Snakefile
     again) a retry would rerun the rule in the same allocation, past the time limit it just
-    stopped for (seen on the test SLURM: attempts without progress until it was killed)."""
+    stopped for (seen on the test SLURM: attempts without progress until it was killed).
+    """
     if not workflow.is_main_process:
         return 0
     return rule_requests().retries(rule)
