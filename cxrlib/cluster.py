@@ -24,9 +24,11 @@ from __future__ import annotations
 
 import argparse
 import os
+import re
 import sys
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
+from importlib.metadata import version
 from pathlib import Path
 from typing import Any
 
@@ -125,15 +127,48 @@ def profile_search_dirs(cwd: str | Path | None = None) -> list[Path]:
     return [Path(cwd or os.getcwd()), Path(dirs.user_config_dir), Path(dirs.site_config_dir)]
 
 
+_CONFIG_NAME = re.compile(r"(?:profile|config)(?:\.v(?P<major>\d+)\+)?\.yaml")
+
+
+def _profile_file(candidate: Path) -> Path | None:
+    """The file Snakemake reads for a profile at `candidate` (a file, or a folder with
+    config.yaml / profile.yaml / config.vN+.yaml for N <= its major version), or None."""
+    if candidate.is_file():
+        return candidate
+    if not candidate.is_dir():
+        return None
+    major = int(version("snakemake").split(".")[0])
+    found = {}
+    for name in os.listdir(candidate):
+        m = _CONFIG_NAME.fullmatch(name)
+        if m and int(m.group("major") or 0) <= major:
+            found[name] = int(m.group("major") or 0)
+    return candidate / max(found, key=found.get) if found else None
+
+
+class ProfileShadowed(ValueError):
+    """`name` exists in the working directory but is no profile: Snakemake looks only there."""
+
+
 def find_profile(name: str = PROFILE_NAME, cwd: str | Path | None = None) -> Path | None:
-    """The config file Snakemake reads for `--profile name` (None: it finds none)."""
-    for folder in profile_search_dirs(cwd):
-        candidate = folder / name
-        if candidate.is_file():
-            return candidate
-        for file_name in PROFILE_FILES:
-            if (candidate / file_name).is_file():
-                return candidate / file_name
+    """The config file Snakemake reads for `--profile name` (None: it finds none), as
+    snakemake.cli.get_profile_dir decides: a `name` in the working directory is the only
+    place looked at (ProfileShadowed if it is no profile), else the user's, then the site's
+    config folder."""
+    local = Path(cwd or os.getcwd()) / name
+    if local.exists():
+        found = _profile_file(local)
+        if found is None:
+            raise ProfileShadowed(
+                f"{local} exists but holds no config.yaml or profile.yaml: `snakemake "
+                f"--profile {name}` run here looks only at it. Rename it, or put your "
+                "profile's config.yaml in it"
+            )
+        return found
+    for folder in profile_search_dirs(cwd)[1:]:
+        found = _profile_file(folder / name)
+        if found is not None:
+            return found
     return None
 
 
@@ -181,9 +216,11 @@ def install_profile(
 def describe_profile(path: Path) -> list[str]:
     """Lines saying what a profile sets that reaches sbatch (for `show`)."""
     try:
-        data = yaml.safe_load(path.read_text()) or {}
-    except (OSError, yaml.YAMLError) as exc:
-        return [f"cannot read {path}: {exc}"]
+        data = yaml.safe_load(path.read_text())
+    except (OSError, yaml.YAMLError, UnicodeDecodeError) as exc:
+        return [f"cannot read {path} as a profile: {exc}"]
+    if not isinstance(data, Mapping) or not data:
+        return [f"{path} is not a profile (YAML mapping of snakemake options)"]
     out = [f"executor: {data.get('executor', '(not set: jobs run on this machine!)')}"]
     defaults = data.get("default-resources") or {}
     if isinstance(defaults, list):  # the `key=value` list form
@@ -218,6 +255,14 @@ def main(argv: list[str] | None = None) -> int:
     inst.add_argument("--partition", help="slurm_partition for every job (sbatch -p)")
     sub.add_parser("show", help="which file --profile slurm reads, and what it sets")
     args = parser.parse_args(argv)
+    try:
+        return _run(args)
+    except ProfileShadowed as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
+
+
+def _run(args: argparse.Namespace) -> int:
     if args.command == "install":
         path, written = install_profile(
             args.template, account=args.account, partition=args.partition

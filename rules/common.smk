@@ -64,11 +64,22 @@ def get_retries(rule):
 
 
 def check_rule_requests():
-    """Every rule RESOURCES_FILE names exists (a typo would leave a rule at the defaults)."""
+    """Every rule RESOURCES_FILE names exists (a typo would leave a rule at the defaults),
+    and no profile's default mem_mb_per_cpu silently replaces the rules' mem_mb."""
     try:
-        rule_requests().check_rules(rule.name for rule in workflow.rules)
+        rule_requests().check_rules([rule.name for rule in workflow.rules])
     except ValueError as exc:
         raise WorkflowError(str(exc)) from exc
+    defaults = workflow.resource_settings.default_resources
+    per_cpu = defaults.get("mem_mb_per_cpu") if defaults is not None else None
+    if per_cpu is not None and workflow.is_main_process:
+        # The SLURM plugin submits --mem-per-cpu, not --mem, when a job has both.
+        logger.warning(
+            f"default-resources mem_mb_per_cpu ({getattr(per_cpu, 'value', per_cpu)}) replaces "
+            f"every rule's mem_mb ({RESOURCES_FILE}) on SLURM: jobs get threads x that, e.g. "
+            "train_stylegan2ada asks for 32000 MB. Remove mem_mb_per_cpu from your profile's "
+            "default-resources, or set it per rule under set-resources."
+        )
 
 
 def get_resources(rule):
@@ -336,8 +347,14 @@ def check_saved_state(contract, state_dir, settings, what, snapshots=()):
         missing_snapshots,
         read_record,
         refuse_missing_snapshots,
+        state_problem,
     )
 
+    problem = state_problem(state_dir)
+    if problem:
+        raise WorkflowError(
+            f"cannot resume {what}: {problem}. Delete {state_dir}/ to train it from scratch."
+        )
     saved = read_record(state_dir)
     if saved is None:
         return

@@ -6,9 +6,9 @@ from cxrlib.data.cache import load_split
 from cxrlib.device import setup_torch
 from cxrlib.logs import job_logging
 from cxrlib.train.dcgan import dcgan_settings, train_dcgan
-from cxrlib.train.survival import slurm_job_end_time
+from cxrlib.train.survival import attempt_guard, slurm_job_end_time
 
-with job_logging(snakemake.log[0]):
+with job_logging(snakemake.log[0]), attempt_guard(snakemake.params.state, snakemake.attempt):
     params = snakemake.params
     device = setup_torch(snakemake.threads)
     images = load_split(snakemake.input.cache).of_label(params.label)

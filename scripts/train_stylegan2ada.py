@@ -10,9 +10,9 @@ from cxrlib.device import setup_torch
 from cxrlib.logs import job_logging
 from cxrlib.train.distributed import launch, usable_gpus
 from cxrlib.train.stylegan2ada import train_worker
-from cxrlib.train.survival import slurm_job_end_time
+from cxrlib.train.survival import attempt_guard, slurm_job_end_time
 
-with job_logging(snakemake.log[0]):
+with job_logging(snakemake.log[0]), attempt_guard(snakemake.params.state, snakemake.attempt):
     params = snakemake.params
     device = setup_torch(snakemake.threads)
     images = load_split(snakemake.input.cache).of_label(params.label)

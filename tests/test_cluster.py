@@ -167,3 +167,27 @@ def test_show_names_the_file_and_what_reaches_sbatch(
                  "slurm_partition: (not set", "set-threads prepare_data: 4",
                  "set-resources train_stylegan2ada: {'gpu_model': 'a100'}"):  # fmt: skip
         assert line in out, line
+
+
+def test_profiles_are_found_where_snakemake_finds_them(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture
+) -> None:
+    from cxrlib.cluster import ProfileShadowed, main
+
+    home, _, cwd = _dirs(tmp_path, monkeypatch)
+    versioned = home / "snakemake/slurm/config.v8+.yaml"  # only a versioned file
+    versioned.parent.mkdir(parents=True)
+    versioned.write_text("executor: slurm\n")
+    assert find_profile(cwd=cwd) == versioned
+    assert install_profile(ROOT / "profiles/slurm/config.yaml", cwd=cwd) == (versioned, False)
+    # a folder `slurm` in the working directory is the only place snakemake then looks
+    (cwd / "slurm").mkdir()
+    with pytest.raises(ProfileShadowed, match=r"holds no config\.yaml"):
+        find_profile(cwd=cwd)
+    monkeypatch.chdir(cwd)
+    assert main(["install"]) == 1
+    assert "looks only at it" in capsys.readouterr().err
+    (cwd / "slurm").rmdir()
+    (cwd / "slurm").write_text("#!/bin/bash\n#SBATCH -A foo\n")  # a script, not a profile
+    assert main(["show"]) == 0
+    assert "is not a profile" in capsys.readouterr().out

@@ -83,7 +83,7 @@ SUBJECTS = {
     # batch 4: 5 steps = 0.02 kimg saved
     "stylegan2ada": Subject(
         _stylegan, lambda t: t.settings.total_steps, 5,
-        {"snapshot_kimg": 0.01, "tick_kimg": 0.004, "grid_psi": 0.7, "total_kimg": 0.06},
+        {"snapshot_kimg": 0.01, "tick_kimg": 0.004, "total_kimg": 0.06},
         {"total_kimg": 0.01},
     ),
     "classifier": Subject(_classifier("classifier"), lambda t: t.total_steps, 3, {}, None),
@@ -306,3 +306,19 @@ def test_workflow_refuses_changed_settings_at_dag_build_and_extends_runs(tmp_pat
     refused = run_snakemake(workdir, targets[0], "-n", *config, shorter, check=False)
     assert refused.returncode != 0
     assert "epochs is 2 but the run has already trained 4 epochs" in refused.stdout
+
+
+def test_an_unreadable_state_is_found_without_loading_it(tmp_path: Path) -> None:
+    from cxrlib.train.resume import state_problem
+
+    store, _ = _saved_store(SUBJECTS["dcgan"], tmp_path)
+    assert state_problem(store.folder) is None
+    data = store.path.read_bytes()
+    store.path.write_bytes(data[: len(data) // 2])  # truncated
+    assert "cannot be read" in state_problem(store.folder)
+    store.path.write_bytes(data)
+    (store.folder / "state.json").write_text("{not json")
+    assert "state.json is missing or unreadable" in state_problem(store.folder)
+    (store.folder / "state.json").unlink()
+    assert "missing or unreadable" in state_problem(store.folder)
+    assert state_problem(tmp_path / "nothing") is None

@@ -14,8 +14,8 @@ promise, written once here:
   and new value and the fix (set it back, delete the state folder, or name a new run). The
   DAG build applies the same check (`check_resume`), so a refused restart fails once, at
   `snakemake` time, and never as a loop of failing retries.
-- Keys that do not change the trajectory (`free`: snapshot and logging intervals, grid
-  images) may change; the snapshots the new schedule places before the resumed point must then
+- Keys that do not change the trajectory (`free`: snapshot and logging intervals) may
+  change; the snapshots the new schedule places before the resumed point must then
   exist already (`missing_snapshots`), or the restart is refused naming them.
 - The length key (`length`: DCGAN `epochs`, StyleGAN2-ADA `total_kimg`) may be raised, also
   after the run finished: training continues from where it stopped (extending a run). It may
@@ -67,7 +67,8 @@ CONTRACTS = {
     ),
     "stylegan2ada": ResumeContract(
         "stylegan2ada",
-        frozenset({"snapshot_kimg", "tick_kimg", "grid_size", "grid_psi"}),
+        # grid_size / grid_psi stay: a run's grids must show one set of latents throughout
+        frozenset({"snapshot_kimg", "tick_kimg"}),
         length="total_kimg",
         unit="kimg",
     ),
@@ -173,6 +174,30 @@ def refuse_missing_snapshots(
             f"{' ...' if len(missing) > 8 else ''}. Fix: set the schedule back, or delete "
             f"{state_dir}/ to train from scratch."
         )
+
+
+def state_problem(state_dir: str | Path) -> str | None:
+    """Why a saved state in `state_dir` cannot be resumed, in words (None: none saved, or a
+    readable one). Cheap enough for the DAG build: state.json is parsed and state.pt's zip
+    directory read (a truncated or overwritten file fails there), not the tensors."""
+    import zipfile
+
+    state_dir = Path(state_dir)
+    state = state_dir / "state.pt"
+    if not state.is_file():
+        return None
+    try:
+        with zipfile.ZipFile(state) as archive:
+            archive.namelist()
+    except (OSError, zipfile.BadZipFile) as exc:
+        return f"{state} cannot be read ({exc})"
+    try:
+        record = json.loads((state_dir / RECORD_FILE).read_text()).get("resume")
+    except (OSError, ValueError, AttributeError) as exc:
+        return f"{state_dir / RECORD_FILE} is missing or unreadable ({exc})"
+    if not isinstance(record, dict) or "settings" not in record:
+        return f"{state_dir / RECORD_FILE} has no resume record (written by an older version?)"
+    return None
 
 
 def read_record(state_dir: str | Path) -> dict[str, Any] | None:

@@ -23,12 +23,13 @@ The pieces:
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import signal
 import subprocess
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 from types import FrameType
 from typing import Any, Protocol
@@ -57,6 +58,39 @@ class JobInterrupted(SystemExit):
 
     def __str__(self) -> str:
         return f"stopped by {self.signame} at step {self.step}; state saved, rerun to resume"
+
+
+class RepeatedFailure(RuntimeError):
+    """A retry of an attempt that failed for a reason retrying cannot change."""
+
+
+@contextlib.contextmanager
+def attempt_guard(state_dir: str | Path, attempt: int) -> Iterator[None]:
+    """One attempt of a training job (Snakemake's `attempt`, 1 for the first).
+
+    Only a stop at a time limit or a signal (JobInterrupted) is worth another attempt: any
+    other failure (a refused resume, an unreadable state, a crash) is written to the run's
+    events.log, and a retry that finds it there fails at once, before any work, repeating
+    the message (the training rules retry many times, for time limits). Running snakemake
+    again (attempt 1) always tries afresh.
+    """
+    events = Path(state_dir) / "events.log"
+    if attempt > 1 and events.is_file():
+        lines = events.read_text().splitlines()
+        if lines and " failed: " in lines[-1]:
+            raise RepeatedFailure(
+                f"attempt {attempt}: not repeating the previous attempt's failure "
+                f"({lines[-1].split(' failed: ', 1)[1]}); fix it, then run snakemake again"
+            )
+    try:
+        yield
+    except JobInterrupted:
+        raise
+    except Exception as exc:
+        StateStore(state_dir).record(
+            f"failed: {type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}"
+        )
+        raise
 
 
 class NoProgressError(RuntimeError):
