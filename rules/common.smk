@@ -1,6 +1,7 @@
 # Shared names and input functions. Any logic longer than a line lives here or in cxrlib.
 
 import os
+import uuid
 from functools import lru_cache
 from pathlib import Path
 
@@ -9,6 +10,10 @@ from snakemake.logging import logger
 from snakemake.sourcecache import infer_source_file
 
 SPLITS = ["train", "val", "test"]
+# One id per snakemake invocation, inherited by its jobs (also on SLURM: --export=ALL): a
+# training job's retry then knows a failure of this invocation that retrying cannot fix
+# (cxrlib.train.survival.attempt_guard).
+os.environ.setdefault("CXR_SNAKEMAKE_RUN", uuid.uuid4().hex[:12])
 
 
 def get_data_root():

@@ -8,7 +8,7 @@ from cxrlib.logs import job_logging
 from cxrlib.train.classifier import classifier_settings, train_classifier
 from cxrlib.train.survival import attempt_guard, slurm_job_end_time
 
-with job_logging(snakemake.log[0]), attempt_guard(snakemake.params.state, snakemake.attempt):
+with job_logging(snakemake.log[0]), attempt_guard(snakemake.params.state):
     inp, out, params = snakemake.input, snakemake.output, snakemake.params
     device = setup_torch(snakemake.threads)
     train, val = load_split(inp.train), load_split(inp.val)

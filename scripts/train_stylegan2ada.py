@@ -12,7 +12,7 @@ from cxrlib.train.distributed import launch, usable_gpus
 from cxrlib.train.stylegan2ada import train_worker
 from cxrlib.train.survival import attempt_guard, slurm_job_end_time
 
-with job_logging(snakemake.log[0]), attempt_guard(snakemake.params.state, snakemake.attempt):
+with job_logging(snakemake.log[0]), attempt_guard(snakemake.params.state):
     params = snakemake.params
     device = setup_torch(snakemake.threads)
     images = load_split(snakemake.input.cache).of_label(params.label)

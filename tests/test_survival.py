@@ -197,23 +197,24 @@ def test_slurm_end_time_is_read_from_squeue(tmp_path: Path) -> None:
 
 def test_a_retry_never_repeats_a_failure_it_cannot_fix(tmp_path: Path) -> None:
     """The training rules retry many times (for time limits): any other failure is recorded
-    and the next attempt stops at once with it; an interruption is retried; a new snakemake
-    run (attempt 1) tries again."""
+    and the next attempt of the same snakemake run stops at once with it; an interruption is
+    retried; a new snakemake run tries again."""
     from cxrlib.train.survival import RepeatedFailure, attempt_guard
 
     state = tmp_path / "state"
-    with pytest.raises(ValueError, match="bad data"), attempt_guard(state, 1):
+    with pytest.raises(ValueError, match="bad data"), attempt_guard(state, "run1"):
         raise ValueError("bad data\nsecond line")
-    assert "failed: ValueError: bad data" in (state / "events.log").read_text()
+    assert "failed in snakemake run run1: ValueError: bad data" in (
+        state / "events.log"
+    ).read_text()
     ran = []
-    with pytest.raises(RepeatedFailure, match="ValueError: bad data"), attempt_guard(state, 2):
+    with pytest.raises(RepeatedFailure, match="ValueError: bad data"), attempt_guard(state, "run1"):
         ran.append(True)
     assert not ran  # before any work
-    with attempt_guard(state, 1):  # the user runs snakemake again
+    with attempt_guard(state, "run2"):  # the user runs snakemake again
         ran.append(True)
     assert ran
-    StateStore(state).record("resumed at step 3")
-    with pytest.raises(JobInterrupted), attempt_guard(state, 2):
+    with pytest.raises(JobInterrupted), attempt_guard(state, "run2"):
         raise JobInterrupted("SIGTERM", 3)
-    with attempt_guard(state, 3):  # an interruption is what retries are for
+    with attempt_guard(state, "run2"):  # an interruption is what retries are for
         pass

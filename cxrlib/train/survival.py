@@ -64,31 +64,38 @@ class RepeatedFailure(RuntimeError):
     """A retry of an attempt that failed for a reason retrying cannot change."""
 
 
+RUN_ENV = "CXR_SNAKEMAKE_RUN"  # one id per snakemake invocation (set in rules/common.smk)
+
+
 @contextlib.contextmanager
-def attempt_guard(state_dir: str | Path, attempt: int) -> Iterator[None]:
-    """One attempt of a training job (Snakemake's `attempt`, 1 for the first).
+def attempt_guard(state_dir: str | Path, run_id: str | None = None) -> Iterator[None]:
+    """One attempt of a training job.
 
     Only a stop at a time limit or a signal (JobInterrupted) is worth another attempt: any
     other failure (a refused resume, an unreadable state, a crash) is written to the run's
-    events.log, and a retry that finds it there fails at once, before any work, repeating
-    the message (the training rules retry many times, for time limits). Running snakemake
-    again (attempt 1) always tries afresh.
+    events.log with the id of the snakemake invocation (`run_id`, default: $CXR_SNAKEMAKE_RUN,
+    inherited by every job of that invocation), and a retry within the same invocation that
+    finds it there fails at once, before any work, repeating the message (the training rules
+    retry many times, for time limits). Running snakemake again always tries afresh.
     """
+    run_id = run_id if run_id is not None else os.environ.get(RUN_ENV)
     events = Path(state_dir) / "events.log"
-    if attempt > 1 and events.is_file():
+    if run_id and events.is_file():
         lines = events.read_text().splitlines()
-        if lines and " failed: " in lines[-1]:
+        mark = f" failed in snakemake run {run_id}: "
+        if lines and mark in lines[-1]:
             raise RepeatedFailure(
-                f"attempt {attempt}: not repeating the previous attempt's failure "
-                f"({lines[-1].split(' failed: ', 1)[1]}); fix it, then run snakemake again"
+                f"not repeating this run's earlier failure ({lines[-1].split(mark, 1)[1]}); "
+                "fix it, then run snakemake again"
             )
     try:
         yield
     except JobInterrupted:
         raise
     except Exception as exc:
+        first = str(exc).splitlines()[0] if str(exc) else ""
         StateStore(state_dir).record(
-            f"failed: {type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}"
+            f"failed in snakemake run {run_id or '-'}: {type(exc).__name__}: {first}"
         )
         raise
 
