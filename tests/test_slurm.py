@@ -234,9 +234,12 @@ def test_profile_slurm_as_typed_with_the_users_own_profile(slurm, tmp_path: Path
 
 
 def test_dry_run_of_the_project_profile_by_path_exits_0(tmp_path: Path) -> None:
-    """`snakemake --profile profiles/slurm -n` (the profile by its path) lists the jobs and
+    """`snakemake --profile profiles/slurm -n` (the profile by its path) on config.yaml as
+    the study is configured (data.root set to a data folder, empty here) lists the jobs and
     exits 0, and writes no report (nothing ran)."""
     workdir = copy_workflow(tmp_path / "wf")
+    for split in ("train", "test"):
+        (workdir / "data/chest_xray" / split / "NORMAL").mkdir(parents=True)
     dry = run_snakemake(workdir, "--profile", "profiles/slurm", "-n", env=_user(tmp_path))
     assert "train_stylegan2ada" in dry.stdout + dry.stderr
     assert not (workdir / "results").exists()
