@@ -751,6 +751,11 @@ class StyleGan2AdaTrainer:
         row = self._tick_row()
         self.log_rows.append(row)
         self._tick = self._new_tick()
+        self.log_progress(row)
+
+    def log_progress(self, row: dict[str, float]) -> None:
+        """One plain progress line of a log row: kimg, losses, ADA, speed, ETA."""
+        s = self.settings
         left = max(s.total_kimg - self.kimg, 0.0) * row["s_per_kimg"]
         eta = format_eta(left)
         log.info(
@@ -1000,6 +1005,8 @@ def train_stylegan2ada(
         publish_file(writer.snapshot_path(k), out_dir / "snapshots" / f"{name}.pt")
         publish_file(writer.grid_path(k), out_dir / "grids" / f"{name}.png")
     rows = trainer.published_log_rows()
+    if len(rows) > len(trainer.log_rows):  # the unfinished last tick: its line too
+        trainer.log_progress(rows[-1])
     write_csv(pd.DataFrame(rows, columns=list(LOG_COLUMNS)), out_dir / "train_log.csv")
     store.record(f"finished at step {trainer.step} (kimg {trainer.kimg:.3f})")
     log.info("finished run %s at kimg %.3f (step %d)", run, trainer.kimg, trainer.step)
