@@ -24,16 +24,8 @@ from cxrlib.train.dcgan import DcganTrainer, dcgan_settings, prepare_images
 from cxrlib.train.resume import CONTRACTS, ResumeRefused, check_resume, read_record
 from cxrlib.train.survival import StateStore, run_resumable
 from tests.test_classifier import LABELS, _phantoms, _tiny_settings
-from tests.test_dcgan import TINY, _images
+from tests.test_dcgan import TINY, _images, one_thread  # noqa: F401 (autouse fixture)
 from tests.test_stylegan2 import tiny_images, tiny_settings
-
-
-@pytest.fixture(autouse=True)
-def one_thread():
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
 
 
 @dataclass(frozen=True)
