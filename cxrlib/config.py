@@ -26,6 +26,7 @@ def data_settings(section: Mapping[str, Any]) -> DataSettings:
         min_eval_images_per_class=int(section["min_eval_images_per_class"]),
         test_id_collisions=section["test_id_collisions"],
         source=section["source"],
+        follow_links=section["follow_links"],
     )
 
 

@@ -1,5 +1,6 @@
 """Finding files in the {split}/{class}/ layout, and the errors for unusable folders."""
 
+import shutil
 from pathlib import Path
 
 import pytest
@@ -71,3 +72,116 @@ def test_no_class_folders_is_an_error(tmp_path: Path) -> None:
     (tmp_path / "test").mkdir()
     with pytest.raises(DataError, match="no class folders"):
         find_files(tmp_path)
+
+
+# --------------------------------------------------------------------------- linked folders
+
+
+def _reachable_names(layout) -> dict[str, str | None]:
+    """{path relative to nothing but its last three parts: problem} for every file found."""
+    return {"/".join(f.path.parts[-3:]): f.problem for f in layout.files}
+
+
+def test_linked_val_folder_outside_root_is_read(tmp_path: Path) -> None:
+    """The issue's example: val -> ../shared_val with 4 images; all 4 are placed in val."""
+    root = tmp_path / "chest_xray"
+    _kaggle(root)
+    shutil.rmtree(root / "val")
+    shared = tmp_path / "shared_val"
+    for label in ("NORMAL", "PNEUMONIA"):
+        for i in range(2):
+            _touch(shared / label / f"shared-{label}-{i}.jpeg")
+    (root / "val").symlink_to("../shared_val")
+    layout = find_files(root)
+    in_val = [f for f in layout.files if f.split == "val" and f.problem is None]
+    assert sorted(f.path.name for f in in_val) == [
+        "shared-NORMAL-0.jpeg",
+        "shared-NORMAL-1.jpeg",
+        "shared-PNEUMONIA-0.jpeg",
+        "shared-PNEUMONIA-1.jpeg",
+    ]
+    assert all(f.path.parent.parent == root / "val" for f in in_val)  # paths as seen from root
+    assert "val" in layout.splits
+
+
+def test_linked_class_folder_and_linked_files_are_read(tmp_path: Path) -> None:
+    """Another instance: a class folder and single files that are links to shared storage."""
+    root = tmp_path / "root"
+    _kaggle(root)
+    store = tmp_path / "store"
+    _touch(store / "normals" / "a.jpeg")
+    _touch(store / "normals" / "b.jpeg")
+    _touch(store / "one.jpeg")
+    _touch(store / "other" / "c.jpeg")
+    (root / "train" / "NORMAL" / "linked").symlink_to(store / "other")  # nested: not layout
+    (root / "test" / "PNEUMONIA" / "one.jpeg").symlink_to(store / "one.jpeg")
+    for f in (root / "train" / "PNEUMONIA").iterdir():
+        f.unlink()
+    (root / "train" / "PNEUMONIA").rmdir()
+    (root / "train" / "PNEUMONIA").symlink_to(store / "normals")
+    found = _reachable_names(find_files(root))
+    assert found["train/PNEUMONIA/a.jpeg"] is None and found["train/PNEUMONIA/b.jpeg"] is None
+    assert found["test/PNEUMONIA/one.jpeg"] is None
+    # the nested link is walked too: its files are accounted for (outside the layout)
+    assert "layout" in found["NORMAL/linked/c.jpeg"]
+
+
+def test_loops_second_links_and_broken_links_are_listed_with_their_reason(tmp_path: Path) -> None:
+    root = tmp_path / "root"
+    _kaggle(root)
+    (root / "train" / "NORMAL" / "again").symlink_to("..")  # loop to an ancestor
+    (root / "test" / "NORMAL" / "everything").symlink_to("/")  # would walk the whole disk
+    (root / "train" / "PNEUMONIA" / "copy").symlink_to(root / "test" / "PNEUMONIA")
+    (root / "test" / "NORMAL" / "gone.jpeg").symlink_to(tmp_path / "missing.jpeg")
+    (root / "val" / "NORMAL" / "gone").symlink_to(tmp_path / "unmounted")
+    layout = find_files(root)
+    problems = {"/".join(f.path.parts[-3:]): f.problem for f in layout.files if f.problem}
+    assert "link loop" in problems["train/NORMAL/again"]
+    assert "link loop" in problems["test/NORMAL/everything"]
+    assert "already read as" in problems["train/PNEUMONIA/copy"]
+    assert str(root / "test" / "PNEUMONIA") in problems["train/PNEUMONIA/copy"]
+    assert "broken link" in problems["test/NORMAL/gone.jpeg"]
+    assert "broken link" in problems["val/NORMAL/gone"]
+    assert len([f for f in layout.files if f.problem is None]) == 6  # the real images, once each
+
+
+def test_inside_only_lists_links_that_leave_the_root(tmp_path: Path) -> None:
+    root = tmp_path / "root"
+    _kaggle(root)
+    _touch(tmp_path / "elsewhere" / "x.jpeg")
+    (root / "test" / "NORMAL" / "more").symlink_to(tmp_path / "elsewhere")
+    (root / "test" / "NORMAL" / "local.jpeg").symlink_to(
+        root / "train" / "NORMAL" / "train-NORMAL.jpeg"
+    )
+    layout = find_files(root, follow_links="inside")
+    problems = {f.path.name: f.problem for f in layout.files if f.problem}
+    assert "leaves data.root" in problems["more"] and "follow_links" in problems["more"]
+    assert "local.jpeg" not in problems
+    with pytest.raises(DataError, match="follow_links"):
+        find_files(root, follow_links="sometimes")
+
+
+# --------------------------------------------------------------------------- the root hint
+
+
+def test_hint_skips_the_macosx_copy_beside_the_real_folder(tmp_path: Path) -> None:
+    """The archive's usual archive/chest_xray next to archive/__MACOSX/chest_xray."""
+    _kaggle(tmp_path / "__MACOSX" / "chest_xray")
+    _kaggle(tmp_path / "chest_xray")
+    with pytest.raises(DataError, match="no train/") as info:
+        find_files(tmp_path)
+    message = str(info.value)
+    assert f"exists at {tmp_path / 'chest_xray'}:" in message
+    assert "__MACOSX" not in message
+
+
+def test_hint_skips_hidden_and_system_copies_and_names_every_candidate(tmp_path: Path) -> None:
+    _kaggle(tmp_path / ".Trash" / "chest_xray")
+    _kaggle(tmp_path / "$RECYCLE.BIN" / "chest_xray")
+    _kaggle(tmp_path / "v2" / "chest_xray")
+    _kaggle(tmp_path / "v1" / "chest_xray")
+    with pytest.raises(DataError) as info:
+        find_files(tmp_path)
+    message = str(info.value)
+    assert f"{tmp_path / 'v1' / 'chest_xray'}; {tmp_path / 'v2' / 'chest_xray'}" in message
+    assert "2 folders" in message and "Trash" not in message and "RECYCLE" not in message

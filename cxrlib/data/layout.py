@@ -44,24 +44,158 @@ class Layout:
     splits: tuple[str, ...]
 
 
-def _hint_for_nested_root(root: Path) -> str:
-    """Suggest the right root when the archive was unpacked one level deeper (a common slip)."""
-    for candidate in sorted(p for p in root.rglob("train") if p.is_dir()):
-        parent = candidate.parent
-        if all((parent / s).is_dir() for s in REQUIRED_SPLITS):
-            return f" A folder with that layout exists at {parent}: set data.root to it."
-    return ""
+# Folders that operating systems, archivers and file managers create; never data, never a root.
+SYSTEM_FOLDER_NAMES = frozenset(
+    {"__MACOSX", "$RECYCLE.BIN", "System Volume Information", "lost+found", "@eaDir"}
+)
+# How deep below data.root the "one level too high" hint looks for the real root.
+_HINT_DEPTH = 4
+FOLLOW_LINKS = ("anywhere", "inside")  # data.follow_links: follow every link, or only within root
 
 
 def _is_hidden(name: str) -> bool:
-    return name.startswith(".") or name.startswith("__MACOSX")
+    """Hidden (dot), archiver (__MACOSX) and system folder or file names: walked, never used."""
+    return name.startswith(".") or name.startswith("__MACOSX") or name in SYSTEM_FOLDER_NAMES
 
 
-def find_files(root: Path) -> Layout:
+def _hint_for_nested_root(root: Path) -> str:
+    """Name the folder(s) below `root` that have the layout, when the archive sat one level deeper.
+
+    Skips what the walk skips (hidden, ``__MACOSX``, system folders), follows linked folders
+    like the walk, looks at most `_HINT_DEPTH` levels down, and is deterministic: the shallowest
+    candidate first, ties by path. Several candidates are all named.
+    """
+    candidates: list[tuple[int, str]] = []
+    seen: set[str] = set()
+
+    def visit(folder: Path, depth: int) -> None:
+        real = os.path.realpath(folder)
+        if real in seen or depth > _HINT_DEPTH:
+            return
+        seen.add(real)
+        if depth > 0 and all((folder / s).is_dir() for s in REQUIRED_SPLITS):
+            candidates.append((depth, str(folder)))
+            return
+        try:
+            children = sorted(os.scandir(folder), key=lambda e: e.name)
+        except OSError:
+            return
+        for entry in children:
+            if not _is_hidden(entry.name) and entry.is_dir():
+                visit(Path(entry.path), depth + 1)
+
+    visit(root, 0)
+    if not candidates:
+        return ""
+    candidates.sort()
+    if len(candidates) == 1:
+        return f" A folder with that layout exists at {candidates[0][1]}: set data.root to it."
+    names = "; ".join(path for _, path in candidates)
+    return (
+        f" {len(candidates)} folders below it have that layout: {names}. Set data.root to the "
+        "one that holds the data set you mean."
+    )
+
+
+@dataclass(frozen=True)
+class _Walked:
+    """A file found by the walk: its path under root and the folder names leading to it."""
+
+    path: Path
+    rel: tuple[str, ...]
+    problem: str | None = None  # set for links the walk refused (loop, broken, leaves root)
+
+
+def _walk(root: Path, follow_links: str) -> list[_Walked]:
+    """Every file reachable from `root`, in sorted order, following linked folders.
+
+    Each real folder is entered once: a link back to one of its own ancestors is a loop, a
+    second link to a folder already walked would count its images twice; both are listed with
+    the reason instead of being entered. Broken links are listed too, and with
+    ``follow_links="inside"`` so are links whose target lies outside `root`.
+    """
+    if follow_links not in FOLLOW_LINKS:
+        raise DataError(
+            f"data.follow_links must be one of {', '.join(FOLLOW_LINKS)}, got {follow_links!r}"
+        )
+    real_root = os.path.realpath(root)
+    entered: dict[str, Path] = {}
+    found: list[_Walked] = []
+
+    def inside_root(real: str) -> bool:
+        return real == real_root or real.startswith(real_root.rstrip(os.sep) + os.sep)
+
+    def visit(folder: Path, rel: tuple[str, ...]) -> None:
+        real = os.path.realpath(folder)
+        entered[real] = folder
+        try:
+            entries = sorted(os.scandir(folder), key=lambda e: e.name)
+        except OSError as exc:
+            found.append(_Walked(folder, rel, f"cannot list this folder ({exc.strerror or exc})"))
+            return
+        for entry in entries:
+            path = Path(entry.path)
+            if entry.name in WORKFLOW_MARKERS:
+                continue
+            problem = None
+            if entry.is_symlink():
+                problem = _link_problem(path, follow_links, inside_root(os.path.realpath(path)))
+            if problem is not None:
+                found.append(_Walked(path, (*rel, entry.name), problem))
+                continue
+            if not entry.is_dir():  # follows a file link; the reader opens its target
+                found.append(_Walked(path, rel))
+                continue
+            target = os.path.realpath(path)
+            if real == target or real.startswith(target.rstrip(os.sep) + os.sep):
+                found.append(
+                    _Walked(
+                        path,
+                        (*rel, entry.name),
+                        f"link loop: it points to {target}, which holds this folder (the walk "
+                        "would never end); remove the link",
+                    )
+                )
+            elif target in entered:
+                found.append(
+                    _Walked(
+                        path,
+                        (*rel, entry.name),
+                        f"folder already read as {entered[target]} (a second link to the same "
+                        "images would count them twice); remove one of the two",
+                    )
+                )
+            else:
+                visit(path, (*rel, entry.name))
+
+    visit(root, ())
+    return found
+
+
+def _link_problem(path: Path, follow_links: str, inside: bool) -> str | None:
+    """Why the symbolic link `path` is not followed, or None when it is."""
+    if not path.exists():
+        return (
+            f"broken link: its target {os.readlink(path)} does not exist; fix the link or "
+            "mount the storage it points to"
+        )
+    if follow_links == "inside" and not inside:
+        return (
+            f"link leaves data.root (to {os.path.realpath(path)}); set data.follow_links: "
+            "anywhere to read it, or copy it into data.root"
+        )
+    return None
+
+
+def find_files(root: Path, follow_links: str = "anywhere") -> Layout:
     """Walk `root` and place every file in the split/class layout.
 
     Class names are the sub-folders of `train/`; every other split must have the same classes,
-    so a model is never evaluated on a class it never saw (or vice versa).
+    so a model is never evaluated on a class it never saw (or vice versa). Linked folders and
+    files are followed (``follow_links="anywhere"``, for shared storage and re-used validation
+    sets) or only within `root` (``"inside"``); loops, second links to a folder already read and
+    broken links come back as files with a `problem`, so every path reachable from `root` is
+    accounted for.
     """
     root = Path(root)
     if not root.is_dir():
@@ -100,13 +234,12 @@ def find_files(root: Path) -> Layout:
                 f"{root / split} has no folder for class {absent} "
                 f"(train/ has {', '.join(labels)}); every split needs the same class folders."
             )
-    files: list[FoundFile] = []
-    for dirpath, dirnames, filenames in os.walk(root):
-        dirnames.sort()
-        rel = Path(dirpath).relative_to(root).parts
-        for name in sorted(set(filenames) - WORKFLOW_MARKERS):
-            path = Path(dirpath) / name
-            files.append(_place(path, rel, name, splits, labels))
+    files = [
+        FoundFile(w.path, None, None, w.problem)
+        if w.problem is not None
+        else _place(w.path, w.rel, w.path.name, splits, labels)
+        for w in _walk(root, follow_links)
+    ]
     return Layout(files=tuple(files), labels=labels, splits=splits)
 
 

@@ -51,6 +51,7 @@ MANIFEST_COLUMNS: list[str] = [
     "format",
     "bit_depth",
     "decode_scale",
+    "trailing_bytes",
     "source_split",
     "source",
     "prepared_path",
@@ -71,6 +72,7 @@ class DataSettings:
     min_eval_images_per_class: int = 1  # same for validation and test
     test_id_collisions: str = "report"  # "report" or "exclude_from_train"
     source: str = "folder"  # where the data came from ("folder" or "phantom"), kept in the manifest
+    follow_links: str = "anywhere"  # linked folders/files: followed anywhere, or only "inside" root
 
 
 @dataclass(frozen=True)
@@ -111,6 +113,7 @@ class _Decoded:
     format: str
     bit_depth: int
     decode_scale: float
+    trailing_bytes: int
     image: np.ndarray
     hist_before: np.ndarray
     hist_after: np.ndarray
@@ -164,6 +167,7 @@ def _process(task: tuple[int, str]) -> _Decoded | tuple[int, str]:
         format=decoded.format,
         bit_depth=decoded.bit_depth,
         decode_scale=decoded.decode_scale,
+        trailing_bytes=decoded.trailing_bytes,
         image=prepared.image,
         hist_before=prepared.hist_before,
         hist_after=prepared.hist_after,
@@ -262,7 +266,7 @@ def prepare_dataset(
     Raises `DataError` (after logging every rejected file) when the layout is unusable or too
     little data is left.
     """
-    layout = find_files(Path(root))
+    layout = find_files(Path(root), data.follow_links)
     log.info(
         "found %d files under %s (splits: %s; classes: %s)",
         len(layout.files),
@@ -311,6 +315,7 @@ def _prepare(
                 "format": d.format,
                 "bit_depth": d.bit_depth,
                 "decode_scale": d.decode_scale,
+                "trailing_bytes": d.trailing_bytes,
                 "source": data.source,
                 "_index": d.index,
             }
