@@ -125,6 +125,7 @@ def test_public_interface() -> None:
         "format",
         "bit_depth",
         "decode_scale",
+        "trailing_bytes",
     ]
 
 
@@ -701,3 +702,120 @@ def test_draft_decode_of_an_rgb_jpeg_keeps_full_size_and_mode(tmp_path: Path) ->
     assert image.decode_scale == 0.25 and image.pixels.shape == (200, 150)
     full = read_image(path)
     assert full.decode_scale == 1.0 and full.pixels.shape == (800, 600)
+
+
+# --------------------------------------------------------------------------- cut short, padded
+
+
+def _padded(data: bytes, fill: bytes = b"\x00", keep: float = 0.5) -> bytes:
+    """The file as a download that stopped early but kept its announced size."""
+    cut = int(len(data) * keep)
+    return data[:cut] + fill * (len(data) - cut)
+
+
+def _noisy(height: int = 240, width: int = 200, seed: int = 0) -> np.ndarray:
+    """Texture that compresses badly, so the pixel data is most of the file."""
+    rng = np.random.default_rng(seed)
+    return np.clip(_pattern(height, width) + rng.normal(0, 30, (height, width)), 0, 255).astype(
+        np.uint8
+    )
+
+
+def _png_bytes(array: np.ndarray, **kwargs) -> bytes:
+    buffer = io.BytesIO()
+    Image.fromarray(array).save(buffer, "PNG", **kwargs)
+    return buffer.getvalue()
+
+
+def _with_exif_thumbnail_eoi(jpeg: bytes) -> bytes:
+    """Insert an APP1 segment that holds a (fake) thumbnail ending in its own EOI marker."""
+    payload = b"Exif\x00\x00" + b"\xff\xd8\xff\xdb" + bytes(40) + b"\xff\xd9"
+    app1 = b"\xff\xe1" + (len(payload) + 2).to_bytes(2, "big") + payload
+    return jpeg[:2] + app1 + jpeg[2:]
+
+
+@pytest.mark.parametrize(
+    ("make", "decoder_accepts"),
+    [
+        pytest.param(lambda: _padded(_jpeg_bytes(_noisy())), True, id="jpeg-second-half-zeros"),
+        pytest.param(
+            lambda: _padded(_jpeg_bytes(_noisy()), keep=0.8), True, id="jpeg-last-fifth-zeros"
+        ),
+        pytest.param(
+            lambda: _padded(_with_exif_thumbnail_eoi(_jpeg_bytes(_noisy()))),
+            True,
+            id="jpeg-thumbnail-eoi-does-not-count",
+        ),
+        pytest.param(
+            lambda: _padded(_jpeg_bytes(_noisy()), b"\xff"), False, id="jpeg-padded-with-ff"
+        ),
+        pytest.param(
+            lambda: _padded(_progressive_jpeg(_noisy())), False, id="progressive-jpeg-padded"
+        ),
+        pytest.param(lambda: _jpeg_bytes(_noisy())[:-2], False, id="jpeg-without-eoi"),
+    ],
+)
+def test_jpeg_cut_short_then_padded_is_rejected(
+    tmp_path: Path, make, decoder_accepts: bool
+) -> None:
+    data = make()
+    if decoder_accepts:  # the fault: libjpeg fills the missing rows with grey, PIL says nothing
+        with Image.open(io.BytesIO(data)) as im:
+            im.load()
+    path = tmp_path / "padded.jpeg"
+    path.write_bytes(data)
+    _rejected(path, "truncated or padded", "re-download")
+    _rejected(path, "truncated or padded", draft_min_side=64)
+
+
+def _progressive_jpeg(array: np.ndarray) -> bytes:
+    buffer = io.BytesIO()
+    Image.fromarray(array).save(buffer, "JPEG", quality=90, progressive=True)
+    return buffer.getvalue()
+
+
+@pytest.mark.parametrize(
+    "make",
+    [
+        pytest.param(lambda: _padded(_png_bytes(_noisy())), id="png-second-half-zeros"),
+        pytest.param(
+            lambda: _padded(_png_bytes(_noisy().astype(np.uint16) * 257)), id="png16-padded"
+        ),
+        pytest.param(
+            lambda: _padded(_png_bytes(_noisy(600, 500)), keep=0.9), id="png-last-tenth-zeros"
+        ),
+    ],
+)
+def test_png_cut_short_then_padded_is_rejected(tmp_path: Path, make) -> None:
+    path = tmp_path / "padded.png"
+    path.write_bytes(make())
+    _rejected(path, "truncated or padded", "re-download")
+
+
+def test_png_whose_pixel_chunk_fails_its_checksum_is_rejected(tmp_path: Path) -> None:
+    """PIL decodes the IDAT stream without checking the chunk's CRC: the check does."""
+    data = bytearray(_png_bytes(_noisy()))
+    idat = data.index(b"IDAT")
+    length = int.from_bytes(data[idat - 4 : idat], "big")
+    data[idat + 4 + length] ^= 0x01  # the chunk's CRC-32, right after its data
+    with Image.open(io.BytesIO(bytes(data))) as im:
+        im.load()  # PIL alone accepts it
+    path = tmp_path / "crc.png"
+    path.write_bytes(bytes(data))
+    _rejected(path, "corrupt png", "checksum")
+
+
+@pytest.mark.parametrize("fmt", ["JPEG", "PNG"])
+@pytest.mark.parametrize("extra", [b"\x00" * 1000, b"PK\x03\x04 appended archive", b"\n"])
+def test_bytes_after_a_complete_image_are_accepted_and_counted(
+    tmp_path: Path, fmt: str, extra: bytes
+) -> None:
+    source = _noisy()
+    data = _jpeg_bytes(source) if fmt == "JPEG" else _png_bytes(source)
+    clean = tmp_path / f"clean.{fmt.lower()}"
+    clean.write_bytes(data)
+    joined = tmp_path / f"joined.{fmt.lower()}"
+    joined.write_bytes(data + extra)
+    image, reference = read_image(joined), read_image(clean)
+    assert image.trailing_bytes == len(extra) and reference.trailing_bytes == 0
+    np.testing.assert_array_equal(image.pixels, reference.pixels)

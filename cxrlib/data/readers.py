@@ -9,6 +9,7 @@ data-set audit can list every bad file with its fix instead of stopping at the f
 """
 
 import hashlib
+import io
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
@@ -21,6 +22,8 @@ from pydicom.dataset import Dataset, FileMetaDataset
 from pydicom.multival import MultiValue
 from pydicom.pixels import apply_modality_lut, get_decoder
 from pydicom.uid import UID, ExplicitVRBigEndian, ExplicitVRLittleEndian, ImplicitVRLittleEndian
+
+from cxrlib.data.streams import StreamError, jpeg_trailing_bytes, png_trailing_bytes
 
 __all__ = [
     "SUPPORTED_SUFFIXES",
@@ -73,6 +76,9 @@ class DecodedImage:
     decode_scale: float = 1.0
     """Size of ``pixels`` relative to the file's full resolution: 1 unless a large JPEG was
     decoded with DCT scaling (``draft_min_side``), then 1/2, 1/4 or 1/8."""
+    trailing_bytes: int = 0
+    """Bytes after the image's end marker (JPEG EOI, PNG IEND): harmless to the pixels, but a
+    sign of an odd export or a file joined with another; 0 for DICOM."""
 
 
 SUPPORTED_SUFFIXES: frozenset[str] = frozenset({".jpeg", ".jpg", ".png", ".dcm", ".dicom"})
@@ -157,7 +163,7 @@ def read_image(
 
         kind = _sniff(header)
         if kind in ("JPEG", "PNG"):
-            image = _read_with_pil(fh, kind, min_side_px, draft_min_side)
+            image = _read_with_pil(_read_all(fh), kind, min_side_px, draft_min_side)
         elif kind == "DICOM":
             image = _read_dicom(fh, forced=False, min_side_px=min_side_px)
         elif (reason := _foreign_file_reason(header)) is not None:
@@ -246,11 +252,49 @@ def _looks_like_text(header: bytes) -> bool:
 # --------------------------------------------------------------------------- JPEG and PNG
 
 
+def _read_all(fh: BinaryIO) -> bytes:
+    try:
+        return fh.read()
+    except OSError as exc:
+        raise ImageRejected(
+            f"cannot read the file ({exc.strerror or exc}); check the disk or copy it again"
+        ) from exc
+
+
 def _read_with_pil(
-    fh: BinaryIO, fmt: str, min_side_px: int, draft_min_side: int | None = None
+    data: bytes, fmt: str, min_side_px: int, draft_min_side: int | None = None
 ) -> DecodedImage:
-    """Decode a JPEG or PNG with PIL, refusing anything PIL had to guess or skip."""
-    im = _pil_open(fh, fmt)
+    """Decode a JPEG or PNG with PIL, refusing anything PIL had to guess or skip.
+
+    The file's stream structure is checked too (`cxrlib.data.streams`): libjpeg fills an image
+    cut short and then padded with grey instead of failing, and PIL skips the CRC of PNG pixel
+    chunks. When PIL fails as well, its words are kept beside the structural finding.
+    """
+    try:
+        trailing = (jpeg_trailing_bytes if fmt == "JPEG" else png_trailing_bytes)(data)
+        stream_problem = None
+    except StreamError as exc:
+        trailing, stream_problem = 0, str(exc)
+    try:
+        return _decode_with_pil(data, fmt, min_side_px, draft_min_side, trailing, stream_problem)
+    except ImageRejected as exc:
+        if stream_problem is None or not stream_problem.startswith("truncated"):
+            raise
+        cause = exc.__cause__
+        raise ImageRejected(
+            f"{stream_problem} ({_describe(cause)})" if cause else stream_problem
+        ) from cause
+
+
+def _decode_with_pil(
+    data: bytes,
+    fmt: str,
+    min_side_px: int,
+    draft_min_side: int | None,
+    trailing: int,
+    stream_problem: str | None,
+) -> DecodedImage:
+    im = _pil_open(io.BytesIO(data), fmt)
     n_frames = getattr(im, "n_frames", 1)
     if n_frames > 1:
         raise ImageRejected(
@@ -264,6 +308,8 @@ def _read_with_pil(
         im.draft("L", (draft_min_side, draft_min_side))
     scale = im.size[0] / full_size[0]
     _pil_load(im, fmt)
+    if stream_problem is not None:  # decoded "fine", but from an incomplete or damaged file
+        raise ImageRejected(stream_problem)
     im = _apply_exif_orientation(im)
     try:
         pixels = _pil_to_array(im)
@@ -274,10 +320,17 @@ def _read_with_pil(
             f"corrupt {fmt} data; re-download or re-export the file ({_describe(exc)})"
         ) from exc
     if scale == 1.0:
-        return _decoded(pixels, mode=mode, fmt=fmt)
+        return _decoded(pixels, mode=mode, fmt=fmt, trailing_bytes=trailing)
     rotated = pixels.shape[1] != round(full_size[0] * scale)
     width, height = full_size[::-1] if rotated else full_size
-    return _decoded(pixels, mode=mode, fmt=fmt, scale=scale, full_size=(width, height))
+    return _decoded(
+        pixels,
+        mode=mode,
+        fmt=fmt,
+        scale=scale,
+        full_size=(width, height),
+        trailing_bytes=trailing,
+    )
 
 
 def _pil_open(fh: BinaryIO, fmt: str) -> Image.Image:
@@ -599,6 +652,7 @@ def _decoded(
     fmt: str,
     scale: float = 1.0,
     full_size: tuple[int, int] | None = None,
+    trailing_bytes: int = 0,
 ) -> DecodedImage:
     if pixels.ndim != 2:
         raise ImageRejected(
@@ -617,6 +671,7 @@ def _decoded(
         format=fmt,
         bit_depth=pixels.dtype.itemsize * 8,
         decode_scale=scale,
+        trailing_bytes=trailing_bytes,
     )
 
 
