@@ -31,7 +31,25 @@ def get_data_root():
             "config.yaml or with --config 'data={root: PATH}') to the folder holding train/ and "
             "test/; or try the demo: --configfile overlays/demo.yaml."
         )
+    from cxrlib.data.layout import DataError, check_root
+
+    try:
+        check_root(root)  # train/ and test/ there, or the folder below that has them
+    except DataError as exc:
+        raise WorkflowError(str(exc)) from None
     return str(root)
+
+
+@lru_cache(maxsize=None)
+def get_data_tree_signature():
+    """Hash of every file reachable from data.root (path, size, mtime): a parameter of
+    prepare_data, so changing any file reruns it (Snakemake itself only compares the mtime
+    of the root folder). Constant for phantoms, which are a workflow output."""
+    if config["data"]["source"] == "phantom":
+        return "phantom"
+    from cxrlib.data.layout import tree_signature
+
+    return tree_signature(Path(get_data_root()), config["data"]["follow_links"])
 
 
 # ---------------------------------------------------------------- per-rule threads and resources

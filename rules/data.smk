@@ -53,6 +53,8 @@ rule prepare_data:
         provenance="results/data/provenance.json",
     log:
         "logs/prepare_data.log",
+        # rejected.csv again: a failed job's outputs are deleted, its logs kept
+        rejected="logs/prepare_data.rejected.csv",
     benchmark:
         "results/benchmarks/prepare_data.tsv"
     conda:
@@ -63,6 +65,7 @@ rule prepare_data:
     params:
         data=config["data"],
         preprocess=config["preprocess"],
+        tree=get_data_tree_signature(),
     script:
         "../scripts/prepare_data.py"
 

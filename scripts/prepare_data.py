@@ -19,6 +19,7 @@ with job_logging(snakemake.log[0]):
             histograms=Path(out.histograms),
             prepared_dir=Path(out.prepared),
             cache_dir=Path(out.cache[0]).parent,
+            rejected_log=Path(snakemake.log.rejected),
         ),
         data_settings(snakemake.params.data),
         preprocess_settings(snakemake.params.preprocess),

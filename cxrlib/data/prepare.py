@@ -86,6 +86,9 @@ class PrepareOutputs:
     histograms: Path
     prepared_dir: Path
     cache_dir: Path
+    # A copy of rejected.csv beside the job's log: Snakemake deletes a failed job's outputs but
+    # keeps its logs, so the reasons survive an early stop (None: only `rejected`).
+    rejected_log: Path | None = None
 
     @classmethod
     def under(cls, folder: Path) -> PrepareOutputs:
@@ -222,6 +225,35 @@ def _unique_png_name(stem: str, taken: set[str]) -> str:
     return name
 
 
+def _write_rejected(rejected: pd.DataFrame, outputs: PrepareOutputs) -> None:
+    """Log and write the rejected list (sorted by path) to rejected.csv and its log copy."""
+    rejected = rejected.sort_values("path", kind="stable")
+    for row in rejected.itertuples():
+        log.info("rejected %s: %s", row.path, row.reason)
+    if not rejected.empty:
+        log.warning(
+            "%d files rejected (reasons and paths in this job's log and rejected.csv)",
+            len(rejected),
+        )
+    for target in (outputs.rejected, outputs.rejected_log):
+        if target is not None:
+            write_csv(rejected, target)
+
+
+def _where_rejected(outputs: PrepareOutputs) -> str:
+    where = outputs.rejected_log or outputs.rejected
+    return f"The files not used and why: {where}."
+
+
+def _common_reasons(rejected: pd.DataFrame, top: int = 3) -> str:
+    """The most frequent rejection reasons with their counts, as one sentence (or "")."""
+    if rejected.empty:
+        return ""
+    counts = rejected["reason"].value_counts().head(top)
+    listed = "; ".join(f"{n} x '{reason}'" for reason, n in counts.items())
+    return f"Most frequent reasons: {listed}. "
+
+
 def _check_counts(images: pd.DataFrame, labels: Sequence[str], data: DataSettings) -> None:
     problems = []
     for split in ("train", "val", "test"):
@@ -264,9 +296,15 @@ def prepare_dataset(
     """Prepare the data set under `root` and write every output; return the manifest.
 
     Raises `DataError` (after logging every rejected file) when the layout is unusable or too
-    little data is left.
+    little data is left. Every stop leaves the rejected list behind first (`outputs.rejected`
+    and `outputs.rejected_log`), so the reasons (e.g. which DICOM decoder to install) are there
+    to read; the error names where.
     """
-    layout = find_files(Path(root), data.follow_links)
+    try:
+        layout = find_files(Path(root), data.follow_links)
+    except DataError:
+        _write_rejected(pd.DataFrame(columns=REJECTED_COLUMNS), outputs)  # no file was read
+        raise
     log.info(
         "found %d files under %s (splits: %s; classes: %s)",
         len(layout.files),
@@ -321,6 +359,18 @@ def _prepare(
             }
         )
     accepted = pd.DataFrame(rows)
+    unplaced = pd.DataFrame(
+        {"path": collected.rejected_paths, "reason": collected.rejected_reasons},
+        columns=REJECTED_COLUMNS,
+    )
+    if accepted.empty:
+        _write_rejected(unplaced, outputs)
+        raise DataError(
+            f"too little usable data after checks: none of the {len(layout.files)} files under "
+            f"{layout.root} could be used. {_common_reasons(unplaced)}Fix or replace the "
+            "files, or set data.root to the folder that holds the images. "
+            f"{_where_rejected(outputs)}"
+        )
     split = assign_splits(
         accepted,
         val_source=data.val_source,
@@ -328,28 +378,15 @@ def _prepare(
         seed=data.split_seed,
         test_id_collisions=data.test_id_collisions,
     )
-    rejected = pd.concat(
-        [
-            pd.DataFrame(
-                {"path": collected.rejected_paths, "reason": collected.rejected_reasons},
-                columns=REJECTED_COLUMNS,
-            ),
-            split.rejected,
-        ],
-        ignore_index=True,
-    ).sort_values("path", kind="stable")
-    for row in rejected.itertuples():
-        log.info("rejected %s: %s", row.path, row.reason)
-    if not rejected.empty:
-        log.warning(
-            "%d files rejected (reasons and paths in this job's log and rejected.csv)",
-            len(rejected),
-        )
-    _check_counts(split.images, layout.labels, data)
+    rejected = pd.concat([unplaced, split.rejected], ignore_index=True)
+    _write_rejected(rejected, outputs)
+    try:
+        _check_counts(split.images, layout.labels, data)
+    except DataError as exc:
+        raise DataError(f"{exc} {_common_reasons(rejected)}{_where_rejected(outputs)}") from None
 
     manifest = _write_images(split.images, by_index, layout.labels, outputs)
     write_csv(manifest[MANIFEST_COLUMNS], outputs.manifest)
-    write_csv(rejected, outputs.rejected)
     write_csv(split.collisions, outputs.collisions)
     counts = (
         manifest.groupby(["split", "label"])
