@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
@@ -13,10 +14,43 @@ from PIL import Image
 from cxrlib.io import write_csv
 from cxrlib.metrics.fidelity import to_uint8_rgb
 from cxrlib.models.snapshot import load_generator, read_snapshot, sample_options
+from cxrlib.train.mixing import synthetic_needed
 
 log = logging.getLogger(__name__)
 
 INDEX_COLUMNS = ["file", "label", "model", "run", "snapshot", "seed", "index"]
+
+
+def samples_for_arms(
+    n_images: int, class_counts: Path, label: str, ratios: Sequence[str | float]
+) -> int:
+    """How many samples to write: `samples.n_images`, raised to what the classifier arms draw.
+
+    An arm at ratio r adds round(r x real training images of `label`) synthetic images
+    ("balance": enough to even the classes), known only once the data stage has counted the
+    classes (`class_counts`: results/data/class_counts.csv). Writing that many here means a
+    lowered `samples.n_images` can never fail an arm hours later; the raise is logged.
+    """
+    counts = pd.read_csv(class_counts)
+    train = counts[counts["split"] == "train"]
+    needed = synthetic_needed(
+        dict(zip(train["label"], train["n_images"], strict=True)), label, ratios
+    )
+    if not needed or max(needed.values()) <= n_images:
+        return n_images
+    ratio, most = max(needed.items(), key=lambda item: item[1])
+    log.warning(
+        "samples.n_images %d raised to %d: the classifier arm at ratio %s adds %d synthetic %s "
+        "images (%s). Set samples.n_images >= %d to make this explicit.",
+        n_images,
+        most,
+        ratio,
+        most,
+        label,
+        ", ".join(f"{r}: {n}" for r, n in needed.items()),
+        most,
+    )
+    return most
 
 
 @torch.no_grad()

@@ -5,6 +5,8 @@
 rule generate_samples:
     input:
         unpack(get_sample_inputs),
+        # the classifier arms' ratios ("balance") need the real class counts
+        class_counts="results/data/class_counts.csv",
     output:
         directory("results/synthetic/{model}/{run}/{snapshot}"),
     log:
@@ -21,5 +23,11 @@ rule generate_samples:
         label=config["data"]["synthetic_class"],
         # "best" = lowest FID against the real training images in the first extractor's space.
         extractor=config["metrics"]["extractors"][0],
+        # the arms that draw from these samples: enough are written for every ratio
+        arm_ratios=lambda wc: (
+            config["classifier"]["ratios"]
+            if wc.model in config["classifier"]["models"]
+            else []
+        ),
     script:
         "../scripts/generate_samples.py"

@@ -7,7 +7,7 @@ import pandas as pd
 from cxrlib.device import setup_torch
 from cxrlib.logs import job_logging
 from cxrlib.metrics.sweep import best_snapshot
-from cxrlib.synthesis import write_samples
+from cxrlib.synthesis import samples_for_arms, write_samples
 
 with job_logging(snakemake.log[0]):
     inp, params, wc = snakemake.input, snakemake.params, snakemake.wildcards
@@ -17,10 +17,13 @@ with job_logging(snakemake.log[0]):
         sweep = pd.read_csv(inp.sweep)
         name = best_snapshot(sweep)
     samples = params.samples
+    n_images = samples_for_arms(
+        samples["n_images"], Path(inp.class_counts), params.label, params.arm_ratios
+    )
     write_samples(
         Path(inp.snapshots) / f"{name}.pt",
         Path(snakemake.output[0]),
-        samples["n_images"],
+        n_images,
         label=params.label,
         seed=samples["seed"],
         truncation_psi=samples["truncation_psi"],

@@ -7,6 +7,7 @@ Only the training split ever receives synthetic images: validation (model select
 from __future__ import annotations
 
 import logging
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -24,15 +25,39 @@ def resolve_ratio(ratio: str | float, train_labels: np.ndarray, synthetic_index:
     With 1,341 NORMAL and 3,875 PNEUMONIA training images, balance adds 2,534 NORMAL: ratio
     (3875 - 1341) / 1341 = 1.89. Zero when the synthetic class is already the larger one.
     """
+    return ratio_value(ratio, np.bincount(train_labels).tolist(), synthetic_index)
+
+
+def ratio_value(ratio: str | float, counts: Sequence[int], synthetic_index: int) -> float:
+    """`resolve_ratio` from per-class training counts (index = class index)."""
     if str(ratio) != "balance":
         value = float(ratio)
         if value < 0:
             raise ValueError(f"ratio must be >= 0 or 'balance', got {ratio}")
         return value
-    counts = np.bincount(train_labels)
     own = int(counts[synthetic_index])
-    largest_other = int(np.delete(counts, synthetic_index).max())
+    largest_other = max(int(c) for i, c in enumerate(counts) if i != synthetic_index)
     return max(0.0, (largest_other - own) / own)
+
+
+def synthetic_needed(
+    train_counts: Mapping[str, int], synthetic_class: str, ratios: Sequence[str | float]
+) -> dict[str, int]:
+    """{ratio as configured: synthetic images of `synthetic_class` its arm draws}.
+
+    The same arithmetic as `add_synthetic`: round(ratio x real training images of the class),
+    with "balance" resolved from the counts. `train_counts`: class -> real training images
+    (results/data/class_counts.csv, split train). Raises KeyError naming a missing class.
+    """
+    if synthetic_class not in train_counts:
+        raise KeyError(
+            f"data.synthetic_class {synthetic_class!r} is not a training class "
+            f"({', '.join(sorted(train_counts))})"
+        )
+    names = sorted(train_counts)
+    counts = [int(train_counts[n]) for n in names]
+    k = names.index(synthetic_class)
+    return {str(r): round(ratio_value(r, counts, k) * counts[k]) for r in ratios}
 
 
 def mix_synthetic(
