@@ -44,6 +44,8 @@ include: "rules/report.smk"
 
 # profiles/default/resources.yaml may name only rules that exist.
 check_rule_requests()
+# Reference splits too small for some metrics are named before any job runs.
+warn_small_references()
 
 
 rule all:

@@ -317,6 +317,19 @@ def get_audit_inputs(wildcards):
     return get_extractor_inputs([memorisation_extractor()])
 
 
+def warn_small_references():
+    """Before any job runs: a warning naming each reference split (metrics.references) too
+    small for FID/KID/precision/recall, its count, what each metric needs and the fix. Only a
+    warning: such metrics are scored as NaN with the reason, the rest as usual."""
+    from cxrlib.metrics.feasibility import check_references
+
+    if not workflow.is_main_process or not any(map(model_enabled, STAGED_MODELS)):
+        return
+    message = check_references(config, "results/data/class_counts.csv")
+    if message:
+        logger.warning(message)
+
+
 def real_features_path(extractor, split, resolution):
     return f"results/metrics/real_features/{extractor}/{split}_{resolution}px.npz"
 
@@ -460,9 +473,18 @@ def model_enabled(model):
 
 
 def get_sample_inputs(wildcards):
-    """The snapshot to sample: a named one, or for "best" every snapshot plus the sweep table."""
+    """The snapshot to sample: a named one, or for "best" every snapshot plus the sweep table.
+    A "best" that no reference split can choose fails here, naming the key to change."""
+    from cxrlib.metrics.feasibility import best_refusal
+
     folder = f"results/{wildcards.model}/{wildcards.run}"
     if wildcards.snapshot == "best":
+        snapshots = get_snapshots(wildcards.model, wildcards.run)
+        refusal = best_refusal(
+            config, "results/data/class_counts.csv", wildcards.model, snapshots
+        )
+        if refusal:
+            raise WorkflowError(refusal)
         return {"sweep": f"{folder}/sweep.csv", "snapshots": f"{folder}/snapshots"}
     if wildcards.snapshot not in get_snapshots(wildcards.model, wildcards.run):
         raise WorkflowError(

@@ -50,6 +50,7 @@ rule score_dcgan:
         **get_resources("score_dcgan"),
     params:
         metrics=config["metrics"],
+        label=config["data"]["synthetic_class"],
     script:
         "../scripts/score_snapshot.py"
 

@@ -50,6 +50,7 @@ rule score_stylegan:
         **get_resources("score_stylegan"),
     params:
         metrics=config["metrics"],
+        label=config["data"]["synthetic_class"],
     script:
         "../scripts/score_snapshot.py"
 

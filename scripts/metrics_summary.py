@@ -2,9 +2,7 @@
 
 from cxrlib.io import write_csv
 from cxrlib.logs import job_logging
-from cxrlib.metrics.score import SUMMARY_COLUMNS
-from cxrlib.metrics.sweep import read_scores
+from cxrlib.metrics.score import summary_table
 
 with job_logging(snakemake.log[0]):
-    scores = read_scores(snakemake.input)
-    write_csv(scores[SUMMARY_COLUMNS], snakemake.output[0])
+    write_csv(summary_table(snakemake.input), snakemake.output[0])

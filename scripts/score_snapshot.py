@@ -28,6 +28,7 @@ with job_logging(snakemake.log[0]):
         real,
         sources,
         score_settings(metrics),
+        label=params.label,
         device=device,
     )
     write_csv(scores, snakemake.output[0])

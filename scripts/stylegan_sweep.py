@@ -6,7 +6,7 @@ import pandas as pd
 
 from cxrlib.io import write_csv
 from cxrlib.logs import job_logging
-from cxrlib.metrics.sweep import best_snapshot, sweep_from_config
+from cxrlib.metrics.sweep import best_or_latest, sweep_from_config
 from cxrlib.report.dcgan import plot_grids_across_epochs, plot_sweep
 from cxrlib.report.stylegan import plot_stylegan_curves, plot_truncation
 
@@ -26,5 +26,11 @@ with job_logging(snakemake.log[0]):
         progress="kimg",
         synthetic=synthetic,
     )
-    best = Path(inp.snapshots) / f"{best_snapshot(sweep)}.pt"
-    plot_truncation(best, params.psis, Path(out.truncation), synthetic=synthetic)
+    shown, which = best_or_latest(sweep, "kimg")
+    plot_truncation(
+        Path(inp.snapshots) / f"{shown}.pt",
+        params.psis,
+        Path(out.truncation),
+        which=which,
+        synthetic=synthetic,
+    )

@@ -241,10 +241,51 @@ def test_audit_rejects_mismatched_inputs(planted: Planted) -> None:
     p = planted
     with pytest.raises(ValueError, match="features do not match"):
         audit(p.fakes, features(p.fakes)[:-1], p.reals, features(p.reals), p.patient_ids, p.paths)
-    with pytest.raises(ValueError, match="two patients"):
-        audit(p.fakes, features(p.fakes), p.reals, features(p.reals), ["A"] * N_REAL, p.paths)
+    with pytest.raises(ValueError, match="nothing to audit"):
+        audit(p.fakes, features(p.fakes), p.reals[:0], np.zeros((0, 64)), [], [])
     with pytest.raises(ValueError, match="uint8"):
         audit(p.fakes.astype(float), features(p.fakes), p.reals, features(p.reals), [], [])
+
+
+@pytest.mark.parametrize("n_real", [1, 2, 3])
+def test_reals_of_one_patient_have_no_baseline_but_copies_are_still_found(
+    n_real: int, tmp_path: Path
+) -> None:
+    """1-3 training images of one patient: no real-to-real baseline (it compares different
+    patients), so no feature threshold; nearest neighbours and SSIM flags are still computed,
+    the summary says what is missing, JSON and figures are written. Never an error."""
+    reals, _, paths = _reals(n_real)
+    fresh = render_radiograph(np.random.default_rng([9, 0]), SIZE, SIZE, False)
+    fakes = np.stack([fresh, reals[0]])  # a fresh sample and an exact copy
+    result = audit(fakes, features(fakes), reals, features(reals), ["IM-0100"] * n_real, paths)
+    s = result.summary
+    assert s["feature_threshold"] is None and s["median_ssim_real_to_real"] is None
+    assert f"{n_real} real training image(s) come from 1 patient(s)" in s["not_computable"]
+    assert not result.samples["by_feature"].any()
+    copy = result.samples.iloc[1]
+    assert copy["near_copy"] and copy["by_ssim"] and copy["nearest_pixel_path"] == paths[0]
+    assert copy["nearest_feature_path"] == paths[0] and copy["feature_distance"] == 0.0
+    assert s["n_near_copies"] == 1 and s["n_real"] == n_real
+    assert result.real_to_real["feature_distance"].isna().all()
+    assert (result.real_to_real["nearest_pixel_path"] == "").all()
+    write_audit(result, tmp_path / "a.csv", tmp_path / "b.csv", tmp_path / "s.json")
+    assert json.loads((tmp_path / "s.json").read_text())["feature_threshold"] is None
+    plot_nearest_distances(result, tmp_path / "hist.png")
+    plot_closest_pairs(result, fakes, reals, tmp_path / "pairs.png", n=2)
+    assert _is_png(tmp_path / "hist.png") and _is_png(tmp_path / "pairs.png")
+
+
+def test_two_patients_with_one_image_each_have_a_baseline() -> None:
+    reals, pids, paths = _reals(6)
+    two = [0, len(pids) - 1]  # first and last film: different patients
+    assert pids[two[0]] != pids[two[1]]
+    result = audit(
+        reals[:1], features(reals[:1]), reals[two], features(reals[two]),
+        [pids[i] for i in two], [paths[i] for i in two],
+    )  # fmt: skip
+    assert result.summary["not_computable"] == ""
+    assert result.summary["feature_threshold"] > 0
+    assert list(result.real_to_real["nearest_feature_path"]) == [paths[two[1]], paths[two[0]]]
 
 
 def test_write_audit_writes_tables_and_json(planted: Planted, tmp_path: Path) -> None:

@@ -114,6 +114,42 @@ def test_score_row_per_extractor_and_reference(workspace: dict[str, Path]) -> No
     pd.testing.assert_frame_equal(scores, again)  # same seed, same numbers
 
 
+def test_tiny_reference_splits_are_scored_as_nan_with_the_reason(
+    workspace: dict[str, Path],
+) -> None:
+    """Issue 13 item 5: real features of 1, 2 and 3 images (test/NORMAL with so few passes
+    data.min_eval_images_per_class) crashed score_snapshot (LinAlgError for 1, kthvalue for
+    2-3 with prc_neighborhood 3); now each row is scored as far as its set allows."""
+    snap = _save(workspace["root"] / "epoch0010.pt", "phantom", PhantomGenerator(), 10)
+    sources = ExtractorSources(domain_model=workspace["domain"])
+    with np.load(workspace["features"]) as npz:
+        all_features = npz["features"]
+    real = {("cxr", "train"): workspace["features"]}
+    for n, split in ((1, "val"), (2, "test"), (3, "extra")):
+        path = workspace["root"] / f"real_{n}.npz"
+        np.savez(path, features=all_features[:n])
+        real[("cxr", split)] = path
+    table = score_snapshot(snap, real, sources, SETTINGS, label="NORMAL")
+    assert list(table.columns) == SCORE_COLUMNS
+    scores = table.set_index("reference")
+    assert scores.loc["train", "not_computable"] == ""
+    assert scores.loc["train", ["fid", "kid_mean", "precision", "recall"]].notna().all()
+    one = scores.loc["val"]
+    assert (
+        one[["fid", "kid_mean", "kid_std", "precision", "recall", "diversity_ratio"]].isna().all()
+    )
+    assert pd.isna(one["kid_subset_size"])
+    assert one["not_computable"].startswith("FID: val/NORMAL has 1 image, needs >= 2")
+    for split, n in (("test", 2), ("extra", 3)):
+        row = scores.loc[split]
+        assert np.isfinite(row[["fid", "kid_mean", "diversity_ratio"]].astype(float)).all()
+        assert row["kid_subset_size"] == n and row[["precision", "recall"]].isna().all()
+        assert row["not_computable"] == (
+            f"precision/recall: {split}/NORMAL has {n} images, needs >= 4 (more than "
+            "metrics.prc_neighborhood = 3: each image's 3 nearest other images)"
+        )
+
+
 def test_collapse_detector_flags_a_collapsed_generator_and_not_a_healthy_one(
     workspace: dict[str, Path],
 ) -> None:

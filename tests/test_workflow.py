@@ -270,6 +270,70 @@ def test_report_renders_in_headless_chromium_with_every_figure(study: Path, repo
         assert text == (study / path).read_text(), path
 
 
+# Issue 13 item 5: reference splits as small as data.min_eval_images_per_class (1) allows.
+SMALL_REFERENCES = """\
+data:
+  val_source: given
+  phantom:
+    counts:
+      train: {NORMAL: 24, PNEUMONIA: 24}
+      val: {NORMAL: 1, PNEUMONIA: 2}
+      test: {NORMAL: 2, PNEUMONIA: 2}
+metrics:
+  references: [train, val, test]
+"""
+
+
+def test_tiny_reference_splits_are_scored_as_nan_with_the_reason(workflow_copy: Path) -> None:
+    """test/NORMAL with 2 images (precision/recall's k-NN crashed: kthvalue out of range) and
+    val/NORMAL with 1 (FID crashed: LinAlgError): the DAG build warns naming both, the scoring
+    jobs write NaN with the reason, the sweep and the 'best' samples are made, exit 0."""
+    (workflow_copy / "small.yaml").write_text(SMALL_REFERENCES)
+    targets = ("results/dcgan/baseline/sweep.csv", "results/synthetic/dcgan/baseline/best")
+    # targets before --configfile, which takes every argument after it
+    proc = run_snakemake(workflow_copy, *targets, "--cores", "2", *TEST_CONFIG, "small.yaml")
+    printed = proc.stdout + proc.stderr
+    assert "val/NORMAL has 1 image: FID needs >= 2" in printed
+    assert "test/NORMAL has 2 images: precision/recall needs >= 4" in printed
+    assert "drop the split from metrics.references" in printed
+
+    sweep = pd.read_csv(workflow_copy / targets[0], keep_default_na=False, na_values=[""])
+    assert len(sweep) == 2 * 3 and sweep.loc[sweep.best, "snapshot"].nunique() == 1
+    assert (sweep.best_by == "lowest FID against train (cxr features)").all()
+    by_ref = {ref: rows for ref, rows in sweep.groupby("reference")}
+    assert by_ref["train"].fid.notna().all() and by_ref["train"].precision.notna().all()
+    assert (by_ref["train"].not_computable.fillna("") == "").all()
+    test = by_ref["test"]
+    assert test.fid.notna().all() and test.kid_mean.notna().all() and (test.n_real == 2).all()
+    assert test.precision.isna().all() and test.recall.isna().all()
+    assert test.not_computable.str.startswith("precision/recall: test/NORMAL has 2 images").all()
+    val = by_ref["val"]
+    assert val[["fid", "kid_mean", "precision", "recall", "diversity_ratio"]].isna().all().all()
+    assert val.not_computable.str.startswith("FID: val/NORMAL has 1 image, needs >= 2").all()
+    log = (workflow_copy / "logs" / "score_dcgan" / "baseline_epoch0002.log").read_text()
+    assert "precision/recall not computable (written as NaN): test/NORMAL has 2 images" in log
+    index = pd.read_csv(workflow_copy / targets[1] / "index.csv")
+    assert set(index.snapshot) == set(sweep.loc[sweep.best, "snapshot"])
+    assert Image.open(workflow_copy / "results/dcgan/baseline/figures/sweep.png").size[0] > 200
+
+
+def test_a_best_snapshot_no_reference_can_choose_is_refused_at_dag_build(
+    workflow_copy: Path,
+) -> None:
+    """Only test (never used to choose) as reference: the default target, which samples the
+    best snapshots, is refused before any job, naming the key and the run's snapshots (the
+    warning and a named snapshot instead: tests/test_small_references.py)."""
+    (workflow_copy / "test_only.yaml").write_text("metrics:\n  references: [test]\n")
+    proc = run_snakemake(
+        workflow_copy, "-n", "--cores", "1", *TEST_CONFIG, "test_only.yaml", check=False
+    )
+    assert proc.returncode != 0
+    printed = proc.stdout + proc.stderr
+    assert "No best snapshot can be chosen" in printed  # the warning first
+    assert "dcgan.use_snapshot is best, but no snapshot can be chosen as best" in printed
+    assert "train is not in metrics.references" in printed and "epoch0002, epoch0004" in printed
+
+
 def test_full_config_dry_run(workflow_copy: Path, tmp_path: Path) -> None:
     """config.yaml as a cluster user runs it: real data folder (empty here), dry run."""
     root = tmp_path / "chest_xray"

@@ -37,6 +37,10 @@ Statistic = Literal["pairwise", "nearest"]
 _BLOCK = 256
 
 
+class NoRealDiversity(ValueError):
+    """The real set has no spread (all its feature vectors equal): no ratio can be formed."""
+
+
 def _subsample(features: np.ndarray, n: int, seed: int) -> np.ndarray:
     """`n` rows drawn without replacement by a seeded generator (all rows, in order, if fewer)."""
     features = np.asarray(features)
@@ -95,6 +99,9 @@ def diversity_ratio(
 
     n = min(len(fake), len(real), max_n), so the nearest-neighbour statistic (which shrinks as
     n grows) compares like with like. ~1: as varied as the real images; -> 0: collapsed.
+
+    Raises ValueError when a set has fewer than 2 rows (no pair: see
+    cxrlib.metrics.feasibility), NoRealDiversity when every real row is the same.
     """
     if statistic not in _STATISTICS:
         raise ValueError(f"statistic must be one of {sorted(_STATISTICS)}, got {statistic!r}")
@@ -102,7 +109,7 @@ def diversity_ratio(
     measure = _STATISTICS[statistic]
     real = measure(real_features, n, seed)
     if real <= 0:
-        raise ValueError("the real features have no diversity (all identical); cannot compare")
+        raise NoRealDiversity("the real features have no diversity (all identical); cannot compare")
     return measure(fake_features, n, seed) / real
 
 

@@ -15,7 +15,7 @@ import hashlib
 import logging
 import re
 from collections.abc import Callable, Iterable, Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -27,6 +27,8 @@ from torch_fidelity.feature_extractor_inceptionv3 import (
 from torch_fidelity.metric_fid import fid_features_to_statistics, fid_statistics_to_metric
 from torch_fidelity.metric_kid import kid_features_to_metric
 from torch_fidelity.metric_prc import prc_features_to_metric
+
+from cxrlib.metrics.feasibility import shortfalls
 
 log = logging.getLogger(__name__)
 
@@ -137,22 +139,29 @@ def generator_batches(
 
 @dataclass(frozen=True)
 class FidelityScores:
-    """FID, KID (mean, std over subsets), precision and recall of `fake` against `real`."""
+    """FID, KID (mean, std over subsets), precision and recall of `fake` against `real`.
+
+    A metric one of the sets is too small for (cxrlib.metrics.feasibility) is NaN, its KID
+    subset size None, and `reasons` maps its name ("FID", "KID", "precision/recall") to why.
+    """
 
     fid: float
     kid_mean: float
     kid_std: float
-    kid_subset_size: int
+    kid_subset_size: int | None
     precision: float
     recall: float
     n_real: int
     n_fake: int
+    reasons: dict[str, str] = field(default_factory=dict)
 
 
 def kid_subset_size(n_real: int, n_fake: int, preferred: int = 1000) -> int:
     """KID's subset size, shrunk to the smaller set when it has fewer than `preferred` images.
 
     torch-fidelity asserts the subset fits both sets; small demo sets would fail otherwise.
+    Never below 2 (the unbiased MMD needs pairs): KID needs >= 2 images in each set, which
+    `score_features` checks before asking for a subset.
     """
     return max(2, min(preferred, n_real, n_fake))
 
@@ -165,38 +174,71 @@ def score_features(
     kid_preferred_subset_size: int = 1000,
     prc_neighborhood: int = 3,
     seed: int = 2020,
+    real_name: str = "the real set",
+    fake_name: str = "the generated set",
 ) -> FidelityScores:
-    """All metrics from two feature arrays, by torch-fidelity's functions and defaults.
+    """All metrics from two (N, D) float feature arrays, by torch-fidelity's functions and defaults.
 
     Precision/recall are computed in the same feature space as FID/KID (torch-fidelity's
     `calculate_metrics` defaults to VGG16 features for them; pass `feature_layer_prc="2048"`
     with the Inception extractor there to compare).
+
+    Sets too small for a metric (FID and KID need >= 2 images each, precision/recall more than
+    `prc_neighborhood`) give NaN for that metric and a reason naming the set (`real_name`,
+    `fake_name`, e.g. "test/NORMAL") in `reasons`; the other metrics are still computed.
+    Raises ValueError for arrays that are not (N, D) with the same D, or hold NaN/inf.
     """
-    subset = kid_subset_size(len(real), len(fake), kid_preferred_subset_size)
+    for name, array in ((real_name, real), (fake_name, fake)):
+        if array.ndim != 2:
+            raise ValueError(f"features of {name} must be (N, D), got shape {array.shape}")
+        if not np.isfinite(array).all():
+            raise ValueError(f"features of {name} contain NaN or inf; cannot score them")
+    if real.shape[1] != fake.shape[1]:
+        raise ValueError(f"feature sizes differ: real {real.shape[1]}, fake {fake.shape[1]}")
+    reasons = shortfalls(
+        {real_name: len(real), fake_name: len(fake)},
+        prc_neighborhood,
+        metrics=("FID", "KID", "precision/recall"),
+    )
+    nan = float("nan")
+    fid = kid_mean = kid_std = precision = recall = nan
+    subset = None
     # torch-fidelity's order: input 1 is generated, input 2 is real (precision = share of
     # generated samples inside the real manifold).
     t_fake, t_real = torch.from_numpy(fake), torch.from_numpy(real)
-    stats_fake = fid_features_to_statistics(t_fake)
-    stats_real = fid_features_to_statistics(t_real)
-    fid = fid_statistics_to_metric(stats_fake, stats_real, verbose=False)
-    kid = kid_features_to_metric(
-        t_fake,
-        t_real,
-        kid_subsets=kid_subsets,
-        kid_subset_size=subset,
-        rng_seed=seed,
-        verbose=False,
-    )
-    prc = prc_features_to_metric(
-        t_fake, t_real, prc_neighborhood=prc_neighborhood, prc_batch_size=10000, verbose=False
-    )
+    if "FID" not in reasons:
+        stats_fake = fid_features_to_statistics(t_fake)
+        stats_real = fid_features_to_statistics(t_real)
+        fid = float(
+            fid_statistics_to_metric(stats_fake, stats_real, verbose=False)[
+                "frechet_inception_distance"
+            ]
+        )
+    if "KID" not in reasons:
+        subset = kid_subset_size(len(real), len(fake), kid_preferred_subset_size)
+        kid = kid_features_to_metric(
+            t_fake,
+            t_real,
+            kid_subsets=kid_subsets,
+            kid_subset_size=subset,
+            rng_seed=seed,
+            verbose=False,
+        )
+        kid_mean = float(kid["kernel_inception_distance_mean"])
+        kid_std = float(kid["kernel_inception_distance_std"])
+    if "precision/recall" not in reasons:
+        prc = prc_features_to_metric(
+            t_fake, t_real, prc_neighborhood=prc_neighborhood, prc_batch_size=10000, verbose=False
+        )
+        precision, recall = float(prc["precision"]), float(prc["recall"])
     return FidelityScores(
-        fid=float(fid["frechet_inception_distance"]),
-        kid_mean=float(kid["kernel_inception_distance_mean"]),
-        kid_std=float(kid["kernel_inception_distance_std"]),
+        fid=fid,
+        kid_mean=kid_mean,
+        kid_std=kid_std,
         kid_subset_size=subset,
-        precision=float(prc["precision"]),
-        recall=float(prc["recall"]),
+        precision=precision,
+        recall=recall,
         n_real=len(real),
         n_fake=len(fake),
+        reasons=reasons,
     )

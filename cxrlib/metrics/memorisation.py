@@ -319,8 +319,10 @@ class AuditResult:
         feature_distance (Euclidean, feature units), nearest_pixel_index/_path, ssim (the best
         among the candidates), near_copy, and why (by_ssim, by_feature).
     real_to_real: one row per real image: real_index, path, patient_id, the same nearest
-        columns, searched among real images of other patients only.
-    summary: counts, thresholds and medians (JSON-ready plain Python values).
+        columns, searched among real images of other patients only (index -1, distance and
+        SSIM NaN, path "" where there is no other patient).
+    summary: counts, thresholds and medians (JSON-ready plain Python values; None where not
+        computable, and `not_computable` saying why, "" when everything was).
     """
 
     samples: pd.DataFrame
@@ -345,12 +347,13 @@ def _nearest_frame(
 ) -> dict[str, np.ndarray]:
     f_idx, f_dist = best_feature
     p_idx, p_ssim = best_pixel
+    # Index -1: no allowed partner (a real image with no other patient's image): no path.
     return {
         "nearest_feature_index": f_idx,
-        "nearest_feature_path": paths[f_idx],
+        "nearest_feature_path": np.where(f_idx >= 0, paths[f_idx], ""),
         "feature_distance": f_dist,
         "nearest_pixel_index": p_idx,
-        "nearest_pixel_path": paths[p_idx],
+        "nearest_pixel_path": np.where(p_idx >= 0, paths[p_idx], ""),
         "ssim": p_ssim,
     }
 
@@ -415,6 +418,11 @@ def audit(
     at N = 60-150, none at N = 300. A share near `feature_quantile` is the baseline; SSIM flags
     (`by_ssim`) have no such floor.
 
+    Small sets: with reals of fewer than two patients there is no real-to-real baseline: the
+    feature threshold is None, no sample is flagged by features, the SSIM flags still are, and
+    `summary["not_computable"]` says so (never an error). Raises ValueError for inputs that
+    do not match, or when either set is empty.
+
     Memory: the reals at the comparison size plus 6 bytes a pixel of SSIM statistics (~0.6 GB
     for 1,341 reals at 256 px); time ~3 s at 64 px and ~25 s at 256 px for 1,000 x 1,341 on one
     core (measured).
@@ -433,8 +441,8 @@ def audit(
         raise ValueError(
             f"need {n_real} patient ids and paths, got {len(groups)}, {len(real_paths)}"
         )
-    if len(np.unique(groups)) < 2:
-        raise ValueError("the real-to-real baseline needs images of at least two patients")
+    if n_real == 0 or n_fake == 0:
+        raise ValueError(f"nothing to audit: {n_fake} synthetic and {n_real} real images")
     if not 0.0 < feature_quantile < 1.0:
         raise ValueError(f"feature_quantile must be in (0, 1), got {feature_quantile}")
     if candidates < 1:
@@ -452,22 +460,36 @@ def audit(
     real_feat = np.asarray(real_features, dtype=np.float32)
 
     log.info("audit: %d synthetic vs %d real images at %dx%d px", n_fake, n_real, *size)
-    rr_feature, rr_pixel = _search(
-        real_stats,
-        real_thumb,
-        real_feat,
-        real_stats,
-        real_thumb,
-        real_feat,
-        candidates,
-        (groups, groups),
-    )
     fr_feature, fr_pixel = _search(
         fake_px, fake_thumb, fake_feat, real_stats, real_thumb, real_feat, candidates
     )
-
-    feature_threshold = float(np.quantile(rr_feature[1], feature_quantile))
-    if n_real * feature_quantile < 2:
+    n_patients = len(np.unique(groups))
+    baseline_missing = ""
+    if n_patients < 2:
+        # No real image has a real image of another patient to be compared with: no baseline,
+        # so no feature threshold; the SSIM flags (an absolute threshold) still stand.
+        baseline_missing = (
+            f"the {n_real} real training image(s) come from {n_patients} patient(s); the "
+            "real-to-real baseline needs images of at least 2 patients, so no sample is "
+            "flagged by feature distance (SSIM flags only)"
+        )
+        log.warning("audit: %s", baseline_missing)
+        nowhere = (np.full(n_real, -1), np.full(n_real, np.nan))
+        rr_feature, rr_pixel = nowhere, nowhere
+        feature_threshold = float("nan")
+    else:
+        rr_feature, rr_pixel = _search(
+            real_stats,
+            real_thumb,
+            real_feat,
+            real_stats,
+            real_thumb,
+            real_feat,
+            candidates,
+            (groups, groups),
+        )
+        feature_threshold = float(np.quantile(rr_feature[1], feature_quantile))
+    if not baseline_missing and n_real * feature_quantile < 2:
         log.warning(
             "audit: only %d real images, so the %.1f%% feature threshold is about the closest "
             "real pair's distance; expect a few %% of samples flagged by features by chance",
@@ -491,7 +513,9 @@ def audit(
         }
     )
     summary = _summary(samples, real_to_real, size, ssim_threshold, feature_quantile)
-    summary["feature_threshold"] = feature_threshold
+    # None rather than NaN: JSON has no NaN.
+    summary["feature_threshold"] = feature_threshold if not baseline_missing else None
+    summary["not_computable"] = baseline_missing
     log.info("audit: %d of %d synthetic images are near-copies", summary["n_near_copies"], n_fake)
     return AuditResult(samples=samples, real_to_real=real_to_real, summary=summary)
 
@@ -506,7 +530,8 @@ def _summary(
     """Counts and medians; the ratio < 1 says samples sit closer to training images than real
     images of different patients sit to each other (a memorisation hint even without copies)."""
     fake_median = float(samples["feature_distance"].median())
-    real_median = float(real_to_real["feature_distance"].median())
+    real_median = float(real_to_real["feature_distance"].median())  # NaN without a baseline
+    real_ssim = float(real_to_real["ssim"].median())
     n_fake = len(samples)
     n_copies = int(samples["near_copy"].sum())
     return {
@@ -521,11 +546,12 @@ def _summary(
         "feature_distance": "euclidean",
         "comparison_px": [int(size[0]), int(size[1])],
         "median_feature_distance_fake_to_real": fake_median,
-        "median_feature_distance_real_to_real": real_median,
-        # None rather than NaN: JSON has no NaN (all real images identical across patients).
+        # None rather than NaN: JSON has no NaN (no real-to-real baseline, or all real images
+        # identical across patients).
+        "median_feature_distance_real_to_real": real_median if np.isfinite(real_median) else None,
         "feature_distance_ratio": fake_median / real_median if real_median > 0 else None,
         "median_ssim_fake_to_real": float(samples["ssim"].median()),
-        "median_ssim_real_to_real": float(real_to_real["ssim"].median()),
+        "median_ssim_real_to_real": real_ssim if np.isfinite(real_ssim) else None,
     }
 
 

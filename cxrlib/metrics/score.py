@@ -9,7 +9,7 @@ declared real_features files, computed once and shared by every snapshot's job.
 from __future__ import annotations
 
 import logging
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -17,9 +17,11 @@ import numpy as np
 import pandas as pd
 import torch
 
-from cxrlib.metrics.diversity import diversity_ratio
+from cxrlib.metrics.diversity import NoRealDiversity, diversity_ratio
+from cxrlib.metrics.feasibility import FIX, NOT_COMPUTABLE, format_reasons, shortfalls
 from cxrlib.metrics.features import ExtractorSources, load_real_features, make_extractor
 from cxrlib.metrics.fidelity import generator_batches, score_features, to_uint8_rgb
+from cxrlib.metrics.sweep import not_computable_lines, read_scores
 from cxrlib.models.snapshot import load_generator, read_snapshot, sample_options
 
 log = logging.getLogger(__name__)
@@ -41,6 +43,9 @@ SCORE_COLUMNS = [
     "precision",
     "recall",
     "diversity_ratio",
+    # Why some of the row's metrics are NaN ("" when none are): "precision/recall: test/NORMAL
+    # has 2 images, needs >= 4 (...)", see cxrlib.metrics.feasibility.
+    NOT_COMPUTABLE,
 ]
 # results/metrics/summary.csv: the same scores in the order the study's tables use (generated
 # count first), without the KID subset size (a setting, recorded in each sweep table).
@@ -100,19 +105,45 @@ def fake_features(
     return {name: np.concatenate(parts) for name, parts in chunks.items()}
 
 
+def reference_diversity(
+    fake: np.ndarray, real: np.ndarray, sets: Mapping[str, int], seed: int = 0
+) -> tuple[float, dict[str, str]]:
+    """`diversity_ratio` of (N, D) fake over (N, D) real features, or NaN with the reason.
+
+    `sets` names the two sets with their sizes, the real set first, as in
+    `feasibility.shortfalls` (the reason names the first one too small). NaN also when the
+    real images are all identical.
+    """
+    reasons = shortfalls(sets, prc_neighborhood=1, metrics=("diversity ratio",))
+    if reasons:
+        return float("nan"), reasons
+    try:
+        return diversity_ratio(fake, real, seed=seed), {}
+    except NoRealDiversity:
+        name = next(iter(sets))
+        return float("nan"), {"diversity ratio": f"the images of {name} are all identical"}
+
+
 def score_snapshot(
     snapshot: Path,
     real_feature_files: Mapping[tuple[str, str], Path],
     sources: ExtractorSources,
     settings: ScoreSettings,
     *,
+    label: str = "",
     device: str = "cpu",
 ) -> pd.DataFrame:
     """One row per (extractor, reference split): the columns of SCORE_COLUMNS.
 
     `real_feature_files` maps (extractor, split) to a real_features file at the generator's
-    resolution. Diversity is the samples' mean pairwise feature distance over that of the real
-    reference images (1 = as varied as the real data; near 0 = collapsed).
+    resolution; `label` is the class of those real images (data.synthetic_class, used to name
+    the split in reasons: "test/NORMAL"). Diversity is the samples' mean pairwise feature
+    distance over that of the real reference images (1 = as varied as the real data; near 0 =
+    collapsed).
+
+    A reference split too small for a metric (FID, KID and the diversity ratio need >= 2
+    images, precision/recall more than `settings.prc_neighborhood`) gets NaN there and the
+    reason in the NOT_COMPUTABLE column, logged as a warning with the fix; never an error.
     """
     payload = read_snapshot(snapshot)
     names = sorted({extractor for extractor, _ in real_feature_files})
@@ -122,6 +153,8 @@ def score_snapshot(
     rows = []
     for (extractor, reference), path in sorted(real_feature_files.items()):
         real = load_real_features(path)
+        real_name = f"{reference}/{label}" if label else f"the real {reference} set"
+        fake_name = "the generated set (metrics.n_fake)"
         scores = score_features(
             real,
             fakes[extractor],
@@ -129,7 +162,16 @@ def score_snapshot(
             kid_preferred_subset_size=settings.kid_subset_size,
             prc_neighborhood=settings.prc_neighborhood,
             seed=settings.seed,
+            real_name=real_name,
+            fake_name=fake_name,
         )
+        diversity, diversity_reason = reference_diversity(
+            fakes[extractor],
+            real,
+            {real_name: len(real), fake_name: len(fakes[extractor])},
+            seed=settings.seed,
+        )
+        reasons = {**scores.reasons, **diversity_reason}
         progress = payload["progress"]
         rows.append(
             {
@@ -140,17 +182,40 @@ def score_snapshot(
                 "kimg": progress.get("kimg", np.nan),
                 "extractor": extractor,
                 "reference": reference,
-                **{k: v for k, v in asdict(scores).items()},
-                "diversity_ratio": diversity_ratio(fakes[extractor], real, seed=settings.seed),
+                **{k: v for k, v in asdict(scores).items() if k != "reasons"},
+                "diversity_ratio": diversity,
+                NOT_COMPUTABLE: format_reasons(reasons),
             }
         )
         log.info(
-            "%s vs real %s: FID %.3f, KID %.5f, precision %.3f, recall %.3f",
+            "%s vs real %s: FID %.3f, KID %.5f, precision %.3f, recall %.3f, diversity %.3f",
             extractor,
             reference,
             scores.fid,
             scores.kid_mean,
             scores.precision,
             scores.recall,
+            diversity,
         )
-    return pd.DataFrame(rows)[SCORE_COLUMNS]
+        for name, detail in reasons.items():
+            log.warning(
+                "%s vs real %s: %s not computable (written as NaN): %s. Fix: %s",
+                extractor,
+                reference,
+                name,
+                detail,
+                FIX,
+            )
+    table = pd.DataFrame(rows)[SCORE_COLUMNS]
+    # An integer column with gaps where KID was not computed (plain int where it always was).
+    table["kid_subset_size"] = table["kid_subset_size"].astype("Int64")
+    return table
+
+
+def summary_table(score_paths: Iterable[str | Path]) -> pd.DataFrame:
+    """results/metrics/summary.csv: every score file's rows in SUMMARY_COLUMNS, NaN scores kept
+    with their reason (NOT_COMPUTABLE), each distinct reason logged once as a warning."""
+    scores = read_scores(score_paths)
+    for line in not_computable_lines(scores):
+        log.warning("not computable (NaN in the summary): %s", line)
+    return scores[SUMMARY_COLUMNS]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import textwrap
 from collections.abc import Mapping
 from pathlib import Path
 
@@ -9,6 +10,7 @@ import numpy as np
 import pandas as pd
 from PIL import Image
 
+from cxrlib.metrics.sweep import not_computable_lines
 from cxrlib.report.figures import plt, save_figure
 
 SWEEP_COLUMNS = ("epoch", "extractor", "fid", "kid_mean", "kid_std", "diversity_ratio", "best")
@@ -95,7 +97,9 @@ def plot_sweep(
     `sweep`: one row per (snapshot epoch, extractor[, reference]) with SWEEP_COLUMNS and
     optionally `reference` (the real set compared against: one line style each) and
     `collapse_epoch` (NaN when no collapse was detected). The best snapshot (`best` true) is
-    starred on every line; a detected collapse is a red vertical line.
+    starred on every line; a detected collapse is a red vertical line. NaN scores (a reference
+    split too small for a metric) leave gaps, and the reasons from the `not_computable` column
+    are printed under the axes ("n/a: ...").
     """
     if progress != "epoch":  # score tables carry both columns; the other one is empty
         sweep = sweep.drop(columns=["epoch", "collapse_epoch"], errors="ignore")
@@ -115,6 +119,8 @@ def plot_sweep(
         extractor, reference = (str(key[0]), str(key[1]) if has_reference else "")
         color, style = colors[extractor], styles[reference]
         label = f"{extractor} vs {reference}" if has_reference else extractor
+        if not np.isfinite(rows["fid"].to_numpy(float)).any():
+            label += " (FID n/a)"
         best = rows[rows["best"].astype(bool)]
         ax_fid.plot(rows["epoch"], rows["fid"], ls=style, marker=".", color=color, label=label)
         ax_kid.plot(rows["epoch"], rows["kid_mean"], ls=style, marker=".", color=color)
@@ -145,6 +151,13 @@ def plot_sweep(
     ax_div.axhline(1.0, color="gray", lw=0.8, ls=":")
     ax_div.set_ylabel("diversity ratio\n(generated / real)")
     ax_div.set_xlabel(progress)
-    ax_fid.legend(fontsize=8)
+    if ax_fid.get_legend_handles_labels()[0]:
+        ax_fid.legend(fontsize=8)
     fig.suptitle(f"{title} snapshots: fidelity and diversity by {progress}", fontsize=10)
+    notes = not_computable_lines(sweep, metrics=("FID", "KID", "diversity ratio"))
+    if notes:
+        more = [f"... and {len(notes) - 6} more (see the sweep table)"] if len(notes) > 6 else []
+        text = "\n".join(textwrap.fill(f"n/a: {n}", 140) for n in notes[:6] + more)
+        # Below the axes: bbox "tight" grows the saved figure to hold it.
+        fig.text(0.01, 0.0, text, fontsize=6, va="top", ha="left")
     save_figure(fig, Path(out_png), synthetic=synthetic)

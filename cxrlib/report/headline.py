@@ -21,6 +21,7 @@ import pandas as pd
 
 from cxrlib.io import write_atomic
 from cxrlib.metrics.classification import INSUFFICIENT, NO_EVIDENCE
+from cxrlib.metrics.feasibility import NOT_COMPUTABLE, column_reasons
 
 _RST_SPECIAL = re.compile(r"([\\`*_|<>\[\]])")
 
@@ -93,6 +94,17 @@ def data_sentence(summary: Mapping[str, Any]) -> str:
 # -- generative models -----------------------------------------------------------------------
 
 
+# Cells of the model table -> (reference split, score column) they show.
+_MODEL_CELLS = {
+    "FID (train)": ("train", "fid"),
+    "FID (test)": ("test", "fid"),
+    "KID (train)": ("train", "kid_mean"),
+    "precision": ("train", "precision"),
+    "recall": ("train", "recall"),
+    "diversity": ("train", "diversity_ratio"),
+}
+
+
 def model_rows(
     sweeps: Iterable[pd.DataFrame], memorisation: Mapping[tuple[str, str], Mapping[str, Any]]
 ) -> pd.DataFrame:
@@ -102,19 +114,48 @@ def model_rows(
     the selection space); FID against the test images is shown beside it as the check that the
     choice does not reward memorising the training set. Near-copies come from the memorisation
     audit of the snapshot that feeds the classifier (`use_snapshot`).
+
+    Scores that could not be computed (a reference split too small) are NaN, and the row's
+    `not computable` maps each such cell ("FID (test)") to the reason from the sweep table;
+    `best by` says how the best snapshot was chosen. A run whose sweep marks no best snapshot
+    gets one row per feature space with "n/a (why)" as its best snapshot and no scores.
     """
     rows = []
     for sweep in sweeps:
-        best = sweep[sweep.best]
-        if best.empty:
-            continue
-        model, run = str(best.model.iloc[0]), str(best.run.iloc[0])
+        best = sweep[sweep.best.astype(bool)]
+        model, run = str(sweep.model.iloc[0]), str(sweep.run.iloc[0])
         progress = "epoch" if "collapse_epoch" in sweep else "kimg"
         audit = memorisation.get((model, run), {})
+        best_by = str(sweep.best_by.iloc[0]) if "best_by" in sweep else "lowest FID against train"
+        near_copies = f"{audit['n_near_copies']} of {audit['n_fake']}" if audit else "–"
+        if best.empty:
+            for extractor in sorted(sweep.extractor.astype(str).unique()):
+                rows.append(
+                    {
+                        "model": model,
+                        "run": run,
+                        "best snapshot": f"n/a ({best_by.removeprefix('none: ')})",
+                        "features": extractor,
+                        **dict.fromkeys(_MODEL_CELLS),
+                        "collapse at": "–",
+                        "near-copies": near_copies,
+                        "best by": best_by,
+                        "not computable": {},
+                    }
+                )
+            continue
         for extractor, rows_x in best.groupby("extractor", sort=True):
             by_ref = rows_x.set_index("reference")
-            train = by_ref.loc["train"] if "train" in by_ref.index else None
-            test = by_ref.loc["test"] if "test" in by_ref.index else None
+            values, reasons = {}, {}
+            for cell, (reference, column) in _MODEL_CELLS.items():
+                if reference not in by_ref.index:
+                    values[cell] = None
+                    continue
+                row = by_ref.loc[reference]
+                values[cell] = float(row[column])
+                why = column_reasons(row.get(NOT_COMPUTABLE, "")).get(column)
+                if why and not math.isfinite(values[cell]):
+                    reasons[cell] = why
             collapse = sweep.loc[sweep.extractor == extractor, f"collapse_{progress}"].dropna()
             rows.append(
                 {
@@ -122,41 +163,60 @@ def model_rows(
                     "run": run,
                     "best snapshot": str(rows_x.snapshot.iloc[0]),
                     "features": str(extractor),
-                    "FID (train)": None if train is None else float(train.fid),
-                    "FID (test)": None if test is None else float(test.fid),
-                    "KID (train)": None if train is None else float(train.kid_mean),
-                    "precision": None if train is None else float(train.precision),
-                    "recall": None if train is None else float(train.recall),
-                    "diversity": None if train is None else float(train.diversity_ratio),
+                    **values,
                     "collapse at": (
                         f"{progress} {_num(collapse.iloc[0], 0 if progress == 'epoch' else 3)}"
                         if len(collapse)
                         else "none"
                     ),
-                    "near-copies": (
-                        f"{audit['n_near_copies']} of {audit['n_fake']}" if audit else "–"
-                    ),
+                    "near-copies": near_copies,
+                    "best by": best_by,
+                    "not computable": reasons,
                 }
             )
     return pd.DataFrame(rows)
 
 
+def _cell(value: Any, digits: int, reason: str | None) -> str:
+    """A score as shown: the number, "n/a (reason)" when it could not be computed, else '–'."""
+    shown = _num(value, digits)
+    return f"n/a ({reason})" if shown == "–" and reason else shown
+
+
 def format_model_rows(rows: pd.DataFrame) -> pd.DataFrame:
-    """The table as shown: pairs merged into one cell so that it fits beside the rule graph."""
+    """The table as shown: pairs merged into one cell so that it fits beside the rule graph.
+
+    Scores that could not be computed read "n/a (reason)"; a best snapshot chosen against
+    another split than train says so ("(lowest FID against val ...)").
+    """
+    reasons = (
+        rows["not computable"] if "not computable" in rows else pd.Series([{}] * len(rows))
+    ).map(lambda r: r if isinstance(r, Mapping) else {})
+
+    def pair(a: str, b: str, digits: int) -> list[str]:
+        cells = []
+        for x, y, why in zip(rows[a], rows[b], reasons, strict=True):
+            left, right = _cell(x, digits, why.get(a)), _cell(y, digits, why.get(b))
+            cells.append(left if left == right and left.startswith("n/a") else f"{left} / {right}")
+        return cells
+
+    best_by = rows["best by"] if "best by" in rows else pd.Series([""] * len(rows))
+    snapshots = [
+        name if str(by).startswith(("lowest FID against train", "none")) or not by else
+        f"{name} ({by})"
+        for name, by in zip(rows["best snapshot"], best_by, strict=True)
+    ]  # fmt: skip
     return pd.DataFrame(
         {
             "model / run": rows.model + " / " + rows.run,
-            "best snapshot": rows["best snapshot"],
+            "best snapshot": snapshots,
             "features": rows.features,
-            "FID train / test": [
-                f"{_num(a, 1)} / {_num(b, 1)}"
-                for a, b in zip(rows["FID (train)"], rows["FID (test)"], strict=True)
+            "FID train / test": pair("FID (train)", "FID (test)", 1),
+            "precision / recall": pair("precision", "recall", 2),
+            "diversity": [
+                _cell(v, 2, why.get("diversity"))
+                for v, why in zip(rows.diversity, reasons, strict=True)
             ],
-            "precision / recall": [
-                f"{_num(a, 2)} / {_num(b, 2)}"
-                for a, b in zip(rows.precision, rows.recall, strict=True)
-            ],
-            "diversity": rows.diversity.map(lambda v: _num(v, 2)),
             "collapse at": rows["collapse at"],
             "near-copies": rows["near-copies"],
         }

@@ -36,6 +36,8 @@ def plot_nearest_distances(
 
     Densities (not counts), since the sets differ in size; the near-copy thresholds are dashed
     lines (synthetic images left of the feature line or right of the SSIM line are flagged).
+    Without a real-to-real baseline (reals of one patient) only the synthetic histograms and
+    the SSIM line are drawn.
     """
     fake, real, summary = result.samples, result.real_to_real, result.summary
     fig, axes = plt.subplots(1, 2, figsize=(9, 3.4))
@@ -44,14 +46,24 @@ def plot_nearest_distances(
         ("ssim", summary["ssim_threshold"], "best SSIM with a real image"),
     )
     for ax, (column, threshold, label) in zip(axes, panels, strict=True):
+        threshold = np.nan if threshold is None else float(threshold)
         bins = _shared_bins(fake[column], real[column], threshold)
-        ax.hist(real[column], bins=bins, density=True, alpha=0.55, label="real -> other patients")
+        real_values = real[column].to_numpy(float)
+        real_values = real_values[np.isfinite(real_values)]
+        if len(real_values):
+            ax.hist(
+                real_values, bins=bins, density=True, alpha=0.55, label="real -> other patients"
+            )
         ax.hist(fake[column], bins=bins, density=True, alpha=0.55, label="synthetic -> real")
-        ax.axvline(threshold, color="firebrick", ls="--", lw=1, label="near-copy threshold")
+        if np.isfinite(threshold):
+            ax.axvline(threshold, color="firebrick", ls="--", lw=1, label="near-copy threshold")
         ax.set_xlabel(label)
     axes[0].set_ylabel("density")
     axes[0].set_title(
-        f"threshold: {summary['feature_quantile']:.0%} quantile of real->real", fontsize=9
+        f"threshold: {summary['feature_quantile']:.0%} quantile of real->real"
+        if summary.get("feature_threshold") is not None
+        else "no threshold: real images of < 2 patients (n/a)",
+        fontsize=9,
     )
     axes[1].set_title(f"threshold: SSIM >= {summary['ssim_threshold']:.2f}", fontsize=9)
     axes[1].legend(fontsize=7)

@@ -49,9 +49,11 @@ def plot_truncation(
     *,
     n: int = 8,
     seed: int = 0,
+    which: str = "",
     synthetic: bool = False,
 ) -> None:
-    """One row per truncation psi, the same `n` seeds in every row."""
+    """One row per truncation psi, the same `n` seeds in every row; `which` says in the title
+    how the snapshot was chosen (e.g. "best")."""
     generator = load_generator(snapshot)
     rows = []
     for psi in psis:
@@ -68,5 +70,6 @@ def plot_truncation(
             if c == 0:
                 ax.set_ylabel(f"psi {psi:g}", fontsize=9)
     progress = read_snapshot(snapshot)["progress"]
-    fig.suptitle(f"truncation sweep, snapshot {Path(snapshot).stem} ({progress})", fontsize=10)
+    chosen = f"{which} snapshot" if which else "snapshot"
+    fig.suptitle(f"truncation sweep, {chosen} {Path(snapshot).stem} ({progress})", fontsize=10)
     save_figure(fig, Path(out_png), synthetic=synthetic)
