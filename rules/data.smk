@@ -26,7 +26,10 @@ rule make_phantom:
 
 rule prepare_data:
     input:
-        root=get_data_root(),
+        # the phantom folder when generated; a data.root of one's own is read through params
+        # (Snakemake takes braces in an input path for wildcards; the tree parameter below
+        # reruns the job when any file in it changes)
+        unpack(get_data_root_input),
     output:
         manifest="results/data/manifest.csv",
         rejected=report(
@@ -63,6 +66,7 @@ rule prepare_data:
     resources:
         **get_resources("prepare_data"),
     params:
+        root=lambda wildcards: get_data_root(),  # a function's value is not formatted
         data=config["data"],
         preprocess=config["preprocess"],
         tree=get_data_tree_signature(),

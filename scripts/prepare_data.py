@@ -10,7 +10,7 @@ from cxrlib.provenance import write_provenance
 with job_logging(snakemake.log[0]):
     out = snakemake.output
     prepare_dataset(
-        Path(snakemake.input.root),
+        Path(snakemake.params.root),
         PrepareOutputs(
             manifest=Path(out.manifest),
             rejected=Path(out.rejected),

@@ -184,7 +184,7 @@ def _overlay(workdir: Path, root: Path, **data: object) -> Path:
 
 
 def test_workflow_on_a_real_looking_tree(workflow_copy: Path, tmp_path: Path) -> None:
-    places = build_archive(tmp_path)
+    places = build_archive(tmp_path / "cxr{v2}")  # braces: no wildcard to Snakemake
     target = "results/data/manifest.csv"
 
     # data.root one level too high: refused at DAG build (a dry run already), right folder named
@@ -235,3 +235,35 @@ def test_workflow_on_a_real_looking_tree(workflow_copy: Path, tmp_path: Path) ->
     dicoms = kept[kept["path"].str.endswith(".dcm")]
     assert len(dicoms) == 2 and dicoms["reason"].str.contains("pip install pylibjpeg").all()
     assert not (workflow_copy / "results/data/rejected.csv").exists()  # snakemake removed it
+
+
+def test_odd_names_and_entries_do_not_stop_the_stage(tmp_path: Path) -> None:
+    """A non-UTF-8 name (old archives), a pipe, a DICOM with text in RescaleSlope: each one
+    is a rejected row; the stage still finishes and writes every table."""
+    places = build_archive(tmp_path)
+    normal = places["root"] / "train" / "NORMAL"
+    (normal / "again").unlink()
+    good = jpeg_bytes(textured(77))
+    with open(os.fsencode(normal) + b"/IM-0077-0001-caf\xe9.jpeg", "wb") as fh:
+        fh.write(good)
+    os.mkfifo(normal / "IM-0078-0001.jpeg")
+    dicom = write_dicom(normal / "IM-0079-0001.dcm", textured(79).astype(np.uint16) * 16)
+    import pydicom
+
+    ds = pydicom.dcmread(dicom)
+    ds.RescaleSlope = "9.99"
+    ds.RescaleIntercept = "0"
+    ds.save_as(dicom)
+    dicom.write_bytes(dicom.read_bytes().replace(b"9.99", b"1,50"))
+    out = tmp_path / "out"
+    prepare_dataset(
+        places["root"],
+        PrepareOutputs.under(out),
+        DataSettings(val_source="given", min_train_images_per_class=2),
+        PRE,
+    )
+    rejected = pd.read_csv(out / "rejected.csv").set_index("path")
+    reasons = {Path(p).name: r for p, r in rejected["reason"].items()}
+    assert "UTF-8" in reasons["IM-0077-0001-caf\\xe9.jpeg"]
+    assert "not a regular file" in reasons["IM-0078-0001.jpeg"]
+    assert "RescaleSlope" in reasons["IM-0079-0001.dcm"]

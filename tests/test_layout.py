@@ -1,11 +1,12 @@
 """Finding files in the {split}/{class}/ layout, and the errors for unusable folders."""
 
+import os
 import shutil
 from pathlib import Path
 
 import pytest
 
-from cxrlib.data.layout import DataError, find_files
+from cxrlib.data.layout import DataError, find_files, printable_path
 
 
 def _touch(path: Path, data: bytes = b"x") -> None:
@@ -138,7 +139,7 @@ def test_loops_second_links_and_broken_links_are_listed_with_their_reason(tmp_pa
     problems = {"/".join(f.path.parts[-3:]): f.problem for f in layout.files if f.problem}
     assert "link loop" in problems["train/NORMAL/again"]
     assert "link loop" in problems["test/NORMAL/everything"]
-    assert "already read as" in problems["train/PNEUMONIA/copy"]
+    assert "holds itself" in problems["train/PNEUMONIA/copy"]
     assert str(root / "test" / "PNEUMONIA") in problems["train/PNEUMONIA/copy"]
     assert "broken link" in problems["test/NORMAL/gone.jpeg"]
     assert "broken link" in problems["val/NORMAL/gone"]
@@ -185,3 +186,61 @@ def test_hint_skips_hidden_and_system_copies_and_names_every_candidate(tmp_path:
     message = str(info.value)
     assert f"{tmp_path / 'v1' / 'chest_xray'}; {tmp_path / 'v2' / 'chest_xray'}" in message
     assert "2 folders" in message and "Trash" not in message and "RECYCLE" not in message
+
+
+def test_links_to_folders_the_root_holds_never_replace_them(tmp_path: Path) -> None:
+    """A link that sorts before the real folder must not take its place (nor its images)."""
+    root = tmp_path / "root"
+    _kaggle(root)
+    (root / "all_train").symlink_to("train")  # sorts before train/
+    (root / "test" / "NORMAL" / "see_also").symlink_to(root / "train" / "NORMAL")
+    layout = find_files(root)
+    placed = {"/".join(f.path.parts[-3:]) for f in layout.files if f.problem is None}
+    assert "train/NORMAL/train-NORMAL.jpeg" in placed
+    assert "train/PNEUMONIA/train-PNEUMONIA.jpeg" in placed
+    problems = {f.path.name: f.problem for f in layout.files if f.problem}
+    assert "holds itself" in problems["all_train"] and "holds itself" in problems["see_also"]
+
+
+def test_two_links_to_one_outside_folder_count_it_once(tmp_path: Path) -> None:
+    root = tmp_path / "root"
+    _kaggle(root)
+    _touch(tmp_path / "extra" / "x.jpeg")
+    (root / "train" / "NORMAL" / "a").symlink_to(tmp_path / "extra")
+    (root / "train" / "NORMAL" / "b").symlink_to(tmp_path / "extra")
+    problems = {f.path.name: f.problem for f in find_files(root).files if f.problem}
+    assert "already read as" in problems["b"] and "x.jpeg" in problems
+
+
+def test_odd_entries_are_listed_not_opened(tmp_path: Path) -> None:
+    """Pipes and devices would block a read; link cycles and non-UTF-8 names have reasons."""
+    root = tmp_path / "root"
+    _kaggle(root)
+    normal = root / "train" / "NORMAL"
+    os.mkfifo(normal / "pipe.jpeg")
+    (normal / "zero.dcm").symlink_to("/dev/zero")
+    (normal / "a.jpeg").symlink_to("b.jpeg")
+    (normal / "b.jpeg").symlink_to("a.jpeg")
+    os.close(os.open(os.fsencode(normal) + b"/caf\xe9.jpeg", os.O_CREAT | os.O_WRONLY))
+    problems = {f.path.name: f.problem for f in find_files(root).files if f.problem}
+    assert "not a regular file" in problems["pipe.jpeg"]
+    assert "not a regular file" in problems["zero.dcm"]
+    assert "link loop" in problems["a.jpeg"] and "link loop" in problems["b.jpeg"]
+    (bad,) = [name for name in problems if not name.isascii()]
+    assert "UTF-8" in problems[bad] and printable_path(normal / bad).endswith("caf\\xe9.jpeg")
+
+
+def test_unreadable_split_folder_is_a_data_error(tmp_path: Path) -> None:
+    root = tmp_path / "root"
+    _kaggle(root)
+    real_iterdir = Path.iterdir
+
+    def denied(self):  # root ignores chmod, so the refusal is simulated at the call
+        if self == root / "test":
+            raise PermissionError(13, "Permission denied")
+        return real_iterdir(self)
+
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(Path, "iterdir", denied)
+        with pytest.raises(DataError, match=r"cannot read .*test.*Permission denied.*chmod"):
+            find_files(root)

@@ -9,6 +9,7 @@ whole data set unusable (missing root, missing split, a class missing from a spl
 
 from __future__ import annotations
 
+import errno
 import hashlib
 import os
 from dataclasses import dataclass
@@ -111,10 +112,13 @@ class _Walked:
 def _walk(root: Path, follow_links: str) -> list[_Walked]:
     """Every file reachable from `root`, in sorted order, following linked folders.
 
-    Each real folder is entered once: a link back to one of its own ancestors is a loop, a
-    second link to a folder already walked would count its images twice; both are listed with
-    the reason instead of being entered. Broken links are listed too, and with
-    ``follow_links="inside"`` so are links whose target lies outside `root`.
+    Each real folder is entered once, and by its own path when `root` holds it: a link to a
+    folder inside `root` (``all_train -> train``, ``test/NORMAL -> ../train/NORMAL``) would read
+    its images twice, or under the wrong split or class, so the link is listed and the folder
+    read where it is. A link back to one of its own ancestors is a loop; a second link to a
+    folder outside `root` already walked counts as a duplicate; broken links, names that are not
+    UTF-8, and pipes or devices are listed too, and with ``follow_links="inside"`` so are links
+    whose target lies outside `root`.
     """
     if follow_links not in FOLLOW_LINKS:
         raise DataError(
@@ -123,6 +127,8 @@ def _walk(root: Path, follow_links: str) -> list[_Walked]:
     real_root = os.path.realpath(root)
     entered: dict[str, Path] = {}
     found: list[_Walked] = []
+    # Folders `root` holds itself (reached without following a link), by real path.
+    owned = {os.path.realpath(d): Path(d) for d, _, _ in os.walk(root)}
 
     def inside_root(real: str) -> bool:
         return real == real_root or real.startswith(real_root.rstrip(os.sep) + os.sep)
@@ -140,8 +146,15 @@ def _walk(root: Path, follow_links: str) -> list[_Walked]:
             if entry.name in WORKFLOW_MARKERS:
                 continue
             problem = None
-            if entry.is_symlink():
+            if not _is_utf8(entry.name):
+                problem = (
+                    "the name is not valid UTF-8 (an archive from another system?); rename it, "
+                    "e.g. with convmv -f latin1 -t utf8"
+                )
+            elif entry.is_symlink():
                 problem = _link_problem(path, follow_links, inside_root(os.path.realpath(path)))
+            if problem is None and not entry.is_dir() and not entry.is_file():
+                problem = "not a regular file (a named pipe, device or socket); remove it"
             if problem is not None:
                 found.append(_Walked(path, (*rel, entry.name), problem))
                 continue
@@ -149,7 +162,20 @@ def _walk(root: Path, follow_links: str) -> list[_Walked]:
                 found.append(_Walked(path, rel))
                 continue
             target = os.path.realpath(path)
-            if real == target or real.startswith(target.rstrip(os.sep) + os.sep):
+            if (
+                entry.is_symlink()
+                and target in owned
+                and not (real == target or real.startswith(target.rstrip(os.sep) + os.sep))
+            ):
+                found.append(
+                    _Walked(
+                        path,
+                        (*rel, entry.name),
+                        f"link to {owned[target]}, which data.root holds itself: its images "
+                        "are read there, once; remove the link",
+                    )
+                )
+            elif real == target or real.startswith(target.rstrip(os.sep) + os.sep):
                 found.append(
                     _Walked(
                         path,
@@ -193,8 +219,27 @@ def tree_signature(root: Path, follow_links: str = "anywhere") -> str:
     return digest.hexdigest()[:16]
 
 
+def _is_utf8(name: str) -> bool:
+    """False for names holding bytes that are not UTF-8 (Python keeps them as surrogates)."""
+    try:
+        name.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
+
+
+def printable_path(path: Path | str) -> str:
+    """`path` as text any CSV can hold: undecodable name bytes written as \\xNN escapes."""
+    return os.fsencode(path).decode("utf-8", "backslashreplace")
+
+
 def _link_problem(path: Path, follow_links: str, inside: bool) -> str | None:
     """Why the symbolic link `path` is not followed, or None when it is."""
+    try:
+        os.stat(path)
+    except OSError as exc:
+        if exc.errno == errno.ELOOP:
+            return "link loop: the links point at each other (or at themselves); remove them"
     if not path.exists():
         return (
             f"broken link: its target {os.readlink(path)} does not exist; fix the link or "
@@ -230,6 +275,16 @@ def check_root(root: Path) -> None:
         )
 
 
+def _subfolders(folder: Path) -> list[Path]:
+    try:
+        return sorted(folder.iterdir())
+    except OSError as exc:
+        raise DataError(
+            f"cannot read {folder} ({exc.strerror or exc}); make it readable for this user "
+            f"(chmod -R u+rX {folder}) or copy the data somewhere readable"
+        ) from None
+
+
 def find_files(root: Path, follow_links: str = "anywhere") -> Layout:
     """Walk `root` and place every file in the split/class layout.
 
@@ -248,7 +303,7 @@ def find_files(root: Path, follow_links: str = "anywhere") -> Layout:
         if (root / s).is_dir()
     )
     labels = tuple(
-        sorted(p.name for p in (root / "train").iterdir() if p.is_dir() and not _is_hidden(p.name))
+        sorted(p.name for p in _subfolders(root / "train") if p.is_dir() and not _is_hidden(p.name))
     )
     if not labels:
         raise DataError(
@@ -257,7 +312,7 @@ def find_files(root: Path, follow_links: str = "anywhere") -> Layout:
         )
     for split in splits:
         present = {
-            p.name for p in (root / split).iterdir() if p.is_dir() and not _is_hidden(p.name)
+            p.name for p in _subfolders(root / split) if p.is_dir() and not _is_hidden(p.name)
         }
         if split != "val" and set(labels) - present:
             absent = ", ".join(sorted(set(labels) - present))

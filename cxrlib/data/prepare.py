@@ -28,7 +28,7 @@ import numpy as np
 import pandas as pd
 from PIL import Image
 
-from cxrlib.data.layout import DataError, FoundFile, Layout, find_files
+from cxrlib.data.layout import DataError, FoundFile, Layout, find_files, printable_path
 from cxrlib.data.patients import DEFAULT_PATIENT_ID_PATTERNS, PatientIdParser
 from cxrlib.data.preprocess import PreprocessSettings, preprocess_pixels
 from cxrlib.data.readers import ImageRejected, pixel_sha256, read_image
@@ -226,7 +226,11 @@ def _unique_png_name(stem: str, taken: set[str]) -> str:
 
 
 def _write_rejected(rejected: pd.DataFrame, outputs: PrepareOutputs) -> None:
-    """Log and write the rejected list (sorted by path) to rejected.csv and its log copy."""
+    """Log and write the rejected list (sorted by path) to rejected.csv and its log copy.
+
+    Paths whose names are not UTF-8 are written with \\xNN escapes, so the CSV can hold them.
+    """
+    rejected = rejected.assign(path=rejected["path"].map(printable_path))
     rejected = rejected.sort_values("path", kind="stable")
     for row in rejected.itertuples():
         log.info("rejected %s: %s", row.path, row.reason)

@@ -10,6 +10,7 @@ data-set audit can list every bad file with its fix instead of stopping at the f
 
 import hashlib
 import io
+import stat
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
@@ -145,6 +146,22 @@ def read_image(
     """
     path = Path(path)
     try:
+        return _read_image(path, min_side_px, draft_min_side)
+    except ImageRejected:
+        raise
+    except Exception as exc:  # a decoder failing in a way no check above foresaw
+        raise ImageRejected(
+            f"the file could not be decoded ({_describe(exc)}); re-export it as PNG"
+        ) from exc
+
+
+def _read_image(path: Path, min_side_px: int, draft_min_side: int | None) -> DecodedImage:
+    try:
+        if not stat.S_ISREG(path.stat().st_mode):  # a pipe or device would block the read
+            raise ImageRejected(
+                "not a regular file (a named pipe, device or socket); remove it from the "
+                "image folder"
+            )
         fh = path.open("rb")
     except OSError as exc:
         raise ImageRejected(
@@ -441,7 +458,15 @@ def _read_dicom(fh: BinaryIO, *, forced: bool, min_side_px: int) -> DecodedImage
         )
     photometric = _check_dicom_header(ds, min_side_px)
     raw = _dicom_pixel_array(ds)
-    pixels = _display_pixels(raw, ds, invert=photometric == "MONOCHROME1")
+    try:
+        pixels = _display_pixels(raw, ds, invert=photometric == "MONOCHROME1")
+    except ImageRejected:
+        raise
+    except Exception as exc:  # e.g. RescaleSlope "1,50" or empty: pydicom's LUT fails on text
+        raise ImageRejected(
+            "unusable DICOM display tags (RescaleSlope/RescaleIntercept/window values must be "
+            f"numbers); fix them or re-export the file ({_describe(exc)})"
+        ) from exc
     return _decoded(pixels, mode=photometric, fmt="DICOM")
 
 

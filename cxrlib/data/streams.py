@@ -11,8 +11,9 @@ band and would enter training. These checks walk the file's own structure instea
 - PNG (ISO/IEC 15948, section 5): chunks by their lengths, each with its CRC-32, until IEND.
 
 A stream that ends before its end marker, or whose chunks fail their checksums, is refused.
-Bytes after a complete image (a second image in an MPO file, an appended ZIP, padding written
-by some exporters) do not change the pixels: they are counted and reported, not refused.
+Bytes after a complete image (a second JPEG simply appended, an appended ZIP, padding written
+by some exporters) do not change the pixels: they are counted and reported, not refused. (A
+real multi-picture MPO file is refused earlier, as multi-frame.)
 """
 
 from __future__ import annotations
@@ -83,8 +84,9 @@ def jpeg_trailing_bytes(data: bytes) -> int:
 def png_trailing_bytes(data: bytes | memoryview) -> int:
     """Bytes after the PNG's IEND chunk; raises `StreamError` if a chunk is cut or corrupt.
 
-    Every chunk's CRC-32 is checked (over its type and data, as the PNG standard defines it):
-    pixel data padded with zeros fails its checksum even when the file keeps its full size.
+    Every critical chunk's CRC-32 is checked (over its type and data, as the PNG standard
+    defines it): pixel data padded with zeros fails its checksum even when the file keeps its
+    full size. A damaged ancillary chunk (tEXt, tIME, private) is skipped, as libpng does.
     """
     view = memoryview(data)
     size = len(view)
@@ -104,6 +106,11 @@ def png_trailing_bytes(data: bytes | memoryview) -> int:
         if zlib.crc32(view[pos + 4 : end - 4]) != crc:
             if crc == 0 and not any(view[max(pos + 8, end - 64) : end]):
                 raise _cut_short("PNG", f"chunk {name} ends in zero bytes, not its checksum")
+            if chunk_type.isalpha() and chunk_type[0] & 0x20:
+                # Ancillary chunk (lower-case first letter: text, time, private data): libpng
+                # and browsers ignore its damage, and so do we; the pixels are elsewhere.
+                pos = end
+                continue
             raise StreamError(
                 f"corrupt PNG data (chunk {name} fails its checksum); re-download or re-export "
                 "the file"
