@@ -40,6 +40,13 @@ def get_data_root():
     return str(root)
 
 
+def get_data_root_input(wildcards):
+    """prepare_data's input: the phantom folder (a workflow output), or nothing for a
+    data.root of one's own (checked here, read through params)."""
+    root = get_data_root()
+    return {"root": root} if config["data"]["source"] == "phantom" else {}
+
+
 @lru_cache(maxsize=None)
 def get_data_tree_signature():
     """Hash of every file reachable from data.root (path, size, mtime): a parameter of
