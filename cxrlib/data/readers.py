@@ -10,6 +10,7 @@ data-set audit can list every bad file with its fix instead of stopping at the f
 
 import hashlib
 import io
+import re
 import stat
 import warnings
 from dataclasses import dataclass
@@ -18,6 +19,7 @@ from typing import BinaryIO
 
 import numpy as np
 import pydicom
+import simplejpeg
 from PIL import ExifTags, Image, ImageOps
 from pydicom.dataset import Dataset, FileMetaDataset
 from pydicom.multival import MultiValue
@@ -320,6 +322,21 @@ def _decode_with_pil(
     _check_size(*im.size, min_side_px)
     mode = im.mode
     full_size = im.size
+    if fmt == "JPEG" and mode in ("L", "RGB"):
+        if stream_problem is not None:
+            raise ImageRejected(stream_problem)
+        pixels, scale = _decode_jpeg_strict(data, mode, full_size, draft_min_side)
+        pixels = _orient(pixels, im)
+        rotated = pixels.shape[1] != round(full_size[0] * scale)
+        width, height = full_size[::-1] if rotated else full_size
+        return _decoded(
+            pixels,
+            mode=mode,
+            fmt=fmt,
+            scale=scale,
+            full_size=(width, height),
+            trailing_bytes=trailing,
+        )
     if fmt == "JPEG" and draft_min_side and mode in ("L", "RGB"):
         # Decode straight to grayscale at a reduced DCT scale: libjpeg skips most of the IDCT.
         im.draft("L", (draft_min_side, draft_min_side))
@@ -348,6 +365,88 @@ def _decode_with_pil(
         full_size=(width, height),
         trailing_bytes=trailing,
     )
+
+
+# libjpeg's warnings (simplejpeg raises them as ValueError with strict=True) that mean pixels
+# are missing or invented; others (e.g. an unknown JFIF revision) are harmless.
+_DAMAGE_WARNINGS = ("premature end", "bad huffman", "huffman code", "extraneous bytes")
+_HARMLESS_EXTRANEOUS_BYTES = 16  # some encoders leave a few stray bytes before a marker
+
+
+def _decode_jpeg_strict(
+    data: bytes, mode: str, full_size: tuple[int, int], draft_min_side: int | None
+) -> tuple[np.ndarray, float]:
+    """Decode an 8-bit grayscale or YCbCr JPEG with libjpeg-turbo (simplejpeg), warnings on.
+
+    Returns (pixels (H, W) uint8, scale). PIL decodes with the same libjpeg-turbo but drops
+    its warnings, so a scan cut short (even with an end marker appended by a "repair" tool)
+    or garbage mid-stream decodes as grey rows or wrong blocks; here those warnings reject the
+    file. The DCT scale is PIL's draft rule (the largest of 1/8, 1/4, 1/2 that keeps both sides
+    >= `draft_min_side`), so pixels are identical to PIL's draft decode (tests check it); with
+    no draft, RGB files go through PIL's RGB->L conversion, as before.
+    """
+    width, height = full_size
+    factor = 1
+    if draft_min_side:
+        factor = next(
+            (
+                f
+                for f in (8, 4, 2)
+                if width // f >= draft_min_side and height // f >= draft_min_side
+            ),
+            1,
+        )
+    gray = mode == "L" or draft_min_side is not None
+    options = {
+        "colorspace": "GRAY" if gray else "RGB",
+        "min_height": -(-height // factor),
+        "min_width": -(-width // factor),
+    }
+    try:
+        out = simplejpeg.decode_jpeg(data, strict=True, **options)
+    except ValueError as exc:
+        message = str(exc)
+        damage = next((w for w in _DAMAGE_WARNINGS if w in message.lower()), None)
+        extraneous = re.search(r"(\d+) extraneous bytes", message)
+        if damage is not None and not (
+            extraneous and int(extraneous.group(1)) <= _HARMLESS_EXTRANEOUS_BYTES
+        ):
+            raise ImageRejected(
+                "damaged JPEG data: the decoder had to invent pixels (truncated, padded or "
+                f"corrupted file); re-download or re-export it (libjpeg: {message})"
+            ) from exc
+        try:
+            out = simplejpeg.decode_jpeg(data, strict=False, **options)
+        except ValueError as again:
+            raise ImageRejected(
+                f"corrupt JPEG data; re-download or re-export the file ({_describe(again)})"
+            ) from again
+    pixels = out[..., 0] if gray else np.asarray(Image.fromarray(out, "RGB").convert("L"))
+    return np.ascontiguousarray(pixels), pixels.shape[1] / width
+
+
+# EXIF Orientation -> the PIL transpose that displays the image upright (as exif_transpose).
+_ORIENTATION_TRANSPOSE = {
+    2: Image.Transpose.FLIP_LEFT_RIGHT,
+    3: Image.Transpose.ROTATE_180,
+    4: Image.Transpose.FLIP_TOP_BOTTOM,
+    5: Image.Transpose.TRANSPOSE,
+    6: Image.Transpose.ROTATE_270,
+    7: Image.Transpose.TRANSVERSE,
+    8: Image.Transpose.ROTATE_90,
+}
+
+
+def _orient(pixels: np.ndarray, im: Image.Image) -> np.ndarray:
+    """Apply the EXIF orientation of the opened file `im` to decoded `pixels`."""
+    try:
+        orientation = im.getexif().get(_EXIF_ORIENTATION, 1)
+    except Exception:
+        return pixels  # a broken EXIF block says nothing about the pixels
+    op = _ORIENTATION_TRANSPOSE.get(orientation)
+    if op is None:
+        return pixels
+    return np.asarray(Image.fromarray(pixels).transpose(op))
 
 
 def _pil_open(fh: BinaryIO, fmt: str) -> Image.Image:
