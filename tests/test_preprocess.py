@@ -77,6 +77,23 @@ def test_preprocess_pixels_returns_both_histograms() -> None:
     assert prepared.hist_before.sum() == 120 * 90
 
 
+@pytest.mark.parametrize("normalisation", ["equalize", "none"])
+@pytest.mark.parametrize("shape", [(517, 389), (64, 64), (3, 700)])
+def test_one_image_fast_path_equals_the_stepwise_preparation(normalisation, shape) -> None:
+    # preprocess_pixels keeps 8-bit images in one PIL image; the result must be exactly the
+    # stepwise normalise_intensity + resize_bilinear (+ numpy histograms) of the other inputs.
+    rng = np.random.default_rng(shape[0])
+    pixels = (rng.normal(90, 25, shape).clip(0, 255)).astype(np.uint8)
+    settings = PreprocessSettings(size=48, normalisation=normalisation)
+    prepared = preprocess_pixels(pixels, settings)
+    normalised, hist_before = normalise_intensity(pixels, settings)
+    image = resize_bilinear(normalised, settings.size)
+    np.testing.assert_array_equal(prepared.image, image)
+    np.testing.assert_array_equal(prepared.hist_before, hist_before)
+    np.testing.assert_array_equal(prepared.hist_after, np.bincount(image.ravel(), minlength=256))
+    np.testing.assert_array_equal(hist_before, np.bincount(pixels.ravel(), minlength=256))
+
+
 @pytest.mark.parametrize("kwargs", [{"normalisation": "histeq"}, {"size": 4}])
 def test_bad_settings_are_rejected(kwargs) -> None:
     with pytest.raises(ValueError, match="preprocess"):

