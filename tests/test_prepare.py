@@ -221,3 +221,26 @@ def test_png_writer_round_trips_exactly(shape: tuple[int, int]) -> None:
         np.testing.assert_array_equal(np.asarray(im), array)
     with pytest.raises(ValueError, match="2-D uint8"):
         png_gray8(array.astype(np.uint16))
+
+
+def test_most_frequent_reasons_count_variants_of_one_fault_together() -> None:
+    from cxrlib.data.prepare import _common_reasons
+
+    rejected = pd.DataFrame(
+        {
+            "path": [f"f{i}" for i in range(6)],
+            "reason": [
+                "cannot read image: image file is truncated (12 bytes not processed)",
+                "cannot read image: image file is truncated (40 bytes not processed)",
+                "cannot read image: image file is truncated (7 bytes not processed)",
+                "not an image file",
+                "not an image file",
+                "empty file (0 bytes)",
+            ],
+        }
+    )
+    text = _common_reasons(rejected)
+    assert text.startswith(
+        "Most frequent reasons: 3 x 'cannot read image: image file is truncated "
+        "(N bytes not processed)'; 2 x 'not an image file'; 1 x 'empty file (0 bytes)'"
+    )

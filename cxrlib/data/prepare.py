@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import logging
 import os
+import re
 import shutil
 import time
 import zlib
@@ -275,13 +276,23 @@ def _where_rejected(outputs: PrepareOutputs) -> str:
     return f"The files not used and why: {where}."
 
 
+_DIGITS = re.compile(r"\d+")
+
+
 def _common_reasons(rejected: pd.DataFrame, top: int = 3) -> str:
     """The most frequent rejection reasons with their counts, as one sentence (or "")."""
     if rejected.empty:
         return ""
-    counts = rejected["reason"].value_counts().head(top)
-    listed = "; ".join(f"{n} x '{reason}'" for reason, n in counts.items())
-    return f"Most frequent reasons: {listed}. "
+    # Reasons that differ only in numbers ("(12 bytes not processed)", "(40 bytes ...)") are
+    # one kind of fault: counted together, shown with N where they differ.
+    reasons = rejected["reason"].astype(str)
+    kinds = reasons.map(lambda reason: _DIGITS.sub("N", reason))
+    counts = kinds.value_counts().head(top)
+    shown = []
+    for kind, n in counts.items():
+        variants = reasons[kinds == kind].unique()
+        shown.append(f"{n} x '{variants[0] if len(variants) == 1 else kind}'")
+    return f"Most frequent reasons: {'; '.join(shown)}. "
 
 
 def _check_counts(images: pd.DataFrame, labels: Sequence[str], data: DataSettings) -> None:
