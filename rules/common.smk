@@ -34,7 +34,8 @@ def get_data_root():
     from cxrlib.data.layout import DataError, check_root
 
     try:
-        check_root(root)  # train/ and test/ there, or the folder below that has them
+        # train/ and test/ there (or the folder below that has them), and the GANs' class
+        check_root(root, config["data"]["synthetic_class"])
     except DataError as exc:
         raise WorkflowError(str(exc)) from None
     return str(root)

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from cxrlib.data.layout import DataError, find_files, printable_path
+from cxrlib.data.layout import DataError, check_root, find_files, printable_path
 
 
 def _touch(path: Path, data: bytes = b"x") -> None:
@@ -244,3 +244,23 @@ def test_unreadable_split_folder_is_a_data_error(tmp_path: Path) -> None:
         mp.setattr(Path, "iterdir", denied)
         with pytest.raises(DataError, match=r"cannot read .*test.*Permission denied.*chmod"):
             find_files(root)
+
+
+@pytest.mark.parametrize(
+    ("folders", "expected"),
+    [
+        (("normal", "pneumonia"), "rename .*train/normal .* or set data.synthetic_class: normal"),
+        (("healthy", "sick"), "its classes: healthy, sick.*set data.synthetic_class to"),
+    ],
+)
+def test_synthetic_class_without_a_train_folder_is_named_at_dag_build(
+    tmp_path: Path, folders: tuple[str, str], expected: str
+) -> None:
+    for split in ("train", "test"):
+        for name in folders:
+            (tmp_path / split / name).mkdir(parents=True)
+    (tmp_path / "train" / ".cache").mkdir()  # hidden folders are never classes
+    check_root(tmp_path)  # the split layout alone is fine
+    with pytest.raises(DataError, match=expected):
+        check_root(tmp_path, "NORMAL")
+    check_root(tmp_path, folders[0])

@@ -253,11 +253,13 @@ def _link_problem(path: Path, follow_links: str, inside: bool) -> str | None:
     return None
 
 
-def check_root(root: Path) -> None:
+def check_root(root: Path, synthetic_class: str | None = None) -> None:
     """Raise `DataError` unless `root` is a folder holding train/ and test/.
 
     Cheap (a few stat calls when all is well), so the DAG build runs it before any job; when
-    the splits are missing, the message names the folder(s) below `root` that have them.
+    the splits are missing, the message names the folder(s) below `root` that have them. With
+    `synthetic_class` (data.synthetic_class), train/ must also hold a folder of that name
+    (class names are case-sensitive: `train/normal` is not NORMAL).
     """
     root = Path(root)
     if not root.is_dir():
@@ -272,6 +274,22 @@ def check_root(root: Path) -> None:
             f"data.root {root} has no {' or '.join(m + '/' for m in missing)} folder; expected "
             "train/<class>/, test/<class>/ and optionally val/<class>/."
             + _hint_for_nested_root(root)
+        )
+    if synthetic_class is not None and not (root / "train" / synthetic_class).is_dir():
+        classes = sorted(
+            p.name for p in _subfolders(root / "train") if p.is_dir() and not _is_hidden(p.name)
+        )
+        same = [c for c in classes if c.casefold() == synthetic_class.casefold()]
+        fix = (
+            f"rename {root / 'train' / same[0]} (and the same folder in the other splits) to "
+            f"{synthetic_class}, or set data.synthetic_class: {same[0]}"
+            if same
+            else "set data.synthetic_class to the class the GANs should learn"
+        )
+        raise DataError(
+            f"data.synthetic_class {synthetic_class!r} has no folder in {root / 'train'} "
+            f"(its classes: {', '.join(classes) or 'none'}); class names are case-sensitive: "
+            f"{fix}."
         )
 
 
