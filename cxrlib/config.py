@@ -52,4 +52,5 @@ def phantom_spec(section: Mapping[str, Any]) -> PhantomSpec:
         seed=int(section["seed"]),
         max_images_per_patient=int(section["max_images_per_patient"]),
         rgb_fraction=float(section["rgb_fraction"]),
+        test_shift=float(section.get("test_shift", 0.0)),
     )

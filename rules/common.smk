@@ -134,8 +134,12 @@ def get_final_output():
 
 
 def get_headline_inputs(wildcards):
-    """The tables the front page summarises (see cxrlib/report/headline.py)."""
-    return get_run_tables()
+    """The tables the front page summarises (see cxrlib/report/headline.py), with the
+    real-to-real floors where some GAN run is scored."""
+    inputs = get_run_tables()
+    if get_floor_resolutions():
+        inputs["real_reference"] = REAL_REFERENCE
+    return inputs
 
 
 def get_run_tables():
@@ -220,6 +224,8 @@ def get_study_outputs():
     targets += runs["sweeps"] + runs["memorisation"]
     if runs["sweeps"]:
         targets.append("results/metrics/summary.csv")
+    if get_floor_resolutions():
+        targets += [REAL_REFERENCE, REAL_DISTANCES]
     targets.append("results/classifier/comparison.csv")
     return targets
 
@@ -368,6 +374,82 @@ def get_dcgan_score_inputs(wildcards):
 
 def get_stylegan_score_inputs(wildcards):
     return get_score_inputs(wildcards, "stylegan2ada")
+
+
+# ---------------------------------------------------------------- real-to-real floors
+
+REAL_REFERENCE = "results/metrics/real_reference.csv"
+REAL_DISTANCES = "results/data/qc/real_distances.png"
+# The splits the floors compare (cxrlib.metrics.reference.COMPARISONS), whatever
+# metrics.references lists: the same real_features rule declares the extra files.
+FLOOR_SPLITS = ["train", "val", "test"]
+
+
+def get_floor_resolutions():
+    """Image sides (px) of the enabled GAN runs: the resolutions generated images are
+    scored at, so the ones their floors are needed at. Empty without any GAN run."""
+    return sorted(
+        {
+            get_resolution(model, run)
+            for model in STAGED_MODELS
+            if model_enabled(model)
+            for run in get_model_runs(model)
+        }
+    )
+
+
+def get_floor_features():
+    """(extractor, resolution, split) of every real_features file the floors read."""
+    return [
+        (extractor, res, split)
+        for extractor in config["metrics"]["extractors"]
+        for res in get_floor_resolutions()
+        for split in FLOOR_SPLITS
+    ]
+
+
+def get_real_reference_inputs(wildcards):
+    """The manifest (feature rows -> patients, for the half-vs-half split) and every
+    real_features file of get_floor_features, named {extractor}_{split}_{res}."""
+    inputs = {"manifest": "results/data/manifest.csv"}
+    for extractor, res, split in get_floor_features():
+        inputs[f"{extractor}_{split}_{res}"] = real_features_path(extractor, split, res)
+    return inputs
+
+
+def get_reference_settings():
+    """The metrics keys the floors use: the scores' KID, precision/recall and seed
+    settings (so floors and scores are computed alike) and the shift flag's factor."""
+    keys = (
+        "kid_subsets",
+        "kid_subset_size",
+        "prc_neighborhood",
+        "seed",
+        "shift_factor",
+    )
+    return {key: config["metrics"][key] for key in keys}
+
+
+def get_run_resolution(wildcards, model):
+    return get_resolution(model, wildcards.run)
+
+
+def get_dcgan_resolution(wildcards):
+    return get_run_resolution(wildcards, "dcgan")
+
+
+def get_stylegan_resolution(wildcards):
+    return get_run_resolution(wildcards, "stylegan2ada")
+
+
+def get_run_resolutions():
+    """{"model/run": image side in px} of every enabled run, for the summary's floors."""
+    return {
+        f"{model}/{run}": get_resolution(model, run)
+        for model in STAGED_MODELS
+        if model_enabled(model)
+        for run in get_model_runs(model)
+    }
 
 
 def get_dcgan_sweep_scores(wildcards):

@@ -60,6 +60,7 @@ rule dcgan_sweep:
         scores=get_dcgan_sweep_scores,
         train_log="results/dcgan/{run}/train_log.csv",
         grids="results/dcgan/{run}/grids",
+        floors="results/metrics/real_reference.csv",
     output:
         sweep=report(
             "results/dcgan/{run}/sweep.csv",
@@ -100,6 +101,7 @@ rule dcgan_sweep:
         **get_resources("dcgan_sweep"),
     params:
         metrics=config["metrics"],
+        resolution=get_dcgan_resolution,
         synthetic=config["data"]["source"] == "phantom",
     script:
         "../scripts/dcgan_sweep.py"

@@ -3,11 +3,12 @@
 
 
 # fetch_weights needs internet: on clusters it runs where snakemake runs (the login node).
-# The summary and the audit plots take seconds.
+# The summary and the real-to-real floors take seconds (features are computed already).
 localrules:
     fetch_weights,
     fetch_classifier_weights,
     metrics_summary,
+    real_reference,
 
 
 rule fetch_weights:
@@ -98,9 +99,44 @@ rule real_features:
         "../scripts/real_features.py"
 
 
+rule real_reference:
+    input:
+        unpack(get_real_reference_inputs),
+    output:
+        table=report(
+            "results/metrics/real_reference.csv",
+            caption="../report/real_reference.rst",
+            category="Data",
+            labels={"table": "real-to-real distances (floors)"},
+        ),
+        figure=report(
+            "results/data/qc/real_distances.png",
+            caption="../report/real_distances.rst",
+            category="Data",
+            labels={"figure": "train / val / test distances"},
+        ),
+    log:
+        "logs/real_reference.log",
+    benchmark:
+        "results/benchmarks/real_reference.tsv"
+    conda:
+        "../envs/cxr.yaml"
+    threads: get_threads("real_reference")
+    resources:
+        **get_resources("real_reference"),
+    params:
+        features=get_floor_features(),
+        metrics=get_reference_settings(),
+        label=config["data"]["synthetic_class"],
+        synthetic=config["data"]["source"] == "phantom",
+    script:
+        "../scripts/real_reference.py"
+
+
 rule metrics_summary:
     input:
-        get_all_scores(),
+        scores=get_all_scores(),
+        floors="results/metrics/real_reference.csv",
     output:
         report(
             "results/metrics/summary.csv",
@@ -117,6 +153,8 @@ rule metrics_summary:
     threads: get_threads("metrics_summary")
     resources:
         **get_resources("metrics_summary"),
+    params:
+        resolutions=get_run_resolutions(),
     script:
         "../scripts/metrics_summary.py"
 

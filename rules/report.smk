@@ -59,5 +59,7 @@ rule headline:
     threads: get_threads("headline")
     resources:
         **get_resources("headline"),
+    params:
+        shift_factor=config["metrics"]["shift_factor"],
     script:
         "../scripts/headline.py"

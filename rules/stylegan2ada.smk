@@ -60,6 +60,7 @@ rule stylegan_sweep:
         scores=get_stylegan_sweep_scores,
         train_log="results/stylegan2ada/{run}/train_log.csv",
         grids="results/stylegan2ada/{run}/grids",
+        floors="results/metrics/real_reference.csv",
         snapshots="results/stylegan2ada/{run}/snapshots",
     output:
         sweep=report(
@@ -108,6 +109,7 @@ rule stylegan_sweep:
         **get_resources("stylegan_sweep"),
     params:
         metrics=config["metrics"],
+        resolution=get_stylegan_resolution,
         psis=config["stylegan2ada"]["truncation_psis"],
         synthetic=config["data"]["source"] == "phantom",
     script:

@@ -7,12 +7,19 @@ import pandas as pd
 
 from cxrlib.io import write_csv
 from cxrlib.logs import job_logging
+from cxrlib.metrics.reference import read_reference
 from cxrlib.metrics.sweep import sweep_from_config
 from cxrlib.report.dcgan import plot_grids_across_epochs, plot_sweep, plot_training_curves
 
 with job_logging(snakemake.log[0]):
     inp, out, params = snakemake.input, snakemake.output, snakemake.params
-    sweep = sweep_from_config(inp.scores, "epoch", params.metrics)
+    sweep = sweep_from_config(
+        inp.scores,
+        "epoch",
+        params.metrics,
+        floors=read_reference(inp.floors),
+        resolution=params.resolution,
+    )
     write_csv(sweep, out.sweep)
     synthetic = params.synthetic
     plot_training_curves(pd.read_csv(inp.train_log), Path(out.curves), synthetic=synthetic)

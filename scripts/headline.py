@@ -7,6 +7,8 @@ import pandas as pd
 
 from cxrlib.io import write_atomic
 from cxrlib.logs import job_logging
+from cxrlib.metrics.features import optional_path
+from cxrlib.metrics.reference import read_reference, shift_findings
 from cxrlib.report.headline import (
     classifier_conclusion,
     classifier_rows,
@@ -28,7 +30,9 @@ with job_logging(snakemake.log[0]):
     classifier = classifier_rows(comparison)
     conclusion = classifier_conclusion(comparison)
     runtime = pd.read_csv(inp.runtime)
-    section = headline_section(data, models, classifier, conclusion, runtime)
+    floors = optional_path(inp, "real_reference")
+    shift = shift_findings(read_reference(floors), snakemake.params.shift_factor) if floors else []
+    section = headline_section(data, models, classifier, conclusion, runtime, shift)
     write_front_page(Path(inp.template), section, Path(out.page))
-    record = headline_record(data, models, classifier, conclusion)
+    record = headline_record(data, models, classifier, conclusion, shift)
     write_atomic(out.record, lambda tmp: tmp.write_text(json.dumps(record, indent=2) + "\n"))

@@ -6,13 +6,20 @@ import pandas as pd
 
 from cxrlib.io import write_csv
 from cxrlib.logs import job_logging
+from cxrlib.metrics.reference import read_reference
 from cxrlib.metrics.sweep import best_or_latest, sweep_from_config
 from cxrlib.report.dcgan import plot_grids_across_epochs, plot_sweep
 from cxrlib.report.stylegan import plot_stylegan_curves, plot_truncation
 
 with job_logging(snakemake.log[0]):
     inp, out, params = snakemake.input, snakemake.output, snakemake.params
-    sweep = sweep_from_config(inp.scores, "kimg", params.metrics)
+    sweep = sweep_from_config(
+        inp.scores,
+        "kimg",
+        params.metrics,
+        floors=read_reference(inp.floors),
+        resolution=params.resolution,
+    )
     write_csv(sweep, out.sweep)
     synthetic = params.synthetic
     plot_stylegan_curves(pd.read_csv(inp.train_log), Path(out.curves), synthetic=synthetic)
@@ -21,10 +28,7 @@ with job_logging(snakemake.log[0]):
         grids, Path(out.grids), unit="kimg", title="StyleGAN2-ADA", synthetic=synthetic
     )
     plot_sweep(
-        sweep[sweep.reference == "train"],
-        Path(out.sweep_plot),
-        progress="kimg",
-        synthetic=synthetic,
+        sweep, Path(out.sweep_plot), progress="kimg", title="StyleGAN2-ADA", synthetic=synthetic
     )
     shown, which = best_or_latest(sweep, "kimg")
     plot_truncation(

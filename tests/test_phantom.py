@@ -156,6 +156,40 @@ def test_another_seed_gives_other_images(tmp_path: Path) -> None:
     assert read_tree(tmp_path / "a") != read_tree(tmp_path / "b")
 
 
+def test_test_shift_redraws_only_the_test_images_with_the_same_plan(tmp_path: Path) -> None:
+    """test_shift renders test/ with other acquisition settings and leaves train/ (and the
+    file names, patients and sizes) exactly as without it; 0 is the default, byte for byte."""
+    make_phantom_dataset(tmp_path / "plain", TINY)
+    make_phantom_dataset(tmp_path / "zero", PhantomSpec(**{**TINY.__dict__, "test_shift": 0.0}))
+    make_phantom_dataset(tmp_path / "shift", PhantomSpec(**{**TINY.__dict__, "test_shift": 1.0}))
+    plain, shifted = read_tree(tmp_path / "plain"), read_tree(tmp_path / "shift")
+    assert read_tree(tmp_path / "zero") == plain
+    images = [name for name in plain if name.endswith(".jpeg")]
+    assert sorted(images) == sorted(n for n in shifted if n.endswith(".jpeg"))
+    for name in images:
+        same = plain[name] == shifted[name]
+        assert same == (not name.startswith("test/")), name
+        with Image.open(tmp_path / "plain" / name) as a, Image.open(tmp_path / "shift" / name) as b:
+            assert a.size == b.size
+    assert "test_shift: 1.0" in shifted["README.txt"].decode()
+
+
+def test_shifted_pose_survives_histogram_equalisation() -> None:
+    """The shift is not a monotone grey-level map (which equalisation would undo): after
+    equalising both, the shifted film still differs clearly from the plain one."""
+    from cxrlib.data.phantom import _render
+
+    def equalised(shift: float) -> np.ndarray:
+        rng = np.random.default_rng(4)
+        pixels = _render(rng, 160, 160, None, sample_anatomy(np.random.default_rng(5)), shift)
+        ranks = np.argsort(np.argsort(pixels.ravel(), kind="stable"), kind="stable")
+        return (ranks / ranks.size).reshape(pixels.shape)
+
+    plain, shifted = equalised(0.0), equalised(1.0)
+    assert np.abs(plain - shifted).mean() > 0.1
+    assert np.array_equal(plain, equalised(0.0))  # the shift draws nothing from the generator
+
+
 @pytest.mark.parametrize(("fraction", "expected"), [(1.0, {"RGB"}), (0.0, {"L"})])
 def test_rgb_fraction(tmp_path: Path, fraction: float, expected: set[str]) -> None:
     spec = PhantomSpec(counts=TINY.counts, size_px=TINY.size_px, rgb_fraction=fraction)
@@ -187,6 +221,8 @@ def test_label_with_zero_count_still_gets_its_folder(tmp_path: Path) -> None:
         PhantomSpec(counts={"train": {"NORMAL": 1}}, size_px=(200, 100)),
         PhantomSpec(counts={"train": {"NORMAL": 1}}, max_images_per_patient=0),
         PhantomSpec(counts={"train": {"NORMAL": 1}}, rgb_fraction=1.5),
+        PhantomSpec(counts={"train": {"NORMAL": 1}}, test_shift=-0.5),
+        PhantomSpec(counts={"train": {"NORMAL": 1}}, test_shift=2.0),
     ],
 )
 def test_invalid_spec_is_rejected(tmp_path: Path, spec: PhantomSpec) -> None:

@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import math
 from concurrent.futures import ProcessPoolExecutor
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import numpy as np
@@ -691,6 +691,32 @@ def _density(
     return density.astype(np.float32)
 
 
+def shifted_pose(pose: _Pose, strength: float) -> _Pose:
+    """The same film taken on other equipment: what `PhantomSpec.test_shift` applies to test.
+
+    `strength` 0 returns `pose` unchanged; 1 is a strong acquisition change: a wider field of
+    view (zoom x 0.75), a lateral exposure gradient (heel +0.35 across the half-width), a softer
+    detector (+2.5 px blur at working resolution) with twice the noise, and a narrower window
+    that saturates the densest bone. Monotone grey-level changes alone (gamma, brightness)
+    would not do: histogram equalisation in preprocessing undoes them, so the shift changes
+    geometry, sharpness and spatially varying exposure, which survive it. No generator draws:
+    a shifted image is the unshifted one's patient and pose, seen differently.
+    """
+    if not 0.0 <= strength <= 1.0:
+        raise ValueError(f"test_shift must be in [0, 1], got {strength}")
+    if strength == 0.0:
+        return pose
+    s = float(strength)
+    return replace(
+        pose,
+        zoom=pose.zoom * (1.0 - 0.25 * s),
+        heel=(pose.heel[0] + 0.35 * s, pose.heel[1] - 0.15 * s),
+        blur_px=pose.blur_px + 2.5 * s,
+        noise=pose.noise * (1.0 + s),
+        window=pose.window * (1.0 - 0.3 * s),
+    )
+
+
 def _to_grey(density: _FloatArray, pose: _Pose) -> _FloatArray:
     """Exposure: window, gamma and a soft shoulder, like a film's characteristic curve."""
     x = np.clip((density - pose.level) / pose.window, 0.0, 1.3)
@@ -713,16 +739,22 @@ def _detector_noise(rng: np.random.Generator, shape: tuple[int, int]) -> _FloatA
 
 
 def _render(
-    rng: np.random.Generator, height: int, width: int, kind: str | None, anatomy: Anatomy | None
+    rng: np.random.Generator,
+    height: int,
+    width: int,
+    kind: str | None,
+    anatomy: Anatomy | None,
+    shift: float = 0.0,
 ) -> np.ndarray:
     """Render one image; `kind` None is NORMAL, otherwise the pneumonia type ("any" allowed).
 
     The disease draws from its own generator, seeded at a fixed point of `rng`, so the same
-    generator state renders the same patient and film with and without disease.
+    generator state renders the same patient and film with and without disease. `shift` is
+    the acquisition change of `shifted_pose` (0: none), drawing nothing from `rng`.
     """
     if anatomy is None:
         anatomy = sample_anatomy(rng)
-    pose = _sample_pose(rng)
+    pose = shifted_pose(_sample_pose(rng), shift)
     disease_seed = int(rng.integers(2**63))
     work_h, work_w = _working_shape(height, width)
     frame = _Frame(work_h, work_w, pose)
@@ -771,6 +803,9 @@ class PhantomSpec:
     max_images_per_patient: int = 3
     rgb_fraction: float = 0.05  # share of files saved as RGB (R=G=B), as in the real release
     jpeg_quality: int = 90
+    # Acquisition change of the test images only, 0 (none) to 1 (strong; see shifted_pose):
+    # a train/test shift like the one between the Kaggle release's train and test images.
+    test_shift: float = 0.0
 
 
 @dataclass(frozen=True)
@@ -785,6 +820,7 @@ class _Job:
     rgb_fraction: float
     jpeg_quality: int
     seed: int
+    shift: float = 0.0  # acquisition change (shifted_pose): the spec's test_shift in test/
 
 
 def _validate(spec: PhantomSpec) -> None:
@@ -798,6 +834,8 @@ def _validate(spec: PhantomSpec) -> None:
         raise ValueError(f"rgb_fraction must be in [0, 1], got {spec.rgb_fraction}")
     if not 1 <= spec.jpeg_quality <= 100:
         raise ValueError(f"jpeg_quality must be in [1, 100], got {spec.jpeg_quality}")
+    if not 0.0 <= spec.test_shift <= 1.0:
+        raise ValueError(f"test_shift must be in [0, 1], got {spec.test_shift}")
     for split, per_label in spec.counts.items():
         unknown = set(per_label) - set(LABELS)
         if unknown:
@@ -826,7 +864,8 @@ def _plan(root: Path, spec: PhantomSpec) -> list[_Job]:
 
     Runs serially from its own generator, so the plan (and with it every file) depends only on
     the spec. Patient numbers come from one counter per naming scheme across all splits, which
-    keeps every patient in exactly one split and label.
+    keeps every patient in exactly one split and label. `test_shift` changes how the test
+    images are rendered, never the plan: train and val are the same files with or without it.
     """
     rng = np.random.default_rng([spec.seed, _PLAN_KEY])
     next_im = int(rng.integers(1, 120))
@@ -845,6 +884,7 @@ def _plan(root: Path, spec: PhantomSpec) -> list[_Job]:
             spec.rgb_fraction,
             spec.jpeg_quality,
             spec.seed,
+            spec.test_shift if split == "test" else 0.0,
         )
 
     for split, per_label in spec.counts.items():
@@ -885,7 +925,7 @@ def _write(job: _Job) -> Path:
     anatomy = sample_anatomy(np.random.default_rng([job.seed, _PATIENT_KEY, job.patient_key]))
     height, width = _image_size(rng, job.size_px)
     as_rgb = rng.random() < job.rgb_fraction
-    pixels = _render(rng, height, width, job.kind, anatomy)
+    pixels = _render(rng, height, width, job.kind, anatomy, job.shift)
     image = Image.fromarray(pixels)
     if as_rgb:
         image = image.convert("RGB")
@@ -909,6 +949,11 @@ def _readme(spec: PhantomSpec, n_images: int, n_patients: int) -> str:
         f"max_images_per_patient: {spec.max_images_per_patient}",
         f"rgb_fraction: {spec.rgb_fraction}",
         f"jpeg_quality: {spec.jpeg_quality}",
+        *(
+            [f"test_shift: {spec.test_shift} (test images drawn with other acquisition settings)"]
+            if spec.test_shift
+            else []
+        ),
         f"images: {n_images}, patients: {n_patients}",
         "counts:",
     ]

@@ -21,6 +21,7 @@ from cxrlib.metrics.diversity import NoRealDiversity, diversity_ratio
 from cxrlib.metrics.feasibility import FIX, NOT_COMPUTABLE, format_reasons, shortfalls
 from cxrlib.metrics.features import ExtractorSources, load_real_features, make_extractor
 from cxrlib.metrics.fidelity import generator_batches, score_features, to_uint8_rgb
+from cxrlib.metrics.reference import FLOOR_COLUMNS, attach_floors
 from cxrlib.metrics.sweep import not_computable_lines, read_scores
 from cxrlib.models.snapshot import load_generator, read_snapshot, sample_options
 
@@ -212,10 +213,22 @@ def score_snapshot(
     return table
 
 
-def summary_table(score_paths: Iterable[str | Path]) -> pd.DataFrame:
+def summary_table(
+    score_paths: Iterable[str | Path],
+    floors: pd.DataFrame | None = None,
+    resolutions: Mapping[tuple[str, str], int] | None = None,
+) -> pd.DataFrame:
     """results/metrics/summary.csv: every score file's rows in SUMMARY_COLUMNS, NaN scores kept
-    with their reason (NOT_COMPUTABLE), each distinct reason logged once as a warning."""
+    with their reason (NOT_COMPUTABLE), each distinct reason logged once as a warning.
+
+    With `floors` (results/metrics/real_reference.csv) and `resolutions` ((model, run) -> px),
+    each row also carries its reference's real-vs-real floor (FLOOR_COLUMNS and
+    `below_real_floor`, see cxrlib.metrics.reference.attach_floors).
+    """
     scores = read_scores(score_paths)
     for line in not_computable_lines(scores):
         log.warning("not computable (NaN in the summary): %s", line)
-    return scores[SUMMARY_COLUMNS]
+    if floors is None or resolutions is None:
+        return scores[SUMMARY_COLUMNS]
+    with_floors = attach_floors(scores, floors, resolutions)
+    return with_floors[[*SUMMARY_COLUMNS, *FLOOR_COLUMNS, "below_real_floor"]]

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 
 import numpy as np
@@ -11,6 +11,7 @@ import pandas as pd
 
 from cxrlib.metrics.diversity import detect_collapse
 from cxrlib.metrics.feasibility import NOT_COMPUTABLE, SELECTION_REFERENCES, parse_reasons
+from cxrlib.metrics.reference import attach_floors, floor_label, format_fid
 
 log = logging.getLogger(__name__)
 
@@ -92,6 +93,10 @@ def build_sweep(
     that same reference, stays below `collapse_ratio` of the real images' (same for every row
     of an extractor; NaN when never, or when no diversity ratio could be computed); snapshots
     whose ratio is NaN are left out of the detection.
+    Scores carrying their real floors (cxrlib.metrics.reference.attach_floors) keep them; the
+    choice is logged, and a warning says when the best snapshot's FID is below the floor of
+    the reference it was chosen against (closer to those images than real images are to each
+    other: a case for the memorisation audit).
     Raises ValueError when `selection_extractor` has no scores at all.
     """
     sweep = scores.sort_values([progress, "extractor", "reference"]).reset_index(drop=True)
@@ -113,9 +118,12 @@ def build_sweep(
             & (sweep.reference == reference)
             & np.isfinite(sweep.fid.to_numpy(float))
         ]
-        sweep["best"] = sweep.snapshot == chosen.loc[chosen.fid.idxmin(), "snapshot"]
+        best_row = chosen.loc[chosen.fid.idxmin()]
+        sweep["best"] = sweep.snapshot == best_row["snapshot"]
         if reference != selection_references[0]:
             log.warning("best snapshot by %s", best_by)
+        log.info("best snapshot %s: %s, FID %.4g", best_row["snapshot"], best_by, best_row.fid)
+        warn_below_floor(best_row)
     sweep["best_by"] = best_by
     sweep[f"collapse_{progress}"] = np.nan
     sweep["collapsed"] = False
@@ -136,6 +144,43 @@ def build_sweep(
     for line in not_computable_lines(sweep):
         log.warning("not computable (NaN in the table): %s", line)
     return sweep
+
+
+# What a FID below each reference's floor means, in words.
+_BELOW = {
+    "train": "closer to the training images than two halves of the real training patients are "
+    "to each other",
+    "val": "closer to the validation images than the real training images are",
+    "test": "closer to the test images than the real training images are",
+}
+
+
+def below_floor_warning(row: Mapping) -> str | None:
+    """The warning for a best snapshot's score row whose FID is below its real floor, or None.
+
+    `row` needs model, run, snapshot, extractor, reference, fid, real_floor, real_floor_fid,
+    below_real_floor (rows without floors give None).
+    """
+    if not bool(row.get("below_real_floor", False)):
+        return None
+    set_a, _, set_b = str(row["real_floor"]).partition(" vs ")
+    meaning = _BELOW.get(str(row["reference"]), f"closer to the {row['reference']} images")
+    return (
+        f"best snapshot {row['snapshot']}: FID {format_fid(float(row['fid']))} against "
+        f"{row['reference']} ({row['extractor']} features) is below the "
+        f"{floor_label(set_a, set_b)} floor {format_fid(float(row['real_floor_fid']))}: "
+        f"{meaning}. Look at the memorisation audit (results/metrics/memorisation/"
+        f"{row['model']}/{row['run']}/). The half-vs-half floor carries the larger "
+        "small-sample bias of half-size sets, so a value a little below it is no proof of "
+        "copying by itself."
+    )
+
+
+def warn_below_floor(row: Mapping) -> None:
+    """Log `below_floor_warning` for the best snapshot's selection row, if any."""
+    message = below_floor_warning(row)
+    if message:
+        log.warning("%s", message)
 
 
 def best_snapshot(sweep: pd.DataFrame) -> str:
@@ -160,6 +205,8 @@ def best_snapshot(sweep: pd.DataFrame) -> str:
         )
     if len(names) != 1:
         raise ValueError(f"sweep table marks {len(names)} best snapshots, expected 1")
+    if "best_by" in sweep and len(sweep):
+        log.info("best snapshot %s: %s", names[0], sweep.best_by.iloc[0])
     return str(names[0])
 
 
@@ -175,12 +222,23 @@ def best_or_latest(sweep: pd.DataFrame, progress: str) -> tuple[str, str]:
 
 
 def sweep_from_config(
-    score_paths: Iterable[str | Path], progress: str, metrics: dict
+    score_paths: Iterable[str | Path],
+    progress: str,
+    metrics: dict,
+    *,
+    floors: pd.DataFrame | None = None,
+    resolution: int | None = None,
 ) -> pd.DataFrame:
     """The sweep table of one run from its score files and the `metrics` config section (the
-    selection space is the first extractor, as sample generation's "best" uses)."""
+    selection space is the first extractor, as sample generation's "best" uses), each row
+    with its real floor from `floors` (results/metrics/real_reference.csv) at the run's
+    `resolution` (px) when given."""
+    scores = read_scores(score_paths)
+    if floors is not None and resolution is not None:
+        runs = scores[["model", "run"]].drop_duplicates().itertuples(index=False)
+        scores = attach_floors(scores, floors, {(str(m), str(r)): int(resolution) for m, r in runs})
     return build_sweep(
-        read_scores(score_paths),
+        scores,
         progress=progress,
         selection_extractor=metrics["extractors"][0],
         collapse_ratio=metrics["collapse_diversity_ratio"],

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import textwrap
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -9,6 +10,13 @@ import numpy as np
 import pandas as pd
 
 from cxrlib.data.cache import load_split
+from cxrlib.metrics.reference import (
+    COMPARISONS,
+    ShiftFinding,
+    floor_label,
+    format_fid,
+    shift_sentence,
+)
 from cxrlib.report.figures import plt, save_figure
 
 
@@ -76,4 +84,67 @@ def plot_histograms(
         ax.set_xlabel("gray level (8-bit)")
     axes[0].set_ylabel("fraction of pixels")
     axes[1].legend(fontsize=8)
+    save_figure(fig, target, synthetic=synthetic)
+
+
+def plot_real_distances(
+    table: pd.DataFrame,
+    findings: Sequence[ShiftFinding],
+    target: Path,
+    *,
+    label: str = "",
+    synthetic: bool = False,
+) -> None:
+    """Bars of the real-vs-real FIDs (results/metrics/real_reference.csv), one group per
+    extractor and resolution: train vs val, train half vs half, train vs test.
+
+    A log axis when the FIDs span more than 50x; each bar carries its value; a group whose
+    test split is flagged (`findings`) is titled so, and every finding's sentence is printed
+    under the axes. NaN FIDs (a set too small) are drawn as "n/a".
+    """
+    groups = sorted(
+        {(str(e), int(r)) for e, r in zip(table.extractor, table.resolution, strict=True)}
+    )
+    order = [COMPARISONS[0], COMPARISONS[2], COMPARISONS[1]]  # the two floors, then the test
+    colors = {COMPARISONS[0]: "C0", COMPARISONS[2]: "C2", COMPARISONS[1]: "C3"}
+    flagged = {(f.extractor, f.resolution): f.flagged for f in findings}
+    fig, ax = plt.subplots(figsize=(max(5.0, 2.4 * len(groups) + 1.5), 3.8))
+    width = 0.8 / len(order)
+    values: list[float] = []
+    labelled = []
+    for j, pair in enumerate(order):
+        fids = []
+        for extractor, res in groups:
+            row = table[
+                (table.extractor.astype(str) == extractor)
+                & (table.resolution.astype(int) == res)
+                & (table.set_a == pair[0])
+                & (table.set_b == pair[1])
+            ]
+            fids.append(float(row.fid.iloc[0]) if len(row) else float("nan"))
+        values += fids
+        xs = np.arange(len(groups)) + j * width
+        bars = ax.bar(xs, fids, width, color=colors[pair], label=floor_label(*pair))
+        labelled += list(zip(bars, fids, strict=True))
+    finite = [v for v in values if np.isfinite(v) and v > 0]
+    if finite and max(finite) / min(finite) > 50:
+        ax.set_yscale("log")
+    bottom = ax.get_ylim()[0]
+    for bar, fid in labelled:
+        ax.annotate(
+            format_fid(fid),
+            (bar.get_x() + bar.get_width() / 2, fid if np.isfinite(fid) else bottom),
+            ha="center",
+            va="bottom",
+            fontsize=7,
+        )
+    names = [f"{e}, {r} px" + ("\nTEST SHIFTED" if flagged.get((e, r)) else "") for e, r in groups]
+    ax.set_xticks(np.arange(len(groups)) + width * (len(order) - 1) / 2, names)
+    ax.set_ylabel("FID between real image sets" + (" (log)" if ax.get_yscale() == "log" else ""))
+    of = f" ({label})" if label else ""
+    ax.set_title(f"How far real images{of} are from each other: train, val, test", fontsize=10)
+    ax.legend(fontsize=8)
+    text = "\n".join(textwrap.fill(shift_sentence(f), 120) for f in findings)
+    if text:
+        fig.text(0.01, 0.0, text, fontsize=7, va="top", ha="left")
     save_figure(fig, target, synthetic=synthetic)

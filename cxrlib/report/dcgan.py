@@ -10,6 +10,7 @@ import numpy as np
 import pandas as pd
 from PIL import Image
 
+from cxrlib.metrics.reference import floor_label, format_fid
 from cxrlib.metrics.sweep import not_computable_lines
 from cxrlib.report.figures import plt, save_figure
 
@@ -81,6 +82,41 @@ def plot_grids_across_epochs(
     save_figure(fig, Path(out_png), synthetic=synthetic)
 
 
+def floor_lines(sweep: pd.DataFrame) -> list[dict[str, object]]:
+    """The real-vs-real floor of each (extractor, reference) of a sweep table, as drawn.
+
+    One dict per pair whose rows carry a finite `real_floor_fid` (see
+    cxrlib.metrics.reference.attach_floors): extractor, reference, fid, kid_mean (NaN where
+    not computed) and label ("real train half vs half (cxr) = 4.8"). Tables without floors
+    give [].
+    """
+    if "real_floor_fid" not in sweep.columns or "reference" not in sweep.columns:
+        return []
+    out = []
+    for (extractor, reference), rows in sweep.groupby(["extractor", "reference"], sort=True):
+        fid = float(rows["real_floor_fid"].iloc[0])
+        if not np.isfinite(fid):
+            continue
+        set_a, _, set_b = str(rows["real_floor"].iloc[0]).partition(" vs ")
+        kid = rows.get("real_floor_kid_mean", pd.Series([np.nan]))
+        out.append(
+            {
+                "extractor": str(extractor),
+                "reference": str(reference),
+                "fid": fid,
+                "kid_mean": float(kid.iloc[0]),
+                "label": f"{floor_label(set_a, set_b)} ({extractor}) = {format_fid(fid)}",
+            }
+        )
+    return out
+
+
+def _wide(values: list[float]) -> bool:
+    """Positive values spanning more than 50x: a log axis shows both ends."""
+    finite = [v for v in values if np.isfinite(v)]
+    return bool(finite) and min(finite) > 0 and max(finite) / min(finite) > 50
+
+
 def plot_sweep(
     sweep: pd.DataFrame,
     out_png: Path,
@@ -100,6 +136,13 @@ def plot_sweep(
     starred on every line; a detected collapse is a red vertical line. NaN scores (a reference
     split too small for a metric) leave gaps, and the reasons from the `not_computable` column
     are printed under the axes ("n/a: ...").
+
+    Rows carrying their real floors (`real_floor_fid`, `real_floor_kid_mean`, `real_floor`)
+    get a thin horizontal line per (extractor, reference) in the curve's colour and style at
+    the matching real-vs-real value, labelled in the legend and at the line ("real train vs
+    test (cxr) = 1,067"): a score at its line is as far as real images are from each other.
+    FID (and KID when positive) switch to a log axis when the values span more than 50x, so a
+    FID of 2 against train and 1,000 against test are both readable.
     """
     if progress != "epoch":  # score tables carry both columns; the other one is empty
         sweep = sweep.drop(columns=["epoch", "collapse_epoch"], errors="ignore")
@@ -145,8 +188,49 @@ def plot_sweep(
                     alpha=0.6,
                     label=f"collapse ({progress} {epoch:g})" if ax is ax_fid and i < 3 else None,
                 )
+    floors = floor_lines(sweep)
+    for floor in floors:
+        color = colors.get(str(floor["extractor"]), "gray")
+        style = styles.get(str(floor["reference"]), "-")
+        for ax, key in ((ax_fid, "fid"), (ax_kid, "kid_mean")):
+            if not np.isfinite(float(floor[key])):
+                continue
+            ax.axhline(
+                float(floor[key]),
+                color=color,
+                ls=style,
+                lw=1.0,
+                alpha=0.55,
+                label=f"floor: {floor['label']}" if ax is ax_fid else None,
+            )
+    fid_values = [*sweep["fid"].to_numpy(float), *(float(f["fid"]) for f in floors)]
+    log_fid = _wide(fid_values)
+    if log_fid:
+        ax_fid.set_yscale("log")
+    # Each floor's label at its line's right end; labels of close floors are stacked upwards
+    # (in points) so that they never print over each other.
+    fig.canvas.draw()
+    last_pt = -np.inf
+    for floor in sorted(floors, key=lambda f: float(f["fid"])):
+        y_pt = ax_fid.transData.transform((0.0, float(floor["fid"])))[1] * 72 / fig.dpi
+        lift = max(0.0, last_pt + 8.0 - y_pt)  # 8 pt: one line of 6-pt text
+        last_pt = y_pt + lift
+        ax_fid.annotate(
+            str(floor["label"]),
+            (1.0, float(floor["fid"])),
+            xycoords=("axes fraction", "data"),
+            xytext=(-2, 1.5 + lift),
+            textcoords="offset points",
+            ha="right",
+            va="bottom",
+            fontsize=6,
+            color=colors.get(str(floor["extractor"]), "gray"),
+        )
+    kid_values = [*sweep["kid_mean"].to_numpy(float), *(float(f["kid_mean"]) for f in floors)]
+    if _wide(kid_values):
+        ax_kid.set_yscale("log")
     ax_fid.scatter([], [], marker="*", s=80, color="gray", label="best snapshot")
-    ax_fid.set_ylabel("FID (lower is better)")
+    ax_fid.set_ylabel("FID (lower is better)" + (", log scale" if log_fid else ""))
     ax_kid.set_ylabel("KID mean +- std")
     ax_div.axhline(1.0, color="gray", lw=0.8, ls=":")
     ax_div.set_ylabel("diversity ratio\n(generated / real)")

@@ -22,6 +22,7 @@ import pandas as pd
 from cxrlib.io import write_atomic
 from cxrlib.metrics.classification import INSUFFICIENT, NO_EVIDENCE
 from cxrlib.metrics.feasibility import NOT_COMPUTABLE, column_reasons
+from cxrlib.metrics.reference import ShiftFinding, format_fid, shift_sentence
 
 _RST_SPECIAL = re.compile(r"([\\`*_|<>\[\]])")
 
@@ -98,6 +99,10 @@ def data_sentence(summary: Mapping[str, Any]) -> str:
 _MODEL_CELLS = {
     "FID (train)": ("train", "fid"),
     "FID (test)": ("test", "fid"),
+    # the real-vs-real floors beside them (cxrlib.metrics.reference.FLOOR_OF): train half vs
+    # half, and real train vs real test
+    "real floor (train)": ("train", "real_floor_fid"),
+    "real floor (test)": ("test", "real_floor_fid"),
     "KID (train)": ("train", "kid_mean"),
     "precision": ("train", "precision"),
     "recall": ("train", "recall"),
@@ -117,8 +122,12 @@ def model_rows(
 
     Scores that could not be computed (a reference split too small) are NaN, and the row's
     `not computable` maps each such cell ("FID (test)") to the reason from the sweep table;
-    `best by` says how the best snapshot was chosen. A run whose sweep marks no best snapshot
-    gets one row per feature space with "n/a (why)" as its best snapshot and no scores.
+    `best by` says how the best snapshot was chosen (reference and feature space). The real
+    floors ("real floor (train)": train half vs half, "real floor (test)": real train vs real
+    test) come from the sweep's `real_floor_fid` (NaN for tables without floors);
+    `below floor (train)` is the sweep's `below_real_floor` of the train row. A run whose
+    sweep marks no best snapshot gets one row per feature space with "n/a (why)" as its best
+    snapshot and no scores.
     """
     rows = []
     for sweep in sweeps:
@@ -137,6 +146,7 @@ def model_rows(
                         "best snapshot": f"n/a ({best_by.removeprefix('none: ')})",
                         "features": extractor,
                         **dict.fromkeys(_MODEL_CELLS),
+                        "below floor (train)": False,
                         "collapse at": "–",
                         "near-copies": near_copies,
                         "best by": best_by,
@@ -152,10 +162,13 @@ def model_rows(
                     values[cell] = None
                     continue
                 row = by_ref.loc[reference]
-                values[cell] = float(row[column])
+                values[cell] = float(row.get(column, math.nan))
                 why = column_reasons(row.get(NOT_COMPUTABLE, "")).get(column)
                 if why and not math.isfinite(values[cell]):
                     reasons[cell] = why
+            below = "train" in by_ref.index and bool(
+                by_ref.loc["train"].get("below_real_floor", False)
+            )
             collapse = sweep.loc[sweep.extractor == extractor, f"collapse_{progress}"].dropna()
             rows.append(
                 {
@@ -164,6 +177,7 @@ def model_rows(
                     "best snapshot": str(rows_x.snapshot.iloc[0]),
                     "features": str(extractor),
                     **values,
+                    "below floor (train)": below,
                     "collapse at": (
                         f"{progress} {_num(collapse.iloc[0], 0 if progress == 'epoch' else 3)}"
                         if len(collapse)
@@ -186,8 +200,9 @@ def _cell(value: Any, digits: int, reason: str | None) -> str:
 def format_model_rows(rows: pd.DataFrame) -> pd.DataFrame:
     """The table as shown: pairs merged into one cell so that it fits beside the rule graph.
 
-    Scores that could not be computed read "n/a (reason)"; a best snapshot chosen against
-    another split than train says so ("(lowest FID against val ...)").
+    Scores that could not be computed read "n/a (reason)"; each real floor stands beside the
+    score it floors ("real floor train / test": train half vs half / real train vs test);
+    "chosen by" says which reference and feature space chose the best snapshot.
     """
     reasons = (
         rows["not computable"] if "not computable" in rows else pd.Series([{}] * len(rows))
@@ -201,17 +216,17 @@ def format_model_rows(rows: pd.DataFrame) -> pd.DataFrame:
         return cells
 
     best_by = rows["best by"] if "best by" in rows else pd.Series([""] * len(rows))
-    snapshots = [
-        name if str(by).startswith(("lowest FID against train", "none")) or not by else
-        f"{name} ({by})"
-        for name, by in zip(rows["best snapshot"], best_by, strict=True)
-    ]  # fmt: skip
+    for cell in ("real floor (train)", "real floor (test)"):
+        if cell not in rows:
+            rows = rows.assign(**{cell: math.nan})
     return pd.DataFrame(
         {
             "model / run": rows.model + " / " + rows.run,
-            "best snapshot": snapshots,
+            "best snapshot": rows["best snapshot"],
+            "chosen by": ["–" if str(b).startswith("none") or not b else b for b in best_by],
             "features": rows.features,
             "FID train / test": pair("FID (train)", "FID (test)", 1),
+            "real floor train / test": pair("real floor (train)", "real floor (test)", 1),
             "precision / recall": pair("precision", "recall", 2),
             "diversity": [
                 _cell(v, 2, why.get("diversity"))
@@ -221,6 +236,67 @@ def format_model_rows(rows: pd.DataFrame) -> pd.DataFrame:
             "near-copies": rows["near-copies"],
         }
     )
+
+
+def _float(value: Any) -> float:
+    """A table cell as a float; NaN for None or text."""
+    try:
+        return float(value)
+    except (TypeError, ValueError):
+        return math.nan
+
+
+def generated_vs_test_sentence(fid_test: float, floor_test: float) -> str | None:
+    """How a generated-vs-test FID reads against the real train-vs-test FID, or None when
+    either is NaN: within it (at most the floor), near it (up to 1.5x) or beyond it."""
+    if not (math.isfinite(fid_test) and math.isfinite(floor_test)) or floor_test <= 0:
+        return None
+    ratio = fid_test / floor_test
+    shown = f"FID vs test {format_fid(fid_test)}"
+    floor = f"the real train-vs-test distance (FID {format_fid(floor_test)})"
+    if ratio <= 1.0:
+        return (
+            f"{shown} is within {floor}: the samples are as close to the test images as the "
+            "real training images are, so this number reflects how far the test images are "
+            "from the training images, not the generator's quality"
+        )
+    if ratio <= 1.5:
+        return (
+            f"{shown} is near {floor} ({ratio:.2f} times it): read it against that floor, "
+            "not against 0"
+        )
+    return (
+        f"{shown} is {ratio:.1f} times {floor}: the samples are farther from the test images "
+        "than the real training images are"
+    )
+
+
+def model_notes(rows: pd.DataFrame) -> list[str]:
+    """One sentence per model row with something to say about its floors: the test FID
+    against the real train-vs-test distance, and a best snapshot whose FID vs train is below
+    the train half-vs-half floor (closer to the training images than real images are to each
+    other: look at the memorisation audit)."""
+    notes = []
+    for row in rows.to_dict("records"):
+        if str(row["best snapshot"]).startswith("n/a"):
+            continue
+        who = f"{row['model']} / {row['run']} ({row['features']} features)"
+        test = generated_vs_test_sentence(
+            _float(row.get("FID (test)")), _float(row.get("real floor (test)"))
+        )
+        if test:
+            notes.append(f"{who}: {test}.")
+        if row.get("below floor (train)"):
+            notes.append(
+                f"{who}: the best snapshot {row['best snapshot']} has FID vs train "
+                f"{format_fid(float(row['FID (train)']))}, below the real train half-vs-half "
+                f"floor ({format_fid(float(row['real floor (train)']))}): closer to the "
+                "training images than two halves of the real training patients are to each "
+                f"other. Look at the memorisation audit (near-copies: {row['near-copies']}); "
+                "the floor's half-size sets carry a larger small-sample bias, so a value a "
+                "little below it is no proof of copying by itself."
+            )
+    return notes
 
 
 # -- classifier ------------------------------------------------------------------------------
@@ -312,8 +388,10 @@ def headline_section(
     classifier: pd.DataFrame | None,
     conclusion: str | None,
     runtime: pd.DataFrame | None,
+    shift: Sequence[ShiftFinding] = (),
 ) -> str:
-    """The RST 'Headline results' section."""
+    """The RST 'Headline results' section; `shift` holds the train/test distance findings of
+    results/metrics/real_reference.csv (cxrlib.metrics.reference.shift_findings)."""
     out = [
         "Headline results",
         "----------------",
@@ -323,17 +401,35 @@ def headline_section(
         data_sentence(data),
         "",
     ]
+    if shift:
+        flagged = any(f.flagged for f in shift)
+        out += [
+            ("**Data shift (flagged)**: " if flagged else "**Train/test distance**: ")
+            + rst_escape(
+                " ".join(shift_sentence(f) for f in shift)
+                + " Real-vs-real distances under Data (real_reference.csv, real_distances.png)."
+            ),
+            "",
+        ]
     if len(models):
+        notes = model_notes(models)
         out += [
             "**Generative models**: the best snapshot of each run (lowest FID against the "
-            "training images in the selection feature space) with its scores in every feature "
-            "space; FID against the held-out test images beside it. Diversity is the samples' "
-            "mean pairwise feature distance over the real images' (below 0.5 for long: "
-            "collapse). Near-copies: samples of the snapshot used for the classifier that the "
+            "training images in the selection feature space; *chosen by* names the reference "
+            "and the space) with its scores in every feature space; FID against the held-out "
+            "test images beside it. Each FID has its *real floor* beside it: what real images "
+            "score against the same reference in the same space (train: two patient-disjoint "
+            "halves of the training images; test: the real training images against the real "
+            "test images). A generated-vs-test FID at its floor is as far from the test "
+            "images as the real training images are. Diversity is the samples' mean pairwise "
+            "feature distance over the real images' (below 0.5 for long: collapse). "
+            "Near-copies: samples of the snapshot used for the classifier that the "
             "memorisation audit flags. Full tables under Scoring, DCGAN and StyleGAN2-ADA.",
             "",
             list_table(format_model_rows(models), "Best snapshot per run"),
         ]
+        if notes:
+            out += [*(f"- {rst_escape(n)}" for n in notes), ""]
     if classifier is not None and len(classifier):
         out += [
             "**Classifier** (NORMAL vs PNEUMONIA, tested on real test images only): "
@@ -351,6 +447,7 @@ def headline_record(
     models: pd.DataFrame,
     classifier: pd.DataFrame | None,
     conclusion: str | None,
+    shift: Sequence[ShiftFinding] = (),
 ) -> dict[str, Any]:
     """The same headline as plain data (results/report/headline.json), for scripts and tests."""
 
@@ -364,6 +461,20 @@ def headline_record(
         "models": records(models),
         "classifier": records(classifier),
         "classifier_conclusion": conclusion,
+        "data_shift": [
+            {
+                "extractor": f.extractor,
+                "resolution": f.resolution,
+                "fid_train_test": f.fid_train_test,
+                "fid_train_val": f.fid_train_val,
+                "fid_halves": f.fid_halves,
+                "shift_factor": f.shift_factor,
+                "flagged": f.flagged,
+                "sentence": shift_sentence(f),
+            }
+            for f in shift
+        ],
+        "model_notes": model_notes(models) if len(models) else [],
     }
 
 
