@@ -54,6 +54,79 @@ class ToyTrainer:
         return torch.cat([p.detach().flatten() for p in self.model.parameters()])
 
 
+class AllReduceToyTrainer(ToyTrainer):
+    """ToyTrainer whose step averages gradients over the processes, as data-parallel trainers
+    do: a process that stopped alone would leave the others waiting in this all-reduce."""
+
+    def train_step(self) -> dict[str, float]:
+        import torch.distributed as dist
+
+        x = torch.randn(32, 8, generator=self.generator)
+        torch.manual_seed(int(torch.randint(0, 2**31 - 1, (1,), generator=self.generator)))
+        loss = ((self.model(x) - x @ self.target) ** 2).mean()
+        self.optimiser.zero_grad()
+        loss.backward()
+        for p in self.model.parameters():
+            dist.all_reduce(p.grad)
+            p.grad /= dist.get_world_size()
+        self.optimiser.step()
+        self.step += 1
+        return {"loss": float(loss.detach())}
+
+
+def distributed_toy_worker(
+    rank: int,
+    world: int,
+    state_dir: str,
+    out_dir: str,
+    total_steps: int,
+    stop_rank: int,
+    stop_at_step: int,
+    how: str,
+    stop_check_every: int,
+) -> None:
+    """One process of a data-parallel toy run (cxrlib.train.distributed.launch calls it).
+
+    Process `stop_rank` alone, after step `stop_at_step`, gets SIGUSR1 (`how="signal"`) or
+    sees the deadline pass (`how="deadline"`: its clock jumps ahead). Only rank 0 saves state
+    and, when the run finishes, writes the weights to out_dir/weights.pt.
+    """
+    import os
+    import signal
+    from pathlib import Path
+
+    from cxrlib.train.survival import StateStore, run_resumable
+
+    class _ReadOnly(StateStore):
+        def save(self, state: dict[str, Any], step: int) -> None:
+            pass
+
+        def record(self, event: str) -> None:
+            pass
+
+    torch.set_num_threads(1)
+    trainer = AllReduceToyTrainer()
+    store = StateStore(state_dir) if rank == 0 else _ReadOnly(state_dir)
+    jumped = [False]
+
+    def on_step(t: ToyTrainer, _m: dict[str, float]) -> None:
+        if rank == stop_rank and t.step == stop_at_step:
+            if how == "signal":
+                os.kill(os.getpid(), signal.SIGUSR1)
+            else:
+                jumped[0] = True
+
+    start = time.time()
+    run_resumable(
+        trainer, total_steps, store, on_step=on_step, save_every_s=1e9,
+        deadline=start + 3600.0, stop_margin_s=60.0,
+        wall=lambda: time.time() + (7200.0 if jumped[0] else 0.0),
+        stop_check_every=stop_check_every,
+    )  # fmt: skip
+    if rank == 0:
+        torch.save(trainer.weights(), Path(out_dir) / "weights.pt")
+
+
 if __name__ == "__main__":  # used by the subprocess tests: train, then write final weights
     import argparse
     import logging

@@ -18,7 +18,11 @@ The pieces:
   the middle of an optimiser update: that state could not be resumed exactly);
 - `slurm_job_end_time`: the unix time at which SLURM will end this job (None outside SLURM);
 - `StateStore`: atomic `torch.save` of the state dict, loaded with `weights_only=True`;
-- `run_resumable`: the loop that ties them to any `Resumable` trainer.
+- `run_resumable`: the loop that ties them to any `Resumable` trainer. In a data-parallel run
+  (torch.distributed initialised, several processes) the stop decision is collective: every
+  `stop_check_every` steps the processes all-reduce (max) "a signal arrived" and "the deadline
+  is near", so all stop after the same step even when only one got the signal or read the
+  clock a moment later; none is left waiting in a collective until SLURM kills the job.
 """
 
 from __future__ import annotations
@@ -35,6 +39,7 @@ from types import FrameType
 from typing import Any, Protocol
 
 import torch
+import torch.distributed as dist
 
 from cxrlib.io import atomic_path, write_json
 from cxrlib.train.resume import RECORD_FILE, ResumeContract, check_resume, read_record
@@ -252,6 +257,29 @@ def check_saved_state(trainer: Any, state: dict[str, Any], folder: Path) -> str:
     return f"{unit} {float(saved.get('done') or 0.0):g}"
 
 
+def _world_size() -> int:
+    """Processes of this run: torch.distributed's world size, 1 when not initialised."""
+    if dist.is_available() and dist.is_initialized():
+        return dist.get_world_size()
+    return 1
+
+
+def agree_to_stop(signalled: bool, out_of_time: bool) -> tuple[bool, bool]:
+    """(any process signalled, any process out of time): one all-reduce (max) over the run.
+
+    A collective: every process of the group must call it at the same step. On NCCL the
+    flags travel as a CUDA tensor on the process's current device (gloo: the CPU); reading
+    the result back is the one host sync of the check.
+    """
+    device = "cpu"
+    if dist.get_backend() == "nccl":
+        device = f"cuda:{torch.cuda.current_device()}"
+    flags = torch.tensor([int(signalled), int(out_of_time)], dtype=torch.int32, device=device)
+    dist.all_reduce(flags, op=dist.ReduceOp.MAX)
+    any_signalled, any_out_of_time = (bool(v) for v in flags.tolist())
+    return any_signalled, any_out_of_time
+
+
 def run_resumable(
     trainer: Resumable,
     total_steps: int,
@@ -263,6 +291,7 @@ def run_resumable(
     deadline: float | None = None,
     stop_margin_s: float | None = None,
     wall: Callable[[], float] = time.time,
+    stop_check_every: int = 1,
 ) -> bool:
     """Train until `trainer.step == total_steps`, resuming from `store` and saving into it.
 
@@ -275,8 +304,16 @@ def run_resumable(
     save interval of work is lost to a SIGKILL. `on_step` runs after every step (logging,
     snapshots); it must keep any state it needs in the trainer, so a resumed run repeats
     nothing and skips nothing.
+    Data parallel (torch.distributed initialised with world size > 1): the stop decision is
+    taken together (`agree_to_stop`) at every step where `(step - first step) %
+    stop_check_every == 0` (the same steps in every process), so every process stops after
+    the same step; between checks no process waits for the others (no host sync per step
+    on GPUs when `stop_check_every` > 1). One process alone checks at every step.
     Returns True when this call resumed from a saved state.
     """
+    if stop_check_every < 1:
+        raise ValueError(f"stop_check_every must be >= 1, got {stop_check_every}")
+    together = _world_size() > 1
     if stop_margin_s is None:
         left = (deadline - wall()) if deadline is not None else 0.0
         stop_margin_s = min(120.0, max(20.0, 0.25 * left))
@@ -298,15 +335,25 @@ def run_resumable(
     last_save = clock()
     with StopFlag() as stop:
         while trainer.step < total_steps:
+            signalled = stop.requested
             out_of_time = deadline is not None and wall() >= deadline - stop_margin_s
-            if stop.requested or out_of_time:
-                reason = stop.received or "the job's time limit"
-                if out_of_time and not stop.requested:
+            if together:
+                if (trainer.step - first_step) % stop_check_every:
+                    signalled = out_of_time = False  # decided together at the next check
+                else:
+                    signalled, out_of_time = agree_to_stop(signalled, out_of_time)
+            if signalled or out_of_time:
+                reason = stop.received or (
+                    "a stop signal to another process of this run"
+                    if signalled
+                    else "the job's time limit"
+                )
+                if out_of_time and not signalled:
                     log.warning(
                         "%.0f s left before the job's time limit: saving state and stopping",
                         deadline - wall(),
                     )
-                if trainer.step == first_step and out_of_time and not stop.requested:
+                if trainer.step == first_step and out_of_time and not signalled:
                     store.record(f"no progress at step {trainer.step}: {reason}")
                     raise NoProgressError(
                         f"this attempt reached the job's time limit before its first training "
