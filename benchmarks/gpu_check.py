@@ -58,6 +58,7 @@ import pandas as pd
 import torch
 
 from cxrlib.data.phantom import render_radiograph
+from cxrlib.device import configure_cuda
 from cxrlib.io import write_csv, write_json
 from cxrlib.metrics.features import ExtractorSources, make_extractor, resize_uint8
 from cxrlib.metrics.fidelity import array_batches, extract_features, file_sha256
@@ -695,7 +696,8 @@ def environment(device: torch.device) -> list[str]:
         f"TF32: matmul {torch.backends.cuda.matmul.allow_tf32}, cuDNN "
         f"{torch.backends.cudnn.allow_tf32}; float32 matmul precision "
         f"{torch.get_float32_matmul_precision()}; cudnn.benchmark {torch.backends.cudnn.benchmark}"
-        f", deterministic {torch.backends.cudnn.deterministic} (the project's defaults: unset)"
+        f", deterministic {torch.backends.cudnn.deterministic}"
+        " (GPU jobs set them: cxrlib.device.configure_cuda)"
     )
     return lines
 
@@ -771,6 +773,7 @@ def main() -> int:
         torch.set_num_threads(args.threads)
     if is_cuda(device):
         torch.cuda.set_device(device)
+        configure_cuda()  # what every GPU job of the workflow sets (cxrlib.device.setup_torch)
     plan = Plan.make(args.tiny, args.steps)
     start = time.perf_counter()
     with tempfile.TemporaryDirectory(prefix="gpu_check_") as tmp:

@@ -69,3 +69,29 @@ def test_full_check_refuses_a_cpu() -> None:
     proc = _run("--device", "cpu")
     assert proc.returncode == 2
     assert "--tiny" in proc.stderr and "GPU" in proc.stderr
+
+
+def test_cuda_speed_settings_are_set_for_gpu_jobs() -> None:
+    """configure_cuda (called by setup_torch on CUDA and by gpu_check) turns TF32 and the
+    cuDNN autotuner on; the flags are plain settings, so this runs without a GPU."""
+    import torch
+
+    from cxrlib.device import configure_cuda
+
+    before = (
+        torch.backends.cuda.matmul.allow_tf32,
+        torch.backends.cudnn.allow_tf32,
+        torch.backends.cudnn.benchmark,
+    )
+    try:
+        torch.backends.cuda.matmul.allow_tf32 = torch.backends.cudnn.benchmark = False
+        assert configure_cuda() == {
+            "tf32_matmul": True, "tf32_cudnn": True, "cudnn_benchmark": True,
+        }  # fmt: skip
+        assert torch.backends.cuda.matmul.allow_tf32 and torch.backends.cudnn.benchmark
+    finally:
+        (
+            torch.backends.cuda.matmul.allow_tf32,
+            torch.backends.cudnn.allow_tf32,
+            torch.backends.cudnn.benchmark,
+        ) = before
