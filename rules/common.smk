@@ -1,5 +1,6 @@
 # Shared names and input functions. Any logic longer than a line lives here or in cxrlib.
 
+import math
 import os
 import uuid
 from functools import lru_cache
@@ -417,17 +418,57 @@ def get_real_reference_inputs(wildcards):
     return inputs
 
 
+# The metrics keys each rule reads, and only those: a rule's params are a rerun trigger, so
+# passing the whole section would rerun every scoring job (hours of GPU) when, say, only
+# shift_factor changed.
+SCORE_KEYS = (
+    "extractors",
+    "references",
+    "inception_sha256",
+    "n_fake",
+    "batch_size",
+    "seed",
+    "kid_subsets",
+    "kid_subset_size",
+    "prc_neighborhood",
+)
+SWEEP_KEYS = ("extractors", "collapse_diversity_ratio", "collapse_patience")
+REFERENCE_KEYS = ("kid_subsets", "kid_subset_size", "prc_neighborhood", "seed")
+
+
+def metrics_subset(keys):
+    return {key: config["metrics"][key] for key in keys}
+
+
+def get_score_metrics():
+    """The metrics keys a snapshot's scores depend on (scripts/score_snapshot.py)."""
+    return metrics_subset(SCORE_KEYS)
+
+
+def get_sweep_metrics():
+    """The metrics keys a sweep table depends on (cxrlib.metrics.sweep.sweep_from_config)."""
+    return metrics_subset(SWEEP_KEYS)
+
+
 def get_reference_settings():
     """The metrics keys the floors use: the scores' KID, precision/recall and seed
-    settings (so floors and scores are computed alike) and the shift flag's factor."""
-    keys = (
-        "kid_subsets",
-        "kid_subset_size",
-        "prc_neighborhood",
-        "seed",
-        "shift_factor",
-    )
-    return {key: config["metrics"][key] for key in keys}
+    settings, so floors and scores are computed alike (the shift flag's factor is the
+    real_distances and headline rules' business: changing it reruns nothing upstream).
+    """
+    return metrics_subset(REFERENCE_KEYS)
+
+
+def get_shift_factor():
+    """metrics.shift_factor, refused at DAG build unless a finite number > 0 (the schema
+    lets .nan and .inf through)."""
+    factor = config["metrics"]["shift_factor"]
+    if not (isinstance(factor, (int, float)) and math.isfinite(factor) and factor > 0):
+        raise WorkflowError(
+            f"metrics.shift_factor must be a finite number > 0, got {factor!r} (e.g. 3: "
+            "flag the test split when FID(train, test) exceeds 3 times the same-distribution "
+            "distances)"
+        )
+    return float(factor)
 
 
 def get_run_resolution(wildcards, model):

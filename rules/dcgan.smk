@@ -49,7 +49,7 @@ rule score_dcgan:
     resources:
         **get_resources("score_dcgan"),
     params:
-        metrics=config["metrics"],
+        metrics=get_score_metrics(),
         label=config["data"]["synthetic_class"],
     script:
         "../scripts/score_snapshot.py"
@@ -100,7 +100,7 @@ rule dcgan_sweep:
     resources:
         **get_resources("dcgan_sweep"),
     params:
-        metrics=config["metrics"],
+        metrics=get_sweep_metrics(),
         resolution=get_dcgan_resolution,
         synthetic=config["data"]["source"] == "phantom",
     script:

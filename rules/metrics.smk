@@ -9,6 +9,7 @@ localrules:
     fetch_classifier_weights,
     metrics_summary,
     real_reference,
+    real_distances,
 
 
 rule fetch_weights:
@@ -109,12 +110,6 @@ rule real_reference:
             category="Data",
             labels={"table": "real-to-real distances (floors)"},
         ),
-        figure=report(
-            "results/data/qc/real_distances.png",
-            caption="../report/real_distances.rst",
-            category="Data",
-            labels={"figure": "train / val / test distances"},
-        ),
     log:
         "logs/real_reference.log",
     benchmark:
@@ -128,9 +123,35 @@ rule real_reference:
         features=get_floor_features(),
         metrics=get_reference_settings(),
         label=config["data"]["synthetic_class"],
-        synthetic=config["data"]["source"] == "phantom",
     script:
         "../scripts/real_reference.py"
+
+
+rule real_distances:
+    input:
+        "results/metrics/real_reference.csv",
+    output:
+        report(
+            "results/data/qc/real_distances.png",
+            caption="../report/real_distances.rst",
+            category="Data",
+            labels={"figure": "train / val / test distances"},
+        ),
+    log:
+        "logs/real_distances.log",
+    benchmark:
+        "results/benchmarks/real_distances.tsv"
+    conda:
+        "../envs/cxr.yaml"
+    threads: get_threads("real_distances")
+    resources:
+        **get_resources("real_distances"),
+    params:
+        shift_factor=get_shift_factor(),
+        label=config["data"]["synthetic_class"],
+        synthetic=config["data"]["source"] == "phantom",
+    script:
+        "../scripts/real_distances.py"
 
 
 rule metrics_summary:

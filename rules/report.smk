@@ -60,6 +60,6 @@ rule headline:
     resources:
         **get_resources("headline"),
     params:
-        shift_factor=config["metrics"]["shift_factor"],
+        shift_factor=get_shift_factor(),
     script:
         "../scripts/headline.py"

@@ -49,7 +49,7 @@ rule score_stylegan:
     resources:
         **get_resources("score_stylegan"),
     params:
-        metrics=config["metrics"],
+        metrics=get_score_metrics(),
         label=config["data"]["synthetic_class"],
     script:
         "../scripts/score_snapshot.py"
@@ -108,7 +108,7 @@ rule stylegan_sweep:
     resources:
         **get_resources("stylegan_sweep"),
     params:
-        metrics=config["metrics"],
+        metrics=get_sweep_metrics(),
         resolution=get_stylegan_resolution,
         psis=config["stylegan2ada"]["truncation_psis"],
         synthetic=config["data"]["source"] == "phantom",

@@ -1,4 +1,4 @@
-"""Real-to-real reference floors (train vs val, train vs test, half vs half) and the shift flag."""
+"""Real-to-real reference floors: real train vs val, train vs test, half vs half."""
 
 from pathlib import Path
 
@@ -6,13 +6,7 @@ import pandas as pd
 
 from cxrlib.io import write_csv
 from cxrlib.logs import job_logging
-from cxrlib.metrics.reference import (
-    log_findings,
-    real_reference_table,
-    reference_settings,
-    shift_findings,
-)
-from cxrlib.report.data_qc import plot_real_distances
+from cxrlib.metrics.reference import real_reference_table, reference_settings
 
 with job_logging(snakemake.log[0]):
     inp, out, params = snakemake.input, snakemake.output, snakemake.params
@@ -27,8 +21,3 @@ with job_logging(snakemake.log[0]):
         label=params.label,
     )
     write_csv(table, out.table)
-    findings = shift_findings(table, params.metrics["shift_factor"])
-    log_findings(findings)
-    plot_real_distances(
-        table, findings, Path(out.figure), label=params.label, synthetic=params.synthetic
-    )

@@ -26,6 +26,7 @@ from cxrlib.metrics.reference import (
     attach_floors,
     judge_shift,
     patient_halves,
+    patient_warnings,
     real_reference_table,
     shift_findings,
     shift_sentence,
@@ -317,3 +318,22 @@ def test_real_distances_figure(tmp_path: Path) -> None:
     nan = _floors().assign(fid=[math.nan, 5.0, 4.0])
     plot_real_distances(nan, shift_findings(nan, 3.0), tmp_path / "nan.png")
     assert (tmp_path / "nan.png").is_file()
+
+
+def test_floors_say_when_halves_or_train_test_share_patients() -> None:
+    """File-name IDs (no pattern matched) and patients in both train and test are named:
+    both make a floor read lower than its label claims."""
+    manifest = pd.DataFrame(
+        {
+            "path": ["a/IM-1-1.jpeg", "a/IM-1-2.jpeg", "a/scan_7.png", "b/IM-1-3.jpeg", "b/t.png"],
+            "patient_id": ["IM-1", "IM-1", "scan_7", "IM-1", "t"],
+            "patient_id_source": ["pattern", "pattern", "stem", "pattern", "stem"],
+        }
+    )
+    train, test = manifest.path[:3].tolist(), manifest.path[3:].tolist()
+    first, second = patient_warnings(train, test, manifest)
+    assert first.startswith("1 of 3 training images have no patient ID")
+    assert "Add a pattern" in first
+    assert second.startswith("1 patients have images in both train and test (first: IM-1")
+    clean = manifest.assign(patient_id_source="pattern", patient_id=["A", "A", "B", "C", "D"])
+    assert patient_warnings(train, test, clean) == []

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 
 import numpy as np
@@ -73,7 +74,7 @@ def test_every_job_left_a_log_and_a_benchmark_and_nothing_is_left_to_do(study: P
         "train_dcgan", "score_dcgan", "dcgan_sweep", "train_stylegan2ada", "score_stylegan",
         "stylegan_sweep", "metrics_summary", "generate_samples", "audit_memorisation",
         "train_classifier", "evaluate_classifier", "compare_classifiers", "runtime_report",
-        "real_reference",
+        "real_reference", "real_distances",
     }  # fmt: skip
     assert expected <= rules, expected - rules
     for rule in expected:
@@ -89,6 +90,14 @@ def test_every_job_left_a_log_and_a_benchmark_and_nothing_is_left_to_do(study: P
     again = run_snakemake(study, "-n", "--cores", "1", *TEST_CONFIG)
     assert "Nothing to be done" in again.stdout + again.stderr
     assert report.stat().st_mtime_ns == written  # never after a dry run
+    # A key that only the shift flag reads reruns the cheap jobs that read it, no scoring,
+    # sweep, sampling or classifier job (a rule's params are a rerun trigger).
+    (study / "factor.yaml").write_text("metrics:\n  shift_factor: 7\n")
+    rerun = run_snakemake(
+        study, "-n", "--cores", "1", *TEST_CONFIG, "factor.yaml", "--quiet", "rules"
+    )
+    jobs = set(re.findall(r"^(\w+)\s+\d+$", rerun.stdout, flags=re.M)) - {"total"}
+    assert jobs == {"real_distances", "headline"}, rerun.stdout
 
 
 def test_training_jobs_log_one_plain_progress_line_per_epoch_or_tick(study: Path) -> None:
@@ -170,7 +179,7 @@ def test_real_floors_equal_a_direct_computation_and_no_shift_is_flagged(study: P
     # test phantoms drawn like the training ones: not flagged, said so in words
     (finding,) = shift_findings(table, 3.0)
     assert finding.flagged is False
-    log = (study / "logs" / "real_reference.log").read_text()
+    log = (study / "logs" / "real_distances.log").read_text()
     assert "data shift: The test images are about as far from the training images" in log
     assert Image.open(study / "results" / "data" / "qc" / "real_distances.png").size[0] > 300
     # the sweeps carry the floors, and the best snapshot's choice names reference and space
@@ -364,7 +373,8 @@ def test_a_shifted_test_split_is_flagged_with_its_numbers(study: Path, workflow_
     same factor does not fire."""
     (workflow_copy / "shift.yaml").write_text(SHIFTED_TEST)
     target = "results/metrics/real_reference.csv"
-    run_snakemake(workflow_copy, target, "--cores", "2", *TEST_CONFIG, "shift.yaml")
+    figure = "results/data/qc/real_distances.png"
+    run_snakemake(workflow_copy, target, figure, "--cores", "2", *TEST_CONFIG, "shift.yaml")
     table = pd.read_csv(workflow_copy / target)
     direct = _direct_floors(workflow_copy)
     for row in table.itertuples():
@@ -378,7 +388,7 @@ def test_a_shifted_test_split_is_flagged_with_its_numbers(study: Path, workflow_
     for pair in (("train", "val"), ("train_half_a", "train_half_b")):
         assert after.loc[pair, "fid"] == pytest.approx(before.loc[pair, "fid"], rel=1e-4)
     assert after.loc[("train", "test"), "fid"] > before.loc[("train", "test"), "fid"]
-    log = (workflow_copy / "logs" / "real_reference.log").read_text()
+    log = (workflow_copy / "logs" / "real_distances.log").read_text()
     assert "WARNING" in log and "data shift: The test images differ from the training" in log
     assert f"FID {format_fid(shifted.fid_train_test)} between real train and real test" in log
     assert Image.open(workflow_copy / "results/data/qc/real_distances.png").size[0] > 300
@@ -480,6 +490,19 @@ def test_config_typo_fails_naming_the_key(workflow_copy: Path) -> None:
     )
     assert proc.returncode != 0
     assert "sise" in proc.stdout + proc.stderr
+
+
+@pytest.mark.parametrize("value", [".nan", ".inf"])
+def test_a_shift_factor_that_is_not_a_finite_number_fails_at_dag_build(
+    workflow_copy: Path, value: str
+) -> None:
+    # the schema's exclusiveMinimum lets YAML's .nan and .inf through
+    (workflow_copy / "factor.yaml").write_text(f"metrics:\n  shift_factor: {value}\n")
+    proc = run_snakemake(
+        workflow_copy, "-n", "--cores", "1", *TEST_CONFIG, "factor.yaml", check=False
+    )
+    assert proc.returncode != 0
+    assert "metrics.shift_factor must be a finite number > 0" in proc.stdout + proc.stderr
 
 
 def test_inception_weights_fetched_checked_and_used_beside_the_cxr_extractor(

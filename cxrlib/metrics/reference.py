@@ -236,6 +236,40 @@ def feature_patients(paths: Sequence[str], manifest: pd.DataFrame) -> np.ndarray
     return np.array([by_path[str(p)] for p in paths])
 
 
+def patient_warnings(
+    train_paths: Sequence[str], test_paths: Sequence[str], manifest: pd.DataFrame
+) -> list[str]:
+    """What makes the floors less than they claim, in words (empty when nothing does).
+
+    - Training images whose patient ID is the file name (manifest `patient_id_source`
+      "stem": no data.patient_id_patterns entry matched): each counts as its own patient,
+      so the "patient-disjoint" halves may share people and FID(half, half) reads low.
+    - Patients with images in both train and test (results/data/patient_collisions.csv):
+      FID(train, test) then reads lower than for disjoint patients.
+    """
+    rows = manifest.set_index(manifest["path"].astype(str))
+    train = rows.loc[[str(p) for p in train_paths]]
+    test = rows.loc[[str(p) for p in test_paths if str(p) in rows.index]]
+    out = []
+    if "patient_id_source" in train:
+        unparsed = int((train["patient_id_source"].astype(str) == "stem").sum())
+        if unparsed:
+            out.append(
+                f"{unparsed} of {len(train)} training images have no patient ID from "
+                "data.patient_id_patterns (the file name stands in): the train halves are "
+                "split by image for those, not by patient, so FID(half, half) may read low. "
+                "Add a pattern that extracts the patient from these file names."
+            )
+    shared = sorted(set(train["patient_id"].astype(str)) & set(test["patient_id"].astype(str)))
+    if shared:
+        out.append(
+            f"{len(shared)} patients have images in both train and test (first: {shared[0]}; "
+            "results/data/patient_collisions.csv): FID(train, test) includes the same "
+            "people on both sides and reads lower than for disjoint patients."
+        )
+    return out
+
+
 def real_reference_table(
     files: Mapping[tuple[str, int, str], str | Path],
     manifest: pd.DataFrame,
@@ -258,9 +292,14 @@ def real_reference_table(
                 f"no real features of {', '.join(missing)} for {extractor} {res} px"
             )
         features = {s: load_real_features(files[(extractor, res, s)]) for s in SPLITS}
-        with np.load(files[(extractor, res, "train")], allow_pickle=False) as npz:
-            paths = npz["paths"].astype(str)
-        patients = feature_patients(paths, manifest)
+        paths = {}
+        for split in ("train", "test"):
+            with np.load(files[(extractor, res, split)], allow_pickle=False) as npz:
+                paths[split] = npz["paths"].astype(str)
+        patients = feature_patients(paths["train"], manifest)
+        if not rows:  # the same images at every extractor and resolution: say it once
+            for warning in patient_warnings(paths["train"], paths["test"], manifest):
+                log.warning("%s", warning)
         rows += reference_rows(
             features, patients, settings, extractor=extractor, resolution=res, label=label
         )
