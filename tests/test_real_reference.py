@@ -306,6 +306,9 @@ def test_headline_puts_each_floor_beside_its_score_and_says_what_it_means() -> N
 
 def test_generated_vs_test_sentence_reads_within_near_or_beyond() -> None:
     assert "is within" in generated_vs_test_sentence(1058.0, 1067.0)
+    below = generated_vs_test_sentence(68.8, 141.3)
+    assert below.startswith("FID vs test 68.8 is below the real train-vs-test distance (FID 141")
+    assert "(0.49 times it)" in below and "judge quality against train" in below
     assert "is near" in generated_vs_test_sentence(1144.0, 1067.0)
     assert "3.0 times" in generated_vs_test_sentence(300.0, 100.0)
     assert generated_vs_test_sentence(math.nan, 100.0) is None

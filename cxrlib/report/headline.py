@@ -248,12 +248,20 @@ def _float(value: Any) -> float:
 
 def generated_vs_test_sentence(fid_test: float, floor_test: float) -> str | None:
     """How a generated-vs-test FID reads against the real train-vs-test FID, or None when
-    either is NaN: within it (at most the floor), near it (up to 1.5x) or beyond it."""
+    either is NaN: below it (under 1/1.5 of it), within it (up to the floor), near it (up to
+    1.5x) or beyond it."""
     if not (math.isfinite(fid_test) and math.isfinite(floor_test)) or floor_test <= 0:
         return None
     ratio = fid_test / floor_test
     shown = f"FID vs test {format_fid(fid_test)}"
     floor = f"the real train-vs-test distance (FID {format_fid(floor_test)})"
+    if ratio < 1 / 1.5:
+        return (
+            f"{shown} is below {floor} ({ratio:.2f} times it): the samples are closer to the "
+            "test images than the real training images are (at small sample sizes partly "
+            "FID's bias), so against test this score cannot show a generator worse than its "
+            "training data; judge quality against train"
+        )
     if ratio <= 1.0:
         return (
             f"{shown} is within {floor}: the samples are as close to the test images as the "
