@@ -61,5 +61,10 @@ rule headline:
         **get_resources("headline"),
     params:
         shift_factor=get_shift_factor(),
+        phantom_test_shift=(
+            config["data"]["phantom"]["test_shift"]
+            if config["data"]["source"] == "phantom"
+            else 0.0
+        ),
     script:
         "../scripts/headline.py"

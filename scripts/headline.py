@@ -32,7 +32,9 @@ with job_logging(snakemake.log[0]):
     runtime = pd.read_csv(inp.runtime)
     floors = optional_path(inp, "real_reference")
     shift = shift_findings(read_reference(floors), snakemake.params.shift_factor) if floors else []
-    section = headline_section(data, models, classifier, conclusion, runtime, shift)
+    section = headline_section(
+        data, models, classifier, conclusion, runtime, shift, snakemake.params.phantom_test_shift
+    )
     write_front_page(Path(inp.template), section, Path(out.page))
     record = headline_record(data, models, classifier, conclusion, shift)
     write_atomic(out.record, lambda tmp: tmp.write_text(json.dumps(record, indent=2) + "\n"))

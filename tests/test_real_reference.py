@@ -157,7 +157,7 @@ def test_flag_fires_with_a_train_test_shift_and_never_without(tmp_path: Path, se
     text = shift_sentence(finding)
     assert text.startswith("The test images differ from the training images (cxr features, 32")
     assert f"FID {finding.fid_train_test:.1f} between real train and real test" in text
-    assert "not 'a bad generator'" in text
+    assert "what the real training images score, not against 0" in text
     assert shift_sentence(plain[0]).startswith("The test images are about as far")
 
 
@@ -296,6 +296,14 @@ def test_headline_puts_each_floor_beside_its_score_and_says_what_it_means() -> N
     data = {"images": 10, "splits": {}, "rejected": 0}
     section = headline_section(data, rows, None, None, None, [finding])
     assert "**Data shift (flagged)**: The test images differ from the training images" in section
+    assert "on purpose" not in section  # real data, or phantoms without a shift
+    # phantoms shifted on purpose say so; a flagged shift is said beside the classifier too
+    arms = pd.DataFrame({"arm": ["real"], "AUROC mean ± sd": ["0.52 ± 0.15"]})
+    phantom = headline_section(data, rows, arms, "No evidence.", None, [finding], 1.0)
+    assert "on purpose (data.phantom.test\\_shift = 1)" in phantom
+    assert "No evidence. The test split is flagged as shifted (above)" in phantom
+    unflagged = judge_shift(5.0, 4.0, 4.8, 3.0, extractor="cxr", resolution=64)
+    assert "flagged as shifted" not in headline_section(data, rows, arms, "x", None, [unflagged])
     html = docutils.core.publish_parts(
         "Title\n=====\n\n" + section,
         writer="html",
@@ -308,7 +316,7 @@ def test_generated_vs_test_sentence_reads_within_near_or_beyond() -> None:
     assert "is within" in generated_vs_test_sentence(1058.0, 1067.0)
     below = generated_vs_test_sentence(68.8, 141.3)
     assert below.startswith("FID vs test 68.8 is below the real train-vs-test distance (FID 141")
-    assert "(0.49 times it)" in below and "judge quality against train" in below
+    assert "(FID 141; 0.49 times it)" in below and "judge quality against train" in below
     assert "is near" in generated_vs_test_sentence(1144.0, 1067.0)
     assert "3.0 times" in generated_vs_test_sentence(300.0, 100.0)
     assert generated_vs_test_sentence(math.nan, 100.0) is None

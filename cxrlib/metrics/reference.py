@@ -487,9 +487,10 @@ def shift_sentence(finding: ShiftFinding) -> str:
         return (
             f"The test images differ from the training images ({where}): {numbers}, "
             f"{_times(finding.ratio)} times the larger of the two (flagged: above "
-            f"metrics.shift_factor = {finding.shift_factor:g}). A generated-vs-test FID near "
-            f"{format_fid(finding.fid_train_test)} means 'as far from the test images as the "
-            "real training images are', not 'a bad generator'."
+            f"metrics.shift_factor = {finding.shift_factor:g}). So read FID vs test against "
+            f"{format_fid(finding.fid_train_test)}, what the real training images score, not "
+            "against 0; a generated-vs-test FID near it fits a good generator but does not "
+            "show one (judge quality against train)."
         )
     if finding.ratio <= NEAR:
         return (

@@ -71,5 +71,7 @@ def plot_truncation(
                 ax.set_ylabel(f"psi {psi:g}", fontsize=9)
     progress = read_snapshot(snapshot)["progress"]
     chosen = f"{which} snapshot" if which else "snapshot"
-    fig.suptitle(f"truncation sweep, {chosen} {Path(snapshot).stem} ({progress})", fontsize=10)
+    shown = progress.get("kimg_shown", progress.get("kimg")) if isinstance(progress, dict) else None
+    at = f" ({float(shown):g} kimg shown)" if shown is not None else ""
+    fig.suptitle(f"truncation sweep, {chosen} {Path(snapshot).stem}{at}", fontsize=10)
     save_figure(fig, Path(out_png), synthetic=synthetic)
