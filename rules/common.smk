@@ -418,7 +418,7 @@ def get_real_reference_inputs(wildcards):
     return inputs
 
 
-# The metrics keys each rule reads, and only those: a rule's params are a rerun trigger, so
+# The metrics keys each job reads, and only those (params are a rerun trigger), so
 # passing the whole section would rerun every scoring job (hours of GPU) when, say, only
 # shift_factor changed.
 SCORE_KEYS = (
