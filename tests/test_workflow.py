@@ -97,7 +97,7 @@ def test_every_job_left_a_log_and_a_benchmark_and_nothing_is_left_to_do(study: P
         study, "-n", "--cores", "1", *TEST_CONFIG, "factor.yaml", "--quiet", "rules"
     )
     jobs = set(re.findall(r"^(\w+)\s+\d+$", rerun.stdout, flags=re.M)) - {"total"}
-    assert jobs == {"real_distances", "headline"}, rerun.stdout
+    assert jobs == {"real_distances", "runtime_report", "headline", "all"}, rerun.stdout
 
 
 def test_training_jobs_log_one_plain_progress_line_per_epoch_or_tick(study: Path) -> None:
