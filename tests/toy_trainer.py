@@ -30,11 +30,15 @@ class ToyTrainer:
         loss = ((self.model(x) - x @ self.target) ** 2).mean()
         self.optimiser.zero_grad()
         loss.backward()
+        self._reduce_gradients()
         self.optimiser.step()
         self.step += 1
         if self.step_sleep_s:
             time.sleep(self.step_sleep_s)
         return {"loss": float(loss.detach())}
+
+    def _reduce_gradients(self) -> None:
+        """Data-parallel trainers average gradients here; one process has nothing to do."""
 
     def state_dict(self) -> dict[str, Any]:
         return {
@@ -58,20 +62,12 @@ class AllReduceToyTrainer(ToyTrainer):
     """ToyTrainer whose step averages gradients over the processes, as data-parallel trainers
     do: a process that stopped alone would leave the others waiting in this all-reduce."""
 
-    def train_step(self) -> dict[str, float]:
+    def _reduce_gradients(self) -> None:
         import torch.distributed as dist
 
-        x = torch.randn(32, 8, generator=self.generator)
-        torch.manual_seed(int(torch.randint(0, 2**31 - 1, (1,), generator=self.generator)))
-        loss = ((self.model(x) - x @ self.target) ** 2).mean()
-        self.optimiser.zero_grad()
-        loss.backward()
         for p in self.model.parameters():
             dist.all_reduce(p.grad)
             p.grad /= dist.get_world_size()
-        self.optimiser.step()
-        self.step += 1
-        return {"loss": float(loss.detach())}
 
 
 def distributed_toy_worker(
