@@ -246,7 +246,7 @@ def _merged(section, run):
 @lru_cache(maxsize=None)  # config is fixed for a run; input functions ask many times
 def dcgan_settings_of(run):
     """Validated DcganSettings of a run; bad keys fail at DAG build, naming run and key."""
-    from cxrlib.train.dcgan import dcgan_settings
+    from cxrlib.settings.dcgan import dcgan_settings
 
     try:
         return dcgan_settings(_merged("dcgan", run))
@@ -257,7 +257,7 @@ def dcgan_settings_of(run):
 @lru_cache(maxsize=None)
 def stylegan_settings_of(run):
     """Validated StyleGanSettings of a run; bad keys fail at DAG build, naming run and key."""
-    from cxrlib.train.stylegan2ada import stylegan_settings
+    from cxrlib.settings.stylegan2ada import stylegan_settings
 
     try:
         return stylegan_settings(_merged("stylegan2ada", run))
@@ -268,10 +268,10 @@ def stylegan_settings_of(run):
 def get_snapshots(model, run):
     """Snapshot names a training run writes: epochNNNN (DCGAN) or kimgNNNNNN (StyleGAN2-ADA)."""
     if model == "dcgan":
-        from cxrlib.train.dcgan import snapshot_epochs
+        from cxrlib.settings.dcgan import snapshot_epochs
 
         return [f"epoch{e:04d}" for e in snapshot_epochs(dcgan_settings_of(run))]
-    from cxrlib.train.stylegan2ada import snapshot_kimgs, snapshot_name
+    from cxrlib.settings.stylegan2ada import snapshot_kimgs, snapshot_name
 
     return [snapshot_name(k) for k in snapshot_kimgs(stylegan_settings_of(run))]
 
@@ -542,7 +542,7 @@ def get_dcgan_settings(wildcards):
     state of the run that they may not continue fails the DAG build."""
     from dataclasses import asdict
 
-    from cxrlib.train.dcgan import snapshot_epochs, snapshot_name
+    from cxrlib.settings.dcgan import snapshot_epochs, snapshot_name
 
     settings = dcgan_settings_of(wildcards.run)
     check_saved_state(
@@ -560,7 +560,7 @@ def get_stylegan_settings(wildcards):
     from dataclasses import asdict
 
     from cxrlib.train.resume import read_record
-    from cxrlib.train.stylegan2ada import snapshot_kimgs, snapshot_name
+    from cxrlib.settings.stylegan2ada import snapshot_kimgs, snapshot_name
 
     settings = stylegan_settings_of(wildcards.run)
     state = f"results/stylegan2ada/{wildcards.run}/state"
@@ -717,7 +717,7 @@ def classifier_weights():
 def get_classifier_settings(wildcards):
     """The arm's settings: config settings, its augmentation, its seed and its ratio. A saved
     state of the run that they may not continue fails the DAG build."""
-    from cxrlib.train.classifier import classifier_settings
+    from cxrlib.settings.classifier import classifier_settings
 
     settings = {
         **config["classifier"]["settings"],
@@ -742,7 +742,7 @@ def get_classifier_settings(wildcards):
 def get_domain_extractor_settings(wildcards):
     """metrics.domain_extractor as the job trains it (real data only, no augmentation); a
     saved state that it may not continue fails the DAG build."""
-    from cxrlib.train.classifier import classifier_settings
+    from cxrlib.settings.classifier import classifier_settings
 
     settings = {
         **config["metrics"]["domain_extractor"],

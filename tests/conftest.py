@@ -50,7 +50,7 @@ def run_snakemake(
 
     `env`: variables added to the environment (e.g. XDG_CONFIG_HOME for a user's profiles).
     """
-    env = dict(os.environ, PYTHONPATH=str(ROOT), **(env or {}))
+    env = {**os.environ, "PYTHONPATH": str(ROOT), **(env or {})}
     proc = subprocess.run(
         [sys.executable, "-m", "snakemake", *args],
         cwd=workdir,
@@ -71,3 +71,14 @@ def run_snakemake(
 def workflow_copy(tmp_path: Path) -> Path:
     """A scratch copy of the workflow to run snakemake in."""
     return copy_workflow(tmp_path / "wf")
+
+
+@pytest.fixture(scope="session")
+def study(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The whole study at test scale (tests/config/test.yaml), run once per session by
+    `snakemake --cores 2`: tests/test_workflow.py reads its results, tests/test_slurm.py
+    compares the same study run through sbatch with it. Tests only read it (and dry-run)."""
+    workdir = copy_workflow(tmp_path_factory.mktemp("study") / "wf")
+    # about 50 jobs: ~10 minutes on 2 free cores, more on a shared machine
+    run_snakemake(workdir, "--cores", "2", "--configfile", "tests/config/test.yaml", timeout=2400)
+    return workdir

@@ -245,10 +245,11 @@ def test_dry_run_of_the_project_profile_by_path_exits_0(tmp_path: Path) -> None:
     assert not (workdir / "results").exists()
 
 
-def test_whole_study_through_sbatch_matches_a_local_run(slurm, tmp_path: Path) -> None:
-    local = copy_workflow(tmp_path / "local")
+def test_whole_study_through_sbatch_matches_a_local_run(slurm, study: Path, tmp_path: Path) -> None:
+    """The study through sbatch gives the local run's results (`study`, tests/conftest.py:
+    the same config run with --cores 2, shared with tests/test_workflow.py)."""
+    local = study
     remote = copy_workflow(tmp_path / "slurm")
-    run_snakemake(local, "--cores", "2", "--configfile", "tests/config/test.yaml")
     env = _user(tmp_path)
     _site_profile(env)
     run_snakemake(

@@ -15,7 +15,7 @@ from cxrlib.data.cache import load_split
 from cxrlib.metrics.fidelity import FidelityScores, file_sha256, score_features
 from cxrlib.metrics.reference import REFERENCE_COLUMNS, format_fid, patient_halves, shift_findings
 from tests.browser import browse_report
-from tests.conftest import copy_workflow, run_snakemake
+from tests.conftest import run_snakemake
 from tests.test_fidelity import make_inception_weights
 
 pytestmark = pytest.mark.slow
@@ -24,13 +24,7 @@ pytestmark = pytest.mark.slow
 TEST_CONFIG = ("--configfile", "tests/config/test.yaml")
 
 
-@pytest.fixture(scope="module")
-def study(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """The whole study at test scale, run once by snakemake; the tests below read its results."""
-    workdir = copy_workflow(tmp_path_factory.mktemp("study") / "wf")
-    # 50 jobs: about 10 minutes on 2 free cores, more on a shared machine
-    run_snakemake(workdir, "--cores", "2", *TEST_CONFIG, timeout=2400)
-    return workdir
+# `study` (tests/conftest.py): the whole study at test scale, run once per session.
 
 
 def test_data_stage_on_phantoms(study: Path) -> None:

@@ -11,7 +11,6 @@ features, so the numbers are exactly what `calculate_metrics` reports (a test ch
 
 from __future__ import annotations
 
-import hashlib
 import logging
 import re
 from collections.abc import Callable, Iterable, Iterator
@@ -29,44 +28,14 @@ from torch_fidelity.metric_kid import kid_features_to_metric
 from torch_fidelity.metric_prc import prc_features_to_metric
 
 from cxrlib.metrics.feasibility import shortfalls
+from cxrlib.metrics.weights import WeightsError as WeightsError  # re-exported, with:
+from cxrlib.metrics.weights import file_sha256 as file_sha256
+from cxrlib.metrics.weights import verify_weights as verify_weights
 
 log = logging.getLogger(__name__)
 
 # torch hub convention: the published file name carries the first 8 hex digits of its sha256.
 INCEPTION_SHA256_PREFIX: str = re.search(r"-([0-9a-f]{8})\.pth$", URL_INCEPTION_V3).group(1)
-
-
-class WeightsError(Exception):
-    """A weights file is missing or is not the file it claims to be; the message says the fix."""
-
-
-def file_sha256(path: str | Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for block in iter(lambda: fh.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
-
-
-def verify_weights(path: str | Path, expected_sha256: str) -> str:
-    """Check a weights file's sha256 (full, or the published prefix) before anything loads it.
-
-    torch-fidelity unpickles the Inception file (`weights_only=False`): an unchecked file is
-    code. Returns the full sha256.
-    """
-    path = Path(path)
-    if not path.is_file():
-        raise WeightsError(
-            f"weights file {path} does not exist; run the fetch_weights rule on a node with "
-            "internet, or set metrics.inception_weights to a downloaded copy"
-        )
-    actual = file_sha256(path)
-    if not actual.startswith(expected_sha256.lower()):
-        raise WeightsError(
-            f"weights file {path} has sha256 {actual}, expected {expected_sha256}...; it is "
-            "not the published file (corrupt or a different model): download it again"
-        )
-    return actual
 
 
 def inception_extractor(

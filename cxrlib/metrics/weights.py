@@ -1,16 +1,52 @@
-"""Fetching pretrained weights on a machine with internet, checked before anything loads them."""
+"""Fetching pretrained weights on a machine with internet, checked before anything loads them.
+
+Torch-free: the workflow reads the URLs and hashes at DAG build.
+"""
 
 from __future__ import annotations
 
+import hashlib
 import logging
 import shutil
 import urllib.request
 from pathlib import Path
 
 from cxrlib.io import atomic_path
-from cxrlib.metrics.fidelity import WeightsError, verify_weights
 
 log = logging.getLogger(__name__)
+
+
+class WeightsError(Exception):
+    """A weights file is missing or is not the file it claims to be; the message says the fix."""
+
+
+def file_sha256(path: str | Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as fh:
+        for block in iter(lambda: fh.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def verify_weights(path: str | Path, expected_sha256: str) -> str:
+    """Check a weights file's sha256 (full, or the published prefix) before anything loads it.
+
+    torch-fidelity unpickles the Inception file (`weights_only=False`): an unchecked file is
+    code. Returns the full sha256.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise WeightsError(
+            f"weights file {path} does not exist; run the fetch_weights rule on a node with "
+            "internet, or set metrics.inception_weights to a downloaded copy"
+        )
+    actual = file_sha256(path)
+    if not actual.startswith(expected_sha256.lower()):
+        raise WeightsError(
+            f"weights file {path} has sha256 {actual}, expected {expected_sha256}...; it is "
+            "not the published file (corrupt or a different model): download it again"
+        )
+    return actual
 
 
 def fetch_weights(url: str, target: str | Path, expected_sha256: str, timeout_s: float = 60) -> str:

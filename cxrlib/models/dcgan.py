@@ -32,8 +32,7 @@ from typing import Any
 import torch
 from torch import nn
 
-IMAGE_SIZES = (32, 64, 128)
-CHANNELS = (1, 3)
+from cxrlib.settings.dcgan import CHANNELS, IMAGE_SIZES
 
 
 def _stages(image_size: int) -> int:

@@ -27,7 +27,6 @@ import logging
 import math
 import time
 from collections.abc import Sequence
-from dataclasses import asdict, dataclass, fields
 from pathlib import Path
 from typing import Any
 
@@ -42,19 +41,19 @@ from cxrlib.data.cache import SplitArrays
 from cxrlib.io import write_csv
 from cxrlib.logs import format_eta
 from cxrlib.models.resnet import (
-    ARCHS,
     build_classifier,
     load_classifier,
     save_classifier,
     to_float,
     to_model_input,
 )
+from cxrlib.settings.classifier import ClassifierSettings
+from cxrlib.settings.classifier import classifier_settings as classifier_settings  # re-exported
 from cxrlib.train.resume import CONTRACTS, data_fingerprint
 from cxrlib.train.survival import StateStore, run_resumable
 
 log = logging.getLogger(__name__)
 
-AUGMENTS = ("none", "classic")
 HISTORY_COLUMNS = ("epoch", "train_loss", "val_loss", "val_auroc", "lr", "seconds")
 # Classic augmentation ranges (the "real + classical augmentation" arm).
 ROTATION_DEG = 10.0
@@ -64,63 +63,6 @@ CONTRAST = 0.20  # factor drawn from [1 - CONTRAST, 1 + CONTRAST] around the ima
 # Streams of derived seeds, so that the shuffle and the augmentation never share draws.
 _SHUFFLE_STREAM = 1
 _AUGMENT_STREAM = 2
-
-
-@dataclass(frozen=True)
-class ClassifierSettings:
-    """One classifier run's hyperparameters (config `classifier` section plus the seed)."""
-
-    arch: str = "resnet50"  # "resnet50" | "resnet18"
-    weights: Path | None = None  # torchvision ImageNet state dict for `arch`; None: from scratch
-    image_size: int = 224  # px, square input side
-    epochs: int = 20  # upper bound; early stopping may end sooner
-    batch_size: int = 32
-    lr: float = 1e-4  # AdamW peak learning rate (cosine to 0 over all steps)
-    weight_decay: float = 1e-4  # AdamW decoupled weight decay
-    class_weighted_loss: bool = True  # cross-entropy weighted by inverse class frequency
-    patience: int = 5  # epochs without val improvement before stopping; 0: never stop early
-    augment: str = "none"  # "none" | "classic" (rotation, shift, brightness/contrast)
-    seed: int = 0
-    channels_last: bool = True  # CUDA only: NHWC memory format (faster convolutions)
-    amp: bool = True  # CUDA only: bfloat16 autocast
-
-    def to_dict(self) -> dict[str, Any]:
-        """Plain types only (saved inside checkpoints loaded with weights_only=True)."""
-        d = asdict(self)
-        d["weights"] = None if self.weights is None else str(self.weights)
-        return d
-
-
-def classifier_settings(d: dict[str, Any]) -> ClassifierSettings:
-    """A config dict -> ClassifierSettings; missing keys take the defaults, unknown keys fail."""
-    known = [f.name for f in fields(ClassifierSettings)]
-    unknown = sorted(set(d) - set(known))
-    if unknown:
-        raise ValueError(
-            f"unknown classifier setting(s) {', '.join(unknown)}; known: {', '.join(known)}"
-        )
-    d = dict(d)
-    if d.get("weights") not in (None, ""):
-        d["weights"] = Path(d["weights"])
-    else:
-        d["weights"] = None
-    s = ClassifierSettings(**d)
-    if s.arch not in ARCHS:
-        raise ValueError(f"classifier arch must be one of {', '.join(ARCHS)}, got {s.arch!r}")
-    if s.augment not in AUGMENTS:
-        raise ValueError(
-            f"classifier augment must be one of {', '.join(AUGMENTS)}, got {s.augment!r}"
-        )
-    for name in ("image_size", "epochs", "batch_size"):
-        if int(getattr(s, name)) < 1:
-            raise ValueError(f"classifier {name} must be >= 1, got {getattr(s, name)}")
-    if s.image_size < 32:
-        raise ValueError(
-            f"classifier image_size must be >= 32 px (ResNet stride), got {s.image_size}"
-        )
-    if not s.lr > 0 or s.weight_decay < 0 or s.patience < 0:
-        raise ValueError("classifier lr must be > 0, weight_decay >= 0 and patience >= 0")
-    return s
 
 
 def derived_seed(seed: int, stream: int, index: int) -> int:
