@@ -259,10 +259,66 @@ def stylegan_settings_of(run):
     """Validated StyleGanSettings of a run; bad keys fail at DAG build, naming run and key."""
     from cxrlib.settings.stylegan2ada import stylegan_settings
 
+    merged = _merged("stylegan2ada", run)
+    if merged.get("resume_from") is not None:
+        merged["resume_from"] = resolve_resume_from(run, merged["resume_from"])
     try:
-        return stylegan_settings(_merged("stylegan2ada", run))
+        return stylegan_settings(merged)
     except (TypeError, ValueError) as exc:
         raise WorkflowError(f"stylegan2ada.runs.{run}: {exc}") from exc
+
+
+def pretrained_gan_path(name):
+    """Where fetch_pretrained_gan saves the published network `name` (stylegan2ada.pretrained)."""
+    return f"{config['metrics']['weights_dir']}/stylegan2ada/{name}.pkl"
+
+
+def resolve_resume_from(run, value):
+    """A run's resume_from as a file path: a name in stylegan2ada.pretrained becomes the file
+    fetch_pretrained_gan writes; anything else is a file that must exist now."""
+    pretrained = config["stylegan2ada"].get("pretrained") or {}
+    if not isinstance(value, str) or not value:
+        raise WorkflowError(
+            f"stylegan2ada.runs.{run}: resume_from must be a name in stylegan2ada.pretrained "
+            f"({', '.join(pretrained) or 'none configured'}) or a file path, got {value!r}"
+        )
+    if value in pretrained:
+        return pretrained_gan_path(value)
+    if not Path(value).is_file():
+        raise WorkflowError(
+            f"stylegan2ada.runs.{run}: resume_from {value} is neither a file nor a name in "
+            f"stylegan2ada.pretrained ({', '.join(pretrained) or 'none configured'}); give a "
+            "snapshot .pt, a finished run's state/networks.pt or an official .pkl, or add "
+            "the network's url (and sha256) under stylegan2ada.pretrained"
+        )
+    return value
+
+
+def get_stylegan_train_inputs(wildcards):
+    """The training split, and the file the run starts from (transfer learning) when it has
+    one, so a fetch_pretrained_gan job runs before it and a changed file reruns it."""
+    inputs = {"cache": "results/data/cache/train.npz"}
+    start = stylegan_settings_of(wildcards.run).resume_from
+    if start is not None:
+        inputs["start"] = start
+    return inputs
+
+
+def get_pretrained_url(wildcards):
+    return _pretrained_entry(wildcards.name)["url"]
+
+
+def get_pretrained_sha256(wildcards):
+    return _pretrained_entry(wildcards.name).get("sha256") or ""
+
+
+def _pretrained_entry(name):
+    pretrained = config["stylegan2ada"].get("pretrained") or {}
+    if name not in pretrained:
+        raise WorkflowError(
+            f"no network {name!r} under stylegan2ada.pretrained ({', '.join(pretrained)})"
+        )
+    return pretrained[name]
 
 
 def get_snapshots(model, run):

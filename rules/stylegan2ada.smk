@@ -2,13 +2,34 @@
 # its own job; the sweep table and figures follow FID, ADA's p and the truncation trade-off.
 
 
+# fetch_pretrained_gan needs internet: on clusters it runs where snakemake runs (the login node).
 localrules:
     stylegan_sweep,
+    fetch_pretrained_gan,
+
+
+rule fetch_pretrained_gan:
+    output:
+        pretrained_gan_path("{name}"),
+    log:
+        "logs/fetch_pretrained_gan/{name}.log",
+    benchmark:
+        "results/benchmarks/fetch_pretrained_gan/{name}.tsv"
+    conda:
+        "../envs/cxr.yaml"
+    threads: get_threads("fetch_pretrained_gan")
+    resources:
+        **get_resources("fetch_pretrained_gan"),
+    params:
+        url=get_pretrained_url,
+        sha256=get_pretrained_sha256,
+    script:
+        "../scripts/fetch_pretrained_gan.py"
 
 
 rule train_stylegan2ada:
     input:
-        cache="results/data/cache/train.npz",
+        unpack(get_stylegan_train_inputs),
     output:
         # A folder: the snapshot kimgs depend on the run's settings (get_snapshots lists them).
         snapshots=directory("results/stylegan2ada/{run}/snapshots"),

@@ -7,8 +7,12 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import pytest
+
 from cxrlib.models.resnet import ARCHS
 from cxrlib.settings.classifier import ARCH_NAMES
+from cxrlib.settings.stylegan2ada import stylegan_settings
+from cxrlib.train.resume import CONTRACTS, ResumeRefused, check_resume
 from tests.conftest import ROOT, run_snakemake
 
 HEAVY = ("torch", "torchvision", "torch_fidelity", "sklearn")
@@ -44,3 +48,27 @@ def test_the_whole_study_dry_runs_with_the_heavy_libraries_unimportable(
 
 def test_the_torch_free_arch_names_are_the_models_that_can_be_built() -> None:
     assert set(ARCH_NAMES) == set(ARCHS)
+
+
+def test_resume_from_is_a_path_or_null() -> None:
+    assert stylegan_settings({}).resume_from is None
+    assert stylegan_settings({"resume_from": "nets/ffhq.pkl"}).resume_from == "nets/ffhq.pkl"
+    for bad in ("", 3, True, ["a.pkl"]):
+        with pytest.raises(ValueError, match="resume_from must be a file path or null"):
+            stylegan_settings({"resume_from": bad})
+
+
+def test_a_state_saved_before_resume_from_existed_continues_and_a_new_start_is_refused(
+    tmp_path: Path,
+) -> None:
+    """States saved before the key existed lack it: their absence means null, so they resume
+    unchanged; starting that run from a file now would change its trajectory: refused."""
+    contract = CONTRACTS["stylegan2ada"]
+    settings = stylegan_settings({}).to_dict()
+    old = {k: v for k, v in settings.items() if k != "resume_from"}
+    saved = {"settings": old, "done": 1.0}
+    check_resume(contract, saved, {"settings": settings}, tmp_path)
+    with pytest.raises(ResumeRefused, match=r'resume_from: null -> "ffhq.pkl"'):
+        check_resume(
+            contract, saved, {"settings": {**settings, "resume_from": "ffhq.pkl"}}, tmp_path
+        )

@@ -59,6 +59,11 @@ class StyleGanSettings:
     seed: int = 0
     grid_size: int = 4  # snapshot grids show grid_size x grid_size images
     grid_psi: float = 1.0  # truncation of the grid images
+    # Transfer learning: the file the run starts from (None: random init): one of our
+    # snapshots, a finished run's networks.pt, or an official StyleGAN2-ADA / StyleGAN3
+    # network pickle (read without running its code: cxrlib.models.official). The workflow
+    # resolves a name in `stylegan2ada.pretrained` to its fetched file.
+    resume_from: str | None = None
 
     @property
     def total_steps(self) -> int:
@@ -136,10 +141,15 @@ _INT_KEYS = {
     "pl_interval", "pl_batch_shrink", "ada_interval", "seed", "grid_size",
 }  # fmt: skip
 _STR_KEYS = {"preset", "augment"}
+_OPTIONAL_STR_KEYS = {"resume_from"}
 
 
 def _coerce(name: str, value: Any) -> Any:
     """Type check one value: ints must be ints, numbers numbers (no bools, no strings)."""
+    if name in _OPTIONAL_STR_KEYS:
+        if value is not None and not (isinstance(value, str) and value):
+            raise ValueError(f"stylegan2ada {name} must be a file path or null, got {value!r}")
+        return None if value is None else str(value)
     if name in _STR_KEYS:
         if not isinstance(value, str):
             raise ValueError(f"stylegan2ada {name} must be a string, got {value!r}")

@@ -59,6 +59,9 @@ class ResumeContract:
     free: frozenset[str] = frozenset()  # settings that may change: not part of the trajectory
     length: str | None = None  # training-length setting that may be raised (epochs, total_kimg)
     unit: str = "steps"  # unit of `done` and of the length setting, for messages
+    # Settings added after states were saved, with the value their absence means: a state
+    # saved before the key existed continues when the key keeps that value.
+    added: tuple[tuple[str, Any], ...] = ()
 
 
 CONTRACTS = {
@@ -71,6 +74,7 @@ CONTRACTS = {
         frozenset({"snapshot_kimg", "tick_kimg"}),
         length="total_kimg",
         unit="kimg",
+        added=(("resume_from", None),),
     ),
     # The cosine schedule spans all epochs: every classifier setting shapes the trajectory.
     "classifier": ResumeContract("classifier", unit="epochs"),
@@ -97,10 +101,12 @@ def changed_settings(
 ) -> list[tuple[str, Any, Any]]:
     """(key, saved value, new value) of every trajectory setting that differs."""
     out = []
+    added = dict(contract.added)
     for key in sorted(set(saved) | set(now)):
         if key in contract.free or key == contract.length:
             continue
-        old, new = saved.get(key, _MISSING), now.get(key, _MISSING)
+        old = saved.get(key, added.get(key, _MISSING))
+        new = now.get(key, added.get(key, _MISSING))
         if old != new:
             out.append((key, old, new))
     return out

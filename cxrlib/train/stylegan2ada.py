@@ -83,6 +83,7 @@ from PIL import Image
 
 from cxrlib.io import atomic_path, publish_file, write_atomic, write_csv
 from cxrlib.logs import format_eta
+from cxrlib.models.official import import_official, is_official_pickle
 from cxrlib.models.snapshot import read_snapshot, save_snapshot
 from cxrlib.models.stylegan2 import Discriminator, Generator
 from cxrlib.settings.stylegan2ada import (
@@ -165,8 +166,12 @@ class StyleGan2AdaTrainer:
     """Resumable StyleGAN2-ADA training (see `cxrlib.train.survival.Resumable`).
 
     images: (N, C, R, R) float in [-1, 1] on `device` (see `prepare_images`).
-    resume_from: a snapshot (.pt of `save_snapshot`: G and G_ema) or a networks file of a
-    finished run (NETWORKS_FILE: G, G_ema and D) to start from (transfer learning).
+    resume_from: the file to start from (transfer learning; default `settings.resume_from`):
+    a snapshot (.pt of `save_snapshot`: G and G_ema), a networks file of a finished run
+    (NETWORKS_FILE: G, G_ema and D), or an official StyleGAN2-ADA / StyleGAN3 network pickle
+    (`cxrlib.models.official`: G_ema starts G and G_ema, D starts D; RGB files into 1-channel
+    runs are converted exactly, and the conversion is logged). A saved resume state, once
+    there, replaces this start. The ADA p starts from `augment_p`, as in the official code.
     """
 
     resume_contract = CONTRACTS["stylegan2ada"]
@@ -214,6 +219,7 @@ class StyleGan2AdaTrainer:
             self.G = Generator(**s.generator_kwargs()).to(self.device)
             self.D = Discriminator(**s.discriminator_kwargs()).to(self.device)
         self.G_ema = copy.deepcopy(self.G).eval().requires_grad_(False)
+        resume_from = resume_from if resume_from is not None else s.resume_from
         if resume_from is not None:
             self._transfer(Path(resume_from))
         self.opt_g = _lazy_adam(
@@ -244,21 +250,20 @@ class StyleGan2AdaTrainer:
         return pipe.to(self.device), ada
 
     def _transfer(self, path: Path) -> None:
-        """Load G (and G_ema, D when stored) from a snapshot or networks file."""
+        """Load G (and G_ema, D when stored) from a snapshot, a networks file, or an official
+        StyleGAN2-ADA / StyleGAN3 network pickle (read without running its code)."""
         if not path.is_file():
             raise FileNotFoundError(f"resume_from {path} does not exist")
-        payload = torch.load(path, map_location="cpu", weights_only=True)
-        if payload.get("model") == MODEL_NAME:
-            payload = read_snapshot(path)
-            # A snapshot holds G_ema only: it becomes both G and G_ema; D starts fresh.
-            parts = {"G": payload["generator"], "G_ema": payload["generator"]}
-        elif payload.get("networks_format") == NETWORKS_FORMAT:
-            parts = {"G": payload["G"], "D": payload["D"], "G_ema": payload["G_ema"]}
+        if is_official_pickle(path):
+            s = self.settings
+            nets = import_official(path, s.generator_kwargs(), s.discriminator_kwargs())
+            parts = {"G": nets.G, "G_ema": nets.G_ema}
+            if nets.D is not None:
+                parts["D"] = nets.D
+            for note in nets.notes:
+                log.info("resume_from: %s", note)
         else:
-            raise ValueError(
-                f"resume_from {path} is neither a {MODEL_NAME} snapshot nor a {NETWORKS_FILE} "
-                "of a finished run"
-            )
+            parts = self._own_networks(path)
         for name, state in parts.items():
             module = getattr(self, name)
             try:
@@ -270,6 +275,32 @@ class StyleGan2AdaTrainer:
                     f"match): {str(exc).splitlines()[0]}"
                 ) from exc
         log.info("starting from %s (%s)", path, ", ".join(parts))
+
+    @staticmethod
+    def _own_networks(path: Path) -> dict[str, dict[str, torch.Tensor]]:
+        """G, G_ema (and D) of one of this project's snapshots or networks files."""
+        try:
+            payload = torch.load(path, map_location="cpu", weights_only=True)
+        except Exception as exc:  # a pickle torch refuses, a truncated zip, not a file of ours
+            raise ValueError(
+                f"resume_from {path} cannot be read as a {MODEL_NAME} snapshot, a "
+                f"{NETWORKS_FILE} or an official StyleGAN2-ADA network pickle: "
+                f"{str(exc).splitlines()[0]}"
+            ) from exc
+        if not isinstance(payload, dict):
+            payload = {}
+        if payload.get("model") == MODEL_NAME:
+            payload = read_snapshot(path)
+            # A snapshot holds G_ema only: it becomes both G and G_ema; D starts fresh.
+            parts = {"G": payload["generator"], "G_ema": payload["generator"]}
+        elif payload.get("networks_format") == NETWORKS_FORMAT:
+            parts = {"G": payload["G"], "D": payload["D"], "G_ema": payload["G_ema"]}
+        else:
+            raise ValueError(
+                f"resume_from {path} is neither a {MODEL_NAME} snapshot nor a {NETWORKS_FILE} "
+                "of a finished run"
+            )
+        return parts
 
     # -- one step --------------------------------------------------------------------------
 

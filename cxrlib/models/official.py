@@ -1,0 +1,942 @@
+"""Official StyleGAN2-ADA / StyleGAN3 network pickles, read without running their code.
+
+The published networks (e.g. `ffhq-res256-mirror-paper256-noaug.pkl`, the official
+transfer-learning source `--resume=ffhq256`) are a plain `pickle.dump` of a dict
+{'G', 'D', 'G_ema', 'augment_pipe', 'training_set_kwargs', ...}. Facts about that format,
+learned from NVlabs/stylegan2-ada-pytorch and NVlabs/stylegan3 (NVIDIA Source Code License-NC;
+nothing is copied from them):
+
+- every network and layer is a "persistent" class: its pickle is a call of
+  `torch_utils.persistence._reconstruct_persistent_obj(meta)`, meta = {'type': 'class',
+  'version': 6, 'module_src': <the defining module's source>, 'class_name', 'state'}; the
+  official loader `exec`s module_src. Here that global is replaced by a function that returns
+  (class_name, state) as data; module_src is never run (only its sha256 is kept);
+- `state` is the module's `__dict__`: '_parameters', '_buffers', '_modules' (ordered dicts),
+  plain attributes (img_resolution, architecture, weight_gain as a numpy float64, ...) and
+  '_init_kwargs' (nested `dnnlib.util.EasyDict`s, read here as plain dicts);
+- tensors reduce through `torch._utils._rebuild_tensor_v2` / `_rebuild_parameter`, storages
+  through `torch.storage._load_from_bytes(bytes)`, the bytes a legacy `torch.save` of the
+  storage: loaded here with `torch.load(weights_only=True)` only.
+Everything else (os.system, builtins.eval, an unknown class, a persistent id) is refused by
+`SafeNetworkUnpickler.find_class` before anything is called.
+
+Mapping onto `cxrlib.models.stylegan2` (same function, checked in tests/test_official_import.py
+against a re-implementation of the official layer formulas):
+
+| official (dotted name)                  | ours                              | conversion     |
+|-----------------------------------------|-----------------------------------|----------------|
+| mapping.fc{i}.{weight,bias}             | mapping.layers.{i}.*              | eq.-lr rescale |
+| mapping.w_avg                           | mapping.w_avg                     | copy           |
+| synthesis.b{r}.const                    | synthesis.blocks.b{r}.const       | copy           |
+| synthesis.b{r}.conv{0,1}.affine.*       | synthesis.blocks.b{r}.conv*.affine| rescale        |
+| synthesis.b{r}.conv0.weight             | synthesis.blocks.b{r}.conv0.weight| flipped (H, W) |
+| ...conv{0,1}.{bias,noise_strength,noise_const}, conv1.weight | same names   | copy           |
+| synthesis.b{r}.torgb.*                  | synthesis.blocks.b{r}.torgb.*     | rescale; luma  |
+| b{r}.{fromrgb,conv0,conv1,skip}.*       | blocks.b{r}.*                     | rescale; sum   |
+| b4.conv.*, b4.fc.*, b4.out.*            | conv.*, fc.*, out.*               | rescale        |
+| every resample_filter buffer            | (fixed [1,3,3,1], not stored)     | checked        |
+
+Equalised learning rate: both store raw parameters and multiply at run time, so every tensor
+is converted as  ours = official * official_gain / our_gain  (gains read from the file's
+`weight_gain` / `bias_gain` attributes and from our modules); with the official defaults the
+factor is 1 everywhere (FullyConnectedLayer: weight randn/lr_mul, gain lr_mul/sqrt(in), bias
+gain lr_mul; Conv2dLayer and ToRGB: 1/sqrt(in k^2); modulated 3x3 convs: demodulated, no gain).
+The up-sampling conv0 kernels are flipped because the official layer convolves (its
+`flip_weight = up == 1`) where ours correlates.
+
+Refused, naming the difference: StyleGAN3 generators (Fourier input, alias-free layers),
+conditional networks (c_dim > 0), G architectures other than 'skip' and D other than
+'resnet', activations other than lrelu, missing noise inputs, other resampling filters, other
+minibatch-std channel counts; and any size mismatch with the run (resolution, z/w dims,
+mapping depth, per-resolution widths), naming the `stylegan2ada.settings` keys to change.
+Kept but noted: minibatch-std grouping (official: samples i, i+n, ...; ours: consecutive),
+clamping (official: every conv output to +-256; ours: bfloat16 layers only).
+"""
+
+from __future__ import annotations
+
+import collections
+import hashlib
+import io
+import pickle
+import struct
+import warnings
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal, NamedTuple
+
+import numpy as np
+import torch
+
+from cxrlib.models.stylegan2 import Discriminator, Generator, channels_at
+
+SETTINGS = "stylegan2ada.settings"  # where the run's sizes are configured
+PERSISTENCE_VERSION = 6  # torch_utils.persistence._version of every official release
+LUMA_BT601 = (0.299, 0.587, 0.114)  # ITU-R BT.601 luma weights of R, G, B
+NETWORK_KEYS = ("G", "D", "G_ema")
+_FIR_2D = torch.outer(torch.tensor([1.0, 3.0, 3.0, 1.0]), torch.tensor([1.0, 3.0, 3.0, 1.0])) / 64
+_ZIP_MAGIC = b"PK\x03\x04"
+# struct formats of the numpy scalar types an official pickle holds (weight gains, ...).
+_NUMPY_SCALARS = {
+    "f2": "e", "f4": "f", "f8": "d", "i1": "b", "i2": "h", "i4": "i", "i8": "q",
+    "u1": "B", "u2": "H", "u4": "I", "u8": "Q", "b1": "?",
+}  # fmt: skip
+
+
+class OfficialNetworkError(ValueError):
+    """An official network pickle that is refused: unsafe, unreadable, or not mappable onto
+    this run. The message names the file, what was found and what to change."""
+
+
+# --------------------------------------------------------------------------------------------
+# What the pickle decodes to.
+
+
+@dataclass(frozen=True)
+class PersistentObject:
+    """A persistent-class instance as data: what `_reconstruct_persistent_obj(meta)` would
+    have rebuilt by exec-ing meta['module_src'] (never done here)."""
+
+    class_name: str  # e.g. 'Generator', 'SynthesisLayer'
+    state: dict[str, Any]  # the module's __dict__: _parameters, _buffers, _modules, attributes
+    version: int  # meta['version'] (6)
+    module_src_sha256: str  # sha256 of the source the official loader would have run
+
+    def __setstate__(self, state: Any) -> None:
+        raise OfficialNetworkError("a pickle BUILD on a persistent object: refused")
+
+
+@dataclass(frozen=True)
+class OfficialLayer:
+    """One module of an official network: its class and plain attributes (no tensors)."""
+
+    class_name: str
+    attributes: dict[str, Any]  # public attributes: architecture, weight_gain, up, ...
+    init_kwargs: dict[str, Any]  # constructor keyword arguments ('_init_kwargs')
+
+
+@dataclass(frozen=True)
+class OfficialNetwork:
+    """One network ('G', 'D' or 'G_ema') of an official pickle.
+
+    tensors: dotted name -> tensor, parameters and buffers together (the official code keeps
+    frozen layers' weights as buffers), e.g. 'synthesis.b4.conv1.affine.weight' (w_dim,) ...;
+    layers: dotted module path ('' = the network itself) -> class name and attributes.
+    """
+
+    source: Path  # the file, for messages
+    name: str  # 'G', 'D' or 'G_ema'
+    class_name: str  # 'Generator' / 'Discriminator'
+    init_kwargs: dict[str, Any]  # constructor kwargs (z_dim, mapping_kwargs, ...)
+    tensors: dict[str, torch.Tensor]
+    layers: dict[str, OfficialLayer]
+
+    def attr(self, path: str, key: str, default: Any = None) -> Any:
+        """Attribute `key` of the module at `path` ('' = the network), or default."""
+        layer = self.layers.get(path)
+        return default if layer is None else layer.attributes.get(key, default)
+
+
+@dataclass(frozen=True)
+class OfficialNetworks:
+    """What `read_official_pickle` found: the networks present (of 'G', 'D', 'G_ema')."""
+
+    path: Path
+    networks: dict[str, OfficialNetwork]
+    training_set_kwargs: dict[str, Any] | None = None
+    other_keys: tuple[str, ...] = field(default=())  # e.g. ('augment_pipe',), not mapped
+
+
+class ProjectNetworks(NamedTuple):
+    """State dicts for this project's Generator / Discriminator (load_state_dict, strict)."""
+
+    G: dict[str, torch.Tensor]
+    G_ema: dict[str, torch.Tensor]
+    D: dict[str, torch.Tensor] | None  # None when the file holds no D
+    notes: list[str]  # human-readable: what was converted and what differs; log them
+
+
+# --------------------------------------------------------------------------------------------
+# The restricted unpickler.
+
+
+class _PlainDict(dict):
+    """Stands in for dnnlib.util.EasyDict (a dict with attribute access): just its items."""
+
+
+class _NumpyDType:
+    """Stands in for numpy.dtype while unpickling: records the type code and byte order."""
+
+    def __init__(self, code: Any, align: Any = False, copy: Any = True):
+        if not isinstance(code, str) or code not in _NUMPY_SCALARS:
+            raise OfficialNetworkError(f"numpy dtype {code!r} is not a plain number type")
+        self.code, self.byteorder = code, "<"
+
+    def __setstate__(self, state: Any) -> None:
+        if isinstance(state, tuple) and len(state) > 1 and state[1] in ("<", ">", "|", "="):
+            self.byteorder = state[1]
+
+
+class _NumpyArray:
+    """Stands in for numpy.ndarray while unpickling (StyleGAN3 layers keep sizes and sampling
+    rates as arrays): numeric arrays only, decoded with numpy.frombuffer."""
+
+    def __init__(self) -> None:
+        self.value: list[Any] | None = None
+
+    def __setstate__(self, state: Any) -> None:
+        ok = isinstance(state, tuple) and len(state) == 5
+        if ok:
+            _, shape, dtype, fortran, raw = state
+            ok = (
+                isinstance(dtype, _NumpyDType)
+                and isinstance(raw, bytes)
+                and isinstance(shape, tuple)
+                and all(isinstance(v, int) for v in shape)
+            )
+        if not ok:
+            raise OfficialNetworkError("numpy array of an unsupported kind (numbers only)")
+        order = ">" if dtype.byteorder == ">" else "<"
+        arr = np.frombuffer(raw, dtype=np.dtype(order + dtype.code))
+        self.value = arr.reshape(shape, order="F" if fortran else "C").tolist()
+
+
+def _numpy_reconstruct(cls: Any, shape: Any, typecode: Any) -> _NumpyArray:
+    """numpy's ndarray reconstructor, for plain ndarrays only (filled by __setstate__)."""
+    if cls is not _NumpyArray:
+        raise OfficialNetworkError("numpy array subclass refused")
+    return _NumpyArray()
+
+
+def _numpy_scalar(dtype: Any, data: Any) -> int | float | bool:
+    """numpy's scalar(dtype, bytes) for plain number types, as a Python number."""
+    if not isinstance(dtype, _NumpyDType) or not isinstance(data, bytes):
+        raise OfficialNetworkError("numpy scalar of an unsupported kind")
+    order = ">" if dtype.byteorder == ">" else "<"
+    return struct.unpack(order + _NUMPY_SCALARS[dtype.code], data)[0]
+
+
+def _no_hooks(hooks: Any) -> None:
+    if hooks is not None and (not isinstance(hooks, Mapping) or len(hooks) > 0):
+        raise OfficialNetworkError("a tensor carries backward hooks (callables): refused")
+
+
+def _rebuild_tensor(
+    storage: Any,
+    storage_offset: Any,
+    size: Any,
+    stride: Any,
+    requires_grad: Any = False,
+    backward_hooks: Any = None,
+    metadata: Any = None,
+) -> torch.Tensor:
+    """torch._utils._rebuild_tensor(_v2) with its arguments checked; a plain tensor."""
+    ok = (
+        isinstance(storage, torch.TypedStorage)
+        and isinstance(storage_offset, int)
+        and isinstance(size, tuple | list)
+        and isinstance(stride, tuple | list)
+        and all(isinstance(v, int) for v in (*size, *stride))
+        and len(size) == len(stride)
+    )
+    if not ok:
+        raise OfficialNetworkError("malformed tensor record")
+    _no_hooks(backward_hooks)
+    if metadata:
+        raise OfficialNetworkError(f"tensor metadata {metadata!r} is not supported")
+    return torch._utils._rebuild_tensor(storage, storage_offset, tuple(size), tuple(stride))
+
+
+def _rebuild_parameter(
+    data: Any, requires_grad: Any = False, backward_hooks: Any = None, state: Any = None
+) -> torch.Tensor:
+    """torch._utils._rebuild_parameter(_with_state): the parameter's data as a plain tensor."""
+    if not isinstance(data, torch.Tensor):
+        raise OfficialNetworkError("malformed parameter record")
+    _no_hooks(backward_hooks)
+    if state:
+        raise OfficialNetworkError("a parameter carries extra state: refused")
+    return data
+
+
+def _persistent_as_data(meta: Any) -> PersistentObject:
+    """Replaces torch_utils.persistence._reconstruct_persistent_obj: the meta as data."""
+    if not (
+        isinstance(meta, dict)
+        and meta.get("type") == "class"
+        and isinstance(meta.get("class_name"), str)
+        and isinstance(meta.get("state"), dict)
+        and isinstance(meta.get("module_src"), str)
+    ):
+        raise OfficialNetworkError("malformed persistent object (meta dict)")
+    if meta.get("version") != PERSISTENCE_VERSION:
+        raise OfficialNetworkError(
+            f"persistence version {meta.get('version')!r}; the official loader (and this one) "
+            f"accept only {PERSISTENCE_VERSION}"
+        )
+    sha = hashlib.sha256(meta["module_src"].encode("utf-8", "replace")).hexdigest()
+    return PersistentObject(meta["class_name"], dict(meta["state"]), meta["version"], sha)
+
+
+class SafeNetworkUnpickler(pickle.Unpickler):
+    """`pickle.Unpickler` that resolves only the globals an official network pickle needs
+    (table `self.allowed`), each mapped to a function here that builds plain data; anything
+    else raises OfficialNetworkError naming the file and the global, before it is called."""
+
+    def __init__(self, file: io.BufferedIOBase, path: Path):
+        super().__init__(file)
+        self.path = path
+        self.allowed: dict[tuple[str, str], Callable[..., Any]] = {
+            ("collections", "OrderedDict"): collections.OrderedDict,
+            ("builtins", "set"): set,  # pickle protocol < 4 writes sets as set(list)
+            ("builtins", "frozenset"): frozenset,
+            ("torch._utils", "_rebuild_tensor_v2"): _rebuild_tensor,
+            ("torch._utils", "_rebuild_tensor"): _rebuild_tensor,
+            ("torch._utils", "_rebuild_parameter"): _rebuild_parameter,
+            ("torch._utils", "_rebuild_parameter_with_state"): _rebuild_parameter,
+            ("torch.storage", "_load_from_bytes"): self._load_storage,
+            ("torch_utils.persistence", "_reconstruct_persistent_obj"): _persistent_as_data,
+            ("dnnlib.util", "EasyDict"): _PlainDict,
+            ("numpy", "dtype"): _NumpyDType,
+            ("numpy.core.multiarray", "scalar"): _numpy_scalar,  # numpy < 2
+            ("numpy._core.multiarray", "scalar"): _numpy_scalar,  # numpy >= 2
+            ("numpy", "ndarray"): _NumpyArray,
+            ("numpy.core.multiarray", "_reconstruct"): _numpy_reconstruct,
+            ("numpy._core.multiarray", "_reconstruct"): _numpy_reconstruct,
+        }
+
+    def find_class(self, module: str, name: str) -> Any:
+        target = self.allowed.get((module, name))
+        if target is not None:
+            return target
+        if module.startswith("dnnlib.tflib"):
+            hint = (
+                "It is a TensorFlow-era StyleGAN2(-ADA) pickle: convert it with the official "
+                "stylegan2-ada-pytorch `legacy.py --source=... --dest=...` first."
+            )
+        else:
+            hint = (
+                "The file is not an official StyleGAN2-ADA/StyleGAN3 network pickle or was "
+                "altered; nothing from it was run."
+            )
+        allowed = ", ".join(f"{m}.{n}" for m, n in self.allowed)
+        raise OfficialNetworkError(
+            f"{self.path}: refused to load the global {module}.{name} found in the pickle. "
+            f"Only these are allowed: {allowed}. {hint}"
+        )
+
+    def persistent_load(self, pid: Any) -> Any:
+        raise OfficialNetworkError(
+            f"{self.path}: holds a persistent id ({type(pid).__name__}), as torch.save files "
+            "do; an official network pickle has none"
+        )
+
+    def _load_storage(self, data: Any) -> torch.TypedStorage:
+        """torch.storage._load_from_bytes with weights_only=True (no code from the bytes)."""
+        if not isinstance(data, bytes | bytearray):
+            raise OfficialNetworkError(f"{self.path}: a tensor storage record is not bytes")
+        try:
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore", UserWarning)  # TypedStorage deprecation
+                obj = torch.load(io.BytesIO(data), map_location="cpu", weights_only=True)
+        except Exception as exc:
+            first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+            raise OfficialNetworkError(
+                f"{self.path}: a tensor storage in the pickle was refused by "
+                f"torch.load(weights_only=True): {first}"
+            ) from exc
+        if not isinstance(obj, torch.TypedStorage):
+            raise OfficialNetworkError(
+                f"{self.path}: a tensor storage record holds a {type(obj).__name__}"
+            )
+        return obj
+
+
+def _file_kind(head: bytes) -> Literal["pickle", "zip", "torch_legacy", "other"]:
+    """What the first 16 bytes of a file say it is."""
+    if head.startswith(_ZIP_MAGIC):
+        return "zip"  # torch.save's default format
+    if len(head) < 3 or head[0] != 0x80 or head[1] not in range(2, 6):
+        return "other"  # no pickle protocol 2+ header
+    rest = head[2:]
+    if rest[:1] == b"\x95":  # FRAME (protocol 4+) and its 8-byte length
+        rest = rest[9:]
+    # LONG1 first: torch.save's legacy format, which starts with its magic number.
+    return "torch_legacy" if rest[:1] == b"\x8a" else "pickle"
+
+
+def is_official_pickle(path: str | Path) -> bool:
+    """Cheap sniff (first 16 bytes): a plain pickle (protocol 2+ header), not a torch.save file
+    (zip, or the legacy format whose first object is its magic number). True means: hand it
+    to `read_official_pickle`, which checks everything else."""
+    with open(path, "rb") as f:
+        return _file_kind(f.read(16)) == "pickle"
+
+
+def read_official_pickle(path: str | Path) -> OfficialNetworks:
+    """Read an official StyleGAN2-ADA / StyleGAN3 network pickle safely (module docstring).
+
+    Returns the networks present among G, D, G_ema, each with its tensors by dotted name
+    (float tensors on the CPU), its layers' attributes and its constructor kwargs. Raises
+    OfficialNetworkError (a ValueError) for anything unsafe or not of that kind;
+    FileNotFoundError when there is no file.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"{path} does not exist")
+    with open(path, "rb") as f:
+        kind = _file_kind(f.read(16))
+        if kind in ("zip", "torch_legacy"):
+            raise OfficialNetworkError(
+                f"{path}: is a torch.save file ({kind}), not an official network pickle; a "
+                "project snapshot or networks.pt is read by the trainer directly"
+            )
+        f.seek(0)
+        try:
+            data = SafeNetworkUnpickler(f, path).load()
+        except OfficialNetworkError as exc:
+            if str(path) in str(exc):
+                raise
+            raise OfficialNetworkError(f"{path}: {exc}; nothing from it was run") from exc
+        except Exception as exc:
+            raise OfficialNetworkError(
+                f"{path}: not a readable network pickle ({type(exc).__name__}: {exc})"
+            ) from exc
+    if not isinstance(data, dict):
+        raise OfficialNetworkError(
+            f"{path}: holds a {type(data).__name__}, not the official dict of networks "
+            f"({', '.join(NETWORK_KEYS)}, ...)"
+        )
+    networks: dict[str, OfficialNetwork] = {}
+    for key in NETWORK_KEYS:
+        obj = data.get(key)
+        if obj is None:
+            continue
+        if not isinstance(obj, PersistentObject):
+            raise OfficialNetworkError(
+                f"{path}: '{key}' is a {type(obj).__name__}, not an official persistent network"
+            )
+        networks[key] = _network(path, key, obj)
+    if not networks:
+        raise OfficialNetworkError(
+            f"{path}: has none of {', '.join(NETWORK_KEYS)} (keys: {sorted(map(str, data))})"
+        )
+    tsk = data.get("training_set_kwargs")
+    others = tuple(str(k) for k in data if k not in (*NETWORK_KEYS, "training_set_kwargs"))
+    return OfficialNetworks(path, networks, _plain(tsk) if isinstance(tsk, dict) else None, others)
+
+
+def _plain(value: Any) -> Any:
+    """Nested EasyDicts / OrderedDicts / tuples / numpy arrays as plain dicts and lists."""
+    if isinstance(value, _NumpyArray):
+        return value.value
+    if isinstance(value, dict):
+        return {k: _plain(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_plain(v) for v in value]
+    return value
+
+
+def _network(path: Path, key: str, root: PersistentObject) -> OfficialNetwork:
+    """Flatten a persistent network's nested state into dotted names."""
+    tensors: dict[str, torch.Tensor] = {}
+    layers: dict[str, OfficialLayer] = {}
+
+    def visit(obj: PersistentObject, prefix: str) -> None:
+        where = f"{path}: {key}{'.' + prefix if prefix else ''}"
+        state = obj.state
+        attrs = {
+            k: _plain(v)
+            for k, v in state.items()
+            if not k.startswith("_") and not isinstance(v, torch.Tensor | PersistentObject)
+        }
+        kwargs = state.get("_init_kwargs")
+        layers[prefix] = OfficialLayer(
+            obj.class_name, attrs, _plain(kwargs) if isinstance(kwargs, dict) else {}
+        )
+        for group in ("_parameters", "_buffers"):
+            items = state.get(group) or {}
+            if not isinstance(items, dict):
+                raise OfficialNetworkError(f"{where}: {group} is not a dict")
+            for name, t in items.items():
+                if t is None:
+                    continue
+                if not isinstance(t, torch.Tensor) or not t.is_floating_point():
+                    raise OfficialNetworkError(f"{where}: {group}[{name!r}] is not a float tensor")
+                tensors[f"{prefix}.{name}" if prefix else name] = t.detach().float()
+        children = state.get("_modules") or {}
+        if not isinstance(children, dict):
+            raise OfficialNetworkError(f"{where}: _modules is not a dict")
+        for name, child in children.items():
+            if child is None:
+                continue
+            if not isinstance(child, PersistentObject):
+                raise OfficialNetworkError(
+                    f"{where}: submodule {name!r} is a {type(child).__name__}, not a persistent "
+                    "official layer"
+                )
+            visit(child, f"{prefix}.{name}" if prefix else name)
+
+    visit(root, "")
+    return OfficialNetwork(path, key, root.class_name, layers[""].init_kwargs, tensors, layers)
+
+
+# --------------------------------------------------------------------------------------------
+# Mapping onto this project's networks.
+
+
+class _Mapper:
+    """Builds one of our state dicts from an official network, collecting problems (size
+    mismatches, architecture differences) so that all are reported at once."""
+
+    def __init__(self, net: OfficialNetwork, ours: torch.nn.Module, problems: list[str]):
+        self.net, self.ours, self.problems = net, ours, problems
+        self.modules = dict(ours.named_modules())
+        self.out: dict[str, torch.Tensor] = {}
+        self.used: set[str] = set()  # the file's tensors consumed so far
+
+    def problem(self, text: str) -> None:
+        self.problems.append(f"{self.net.name}: {text}")
+
+    def get(self, name: str) -> torch.Tensor | None:
+        t = self.net.tensors.get(name)
+        self.used.add(name)
+        if t is None:
+            self.problem(f"the file has no tensor {name} (a layer our network has)")
+        return t
+
+    def gain(self, layer: str, key: str) -> float | None:
+        g = self.net.attr(layer, key)
+        if not isinstance(g, int | float) or isinstance(g, bool):
+            self.problem(f"{layer} has no numeric {key} attribute (not the official layer)")
+            return None
+        return float(g)
+
+    def check_activation(self, layer: str, expected: str) -> None:
+        act = self.net.attr(layer, "activation", expected)
+        if act != expected:
+            self.problem(f"{layer} uses activation {act!r}; ours uses {expected!r}")
+
+    def check_filter(self, layer: str) -> None:
+        f = self.net.tensors.get(f"{layer}.resample_filter")
+        self.used.add(f"{layer}.resample_filter")
+        if f is not None and (f.shape != _FIR_2D.shape or not torch.allclose(f, _FIR_2D)):
+            self.problem(f"{layer}.resample_filter is not the [1, 3, 3, 1] filter ours uses")
+
+    def put(self, ours: str, value: torch.Tensor | None) -> None:
+        if value is not None:
+            self.out[ours] = value.detach().float().contiguous().clone()
+
+    def dense(self, src: str, dst: str, activation: str) -> None:
+        """FullyConnectedLayer -> EqualLinear: effective W = weight * weight_gain, b = bias *
+        bias_gain on both sides, so ours = official * gain_official / gain_ours."""
+        self.check_activation(src, activation)
+        mine = self.modules[dst]
+        w, b = self.get(f"{src}.weight"), self.get(f"{src}.bias")
+        wg, bg = self.gain(src, "weight_gain"), self.gain(src, "bias_gain")
+        if w is not None and wg is not None:
+            self.put(f"{dst}.weight", w * (wg / mine.weight_gain))
+        if b is not None and bg is not None:
+            self.put(f"{dst}.bias", b * (bg / mine.bias_gain))
+
+    def conv(self, src: str, dst: str, activation: str, rgb_sum: bool = False) -> None:
+        """Conv2dLayer -> EqualConv2d: W * weight_gain on both sides, bias added raw;
+        `rgb_sum`: fromRGB weights summed over the input channels (gray repeated to RGB)."""
+        self.check_activation(src, activation)
+        self.check_filter(src)
+        mine = self.modules[dst]
+        w, wg = self.get(f"{src}.weight"), self.gain(src, "weight_gain")
+        if w is not None and wg is not None:
+            eff = w * wg
+            if rgb_sum:
+                eff = eff.sum(dim=1, keepdim=True)
+            self.put(f"{dst}.weight", eff / mine.weight_gain)
+        if mine.bias is not None:
+            self.put(f"{dst}.bias", self.get(f"{src}.bias"))
+
+    def check_complete(self) -> None:
+        """Every tensor of the file used (else it has a layer we lack), every tensor of ours
+        filled with the right shape (after the friendly checks, a failure here is a variant
+        of the format this module does not know)."""
+        unused = sorted(set(self.net.tensors) - self.used)
+        if unused:
+            self.problem(
+                f"has tensors of layers our network lacks: {', '.join(unused[:8])}"
+                + (f" and {len(unused) - 8} more" if len(unused) > 8 else "")
+            )
+        expected = self.ours.state_dict()
+        missing = sorted(set(expected) - set(self.out))
+        extra = sorted(set(self.out) - set(expected))
+        wrong = [
+            f"{k} {tuple(self.out[k].shape)} vs ours {tuple(v.shape)}"
+            for k, v in expected.items()
+            if k in self.out and self.out[k].shape != v.shape
+        ]
+        if missing or extra or wrong:
+            self.problem(
+                "tensors do not fit our network: "
+                + "; ".join(
+                    [f"missing {', '.join(missing[:6])}"] * bool(missing)
+                    + [f"unexpected {', '.join(extra[:6])}"] * bool(extra)
+                    + wrong[:6]
+                )
+            )
+
+
+def _meta_model(cls: type[torch.nn.Module], kwargs: Mapping[str, Any]) -> torch.nn.Module:
+    """Our network built on the meta device: names, shapes and gains without memory."""
+    with torch.device("meta"):
+        return cls(**kwargs)
+
+
+def _count(names: Any, prefix: str) -> list[int]:
+    """Sorted integers i of names '{prefix}{i}.' (e.g. mapping layers 'mapping.fc{i}.')."""
+    found = set()
+    for n in names:
+        if n.startswith(prefix):
+            head = n[len(prefix) :].split(".", 1)[0]
+            if head.isdigit():
+                found.add(int(head))
+    return sorted(found)
+
+
+def _file_channel_settings(net: OfficialNetwork, widths: dict[int, int]) -> str:
+    """The channel_base / channel_max the file was made with, as settings lines."""
+    kw = net.init_kwargs
+    src = kw.get("synthesis_kwargs") if isinstance(kw.get("synthesis_kwargs"), dict) else kw
+    base, cmax = src.get("channel_base", kw.get("channel_base")), src.get("channel_max")
+    if not isinstance(base, int) or not isinstance(cmax, int):
+        cmax = max(widths.values(), default=0)
+        # min(base // r, cmax) = c < cmax means base >= c r: the largest such bound.
+        base = max((c * r for r, c in widths.items() if c < cmax), default=None)
+        if base is not None and any(channels_at(r, base, cmax) != c for r, c in widths.items()):
+            base = None
+    if base is None:
+        return f"{SETTINGS}.channel_max: {cmax} (channel_base: see the file's widths)"
+    return f"{SETTINGS}.channel_base: {base}, {SETTINGS}.channel_max: {cmax}"
+
+
+def _check_widths(mapper: _Mapper, widths: dict[int, int], base: int, cmax: int) -> bool:
+    wrong = [
+        f"{r} px: file {c}, run {channels_at(r, base, cmax)}"
+        for r, c in sorted(widths.items())
+        if channels_at(r, base, cmax) != c
+    ]
+    if wrong:
+        mapper.problem(
+            f"widths (feature maps per resolution) differ ({'; '.join(wrong)}) -> set "
+            f"{_file_channel_settings(mapper.net, widths)}"
+        )
+    return not wrong
+
+
+def _image_channels(mapper: _Mapper, file_channels: Any, run_channels: int) -> bool:
+    """True when RGB must be folded into one channel; a 1 -> 3 channel import is refused."""
+    if file_channels == run_channels:
+        return False
+    if file_channels == 3 and run_channels == 1:
+        return True
+    mapper.problem(
+        f"{file_channels}-channel images in the file, {run_channels} in the run -> set "
+        f"{SETTINGS}.channels: {file_channels}"
+    )
+    return False
+
+
+def generator_to_project(
+    net: OfficialNetwork, generator_kwargs: Mapping[str, Any]
+) -> tuple[dict[str, torch.Tensor], list[str]]:
+    """An official StyleGAN2(-ADA) Generator as a state dict for
+    `Generator(**generator_kwargs)`, and notes. Raises OfficialNetworkError listing every
+    mismatch (with the settings to change) or architecture difference."""
+    problems: list[str] = []
+    state, notes = _map_generator(net, generator_kwargs, problems)
+    if state is None:
+        raise _refusal(net.source, problems)
+    return state, notes
+
+
+def discriminator_to_project(
+    net: OfficialNetwork, discriminator_kwargs: Mapping[str, Any]
+) -> tuple[dict[str, torch.Tensor], list[str]]:
+    """An official StyleGAN2(-ADA) Discriminator (also StyleGAN3's, the same network) as a
+    state dict for `Discriminator(**discriminator_kwargs)`, and notes. Raises
+    OfficialNetworkError listing every mismatch or architecture difference."""
+    problems: list[str] = []
+    state, notes = _map_discriminator(net, discriminator_kwargs, problems)
+    if state is None:
+        raise _refusal(net.source, problems)
+    return state, notes
+
+
+def official_to_project(
+    networks: OfficialNetworks,
+    generator_kwargs: Mapping[str, Any],
+    discriminator_kwargs: Mapping[str, Any],
+    g_start: Literal["G_ema", "G"] = "G_ema",
+) -> ProjectNetworks:
+    """Map an official pickle's networks onto `Generator(**generator_kwargs)` and
+    `Discriminator(**discriminator_kwargs)` (e.g. StyleGanSettings.generator_kwargs()).
+
+    The file's G_ema becomes our G_ema and, with g_start='G_ema', also G's starting point;
+    g_start='G' starts G from the file's training G instead (what the official `--resume`
+    does). D is None when the file has none. Raises OfficialNetworkError naming the file and
+    every mismatch of every network at once.
+    """
+    nets = networks.networks
+    ema_src = "G_ema" if "G_ema" in nets else "G"
+    if ema_src not in nets:
+        raise OfficialNetworkError(f"{networks.path}: holds no generator (G_ema or G)")
+    g_src = g_start if g_start in nets else ema_src
+    problems: list[str] = []
+    g_ema, g_notes = _map_generator(nets[ema_src], generator_kwargs, problems)
+    g = g_ema
+    if g_src != ema_src:
+        g, _ = _map_generator(nets[g_src], generator_kwargs, problems)
+    d, d_notes = None, []
+    if "D" in nets:
+        d, d_notes = _map_discriminator(nets["D"], discriminator_kwargs, problems)
+    if problems:
+        raise _refusal(networks.path, problems)
+    assert g is not None and g_ema is not None
+    notes = [
+        f"official networks from {networks.path.name}: {ema_src} -> G_ema, {g_src} -> G"
+        + (", D -> D" if d is not None else "; the file has no D: D starts fresh"),
+        *g_notes,
+        *d_notes,
+    ]
+    g = {k: v.clone() for k, v in g.items()} if g is g_ema else g
+    return ProjectNetworks(g, g_ema, d, notes)
+
+
+def import_official(
+    path: str | Path,
+    generator_kwargs: Mapping[str, Any],
+    discriminator_kwargs: Mapping[str, Any],
+    g_start: Literal["G_ema", "G"] = "G_ema",
+) -> ProjectNetworks:
+    """read_official_pickle + official_to_project: the trainer's one call."""
+    return official_to_project(
+        read_official_pickle(path), generator_kwargs, discriminator_kwargs, g_start
+    )
+
+
+def _refusal(path: Path, problems: list[str]) -> OfficialNetworkError:
+    return OfficialNetworkError(
+        f"{path}: cannot start this run from these official networks:\n  - "
+        + "\n  - ".join(problems)
+        + "\nChange the settings named above (config.yaml) or use a file that matches; "
+        "architecture differences cannot be mapped exactly."
+    )
+
+
+def _map_generator(
+    net: OfficialNetwork, generator_kwargs: Mapping[str, Any], problems: list[str]
+) -> tuple[dict[str, torch.Tensor] | None, list[str]]:
+    """generator_to_project, appending to `problems`; None when any were found."""
+    before = len(problems)
+    ours = _meta_model(Generator, generator_kwargs)
+    assert isinstance(ours, Generator)
+    m = _Mapper(net, ours, problems)
+    names = set(net.tensors)
+    if net.class_name != "Generator":
+        m.problem(f"is a {net.class_name}, not an official Generator")
+    if "synthesis.input" in net.layers or any(
+        lay.class_name == "SynthesisInput" for lay in net.layers.values()
+    ):
+        m.problem(
+            "is a StyleGAN3 (alias-free) generator: Fourier-feature input and L*_ layers with "
+            "filtered nonlinearities, no 4x4 constant or b{res} blocks; our Generator is "
+            "StyleGAN2's, so no exact mapping exists (its D, StyleGAN2's, can still be mapped "
+            "with discriminator_to_project)"
+        )
+        return None, []
+    c_dim = net.attr("", "c_dim", 0)
+    if c_dim or "mapping.embed" in net.layers:
+        m.problem(f"is conditional (c_dim {c_dim}, a label embedding); ours is unconditional")
+    res_file = net.attr("", "img_resolution")
+    if res_file != ours.resolution:
+        m.problem(
+            f"resolution: file {res_file} px, run {ours.resolution} -> set "
+            f"{SETTINGS}.resolution: {res_file}"
+        )
+    fcs = _count(names, "mapping.fc")
+    if len(fcs) != len(ours.mapping.layers):
+        m.problem(
+            f"mapping depth: file {len(fcs)} layers, run {len(ours.mapping.layers)} -> set "
+            f"{SETTINGS}.mapping_layers: {len(fcs)}"
+        )
+    if fcs:
+        z_file = net.tensors[f"mapping.fc{fcs[0]}.weight"].shape[1]
+        w_file = net.tensors[f"mapping.fc{fcs[-1]}.weight"].shape[0]
+        dims = (("z_dim", z_file, ours.z_dim), ("w_dim", w_file, ours.mapping.w_dim))
+        for key, f_val, r_val in dims:
+            if f_val != r_val:
+                m.problem(f"{key}: file {f_val}, run {r_val} -> set {SETTINGS}.{key}: {f_val}")
+        hidden = {net.tensors[f"mapping.fc{i}.weight"].shape[0] for i in fcs}
+        if len(hidden) > 1:
+            m.problem(f"mapping layer widths {sorted(hidden)} differ from w_dim; ours uses w_dim")
+    blocks = _count(names, "synthesis.b")
+    widths = {
+        r: net.tensors[f"synthesis.b{r}.conv1.weight"].shape[0]
+        for r in blocks
+        if f"synthesis.b{r}.conv1.weight" in names
+    }
+    kw = ours.init_kwargs
+    _check_widths(m, widths, kw["channel_base"], kw["channel_max"])
+    to_gray = _image_channels(m, net.attr("", "img_channels"), ours.channels)
+    for r in blocks:
+        arch = net.attr(f"synthesis.b{r}", "architecture", "skip")
+        if arch != "skip":
+            m.problem(f"synthesis.b{r} architecture {arch!r}; our Generator is 'skip' only")
+            break
+    if len(problems) > before:
+        return None, []
+
+    for i in range(len(ours.mapping.layers)):
+        m.dense(f"mapping.fc{i}", f"mapping.layers.{i}", "lrelu")
+    m.put("mapping.w_avg", m.get("mapping.w_avg"))
+    for r in ours.synthesis.resolutions:
+        src, dst = f"synthesis.b{r}", f"synthesis.blocks.b{r}"
+        m.check_filter(src)
+        if r == 4:
+            m.put(f"{dst}.const", m.get(f"{src}.const"))
+        for conv in ("conv0", "conv1") if r > 4 else ("conv1",):
+            s, d = f"{src}.{conv}", f"{dst}.{conv}"
+            m.check_activation(s, "lrelu")
+            m.check_filter(s)
+            m.dense(f"{s}.affine", f"{d}.affine", "linear")
+            w = m.get(f"{s}.weight")
+            # The official up-sampling layer convolves (its flip_weight = up == 1); ours
+            # correlates, so its kernels are flipped. Demodulated: no weight gain either side.
+            if w is not None and conv == "conv0":
+                w = w.flip([2, 3])
+            m.put(f"{d}.weight", w)
+            for name in ("bias", "noise_strength", "noise_const"):
+                m.put(f"{d}.{name}", m.get(f"{s}.{name}"))
+        s, d = f"{src}.torgb", f"{dst}.torgb"
+        m.dense(f"{s}.affine", f"{d}.affine", "linear")
+        w, b, wg = m.get(f"{s}.weight"), m.get(f"{s}.bias"), m.gain(s, "weight_gain")
+        if w is not None and b is not None and wg is not None:
+            eff = w * wg  # (C_img, C, 1, 1); both apply the gain to the styles: same thing
+            if to_gray:
+                k = torch.tensor(LUMA_BT601)
+                eff = (k.view(3, 1, 1, 1) * eff).sum(0, keepdim=True)
+                b = (k * b).sum(0, keepdim=True)
+            m.put(f"{d}.weight", eff / m.modules[d].weight_gain)
+            m.put(f"{d}.bias", b)
+    m.check_complete()
+    if len(problems) > before:
+        return None, []
+    notes = []
+    if to_gray:
+        notes.append(
+            f"{net.name}: RGB toRGB layers combined to one luminance channel (ITU-R BT.601: "
+            "0.299 R + 0.587 G + 0.114 B on weights and biases): the imported generator draws "
+            "the luma of the official RGB image"
+        )
+    notes += _clamp_notes(net, "G")
+    beta = net.attr("mapping", "w_avg_beta")
+    if isinstance(beta, float) and beta != ours.mapping.w_avg_beta:
+        notes.append(
+            f"{net.name}: the file tracked w_avg with beta {beta}; this run uses "
+            f"{ours.mapping.w_avg_beta} from here on"
+        )
+    return m.out, notes
+
+
+def _map_discriminator(
+    net: OfficialNetwork, discriminator_kwargs: Mapping[str, Any], problems: list[str]
+) -> tuple[dict[str, torch.Tensor] | None, list[str]]:
+    """discriminator_to_project, appending to `problems`; None when any were found."""
+    before = len(problems)
+    ours = _meta_model(Discriminator, discriminator_kwargs)
+    assert isinstance(ours, Discriminator)
+    m = _Mapper(net, ours, problems)
+    names = set(net.tensors)
+    if net.class_name != "Discriminator":
+        m.problem(f"is a {net.class_name}, not an official Discriminator")
+    c_dim = net.attr("", "c_dim", 0)
+    if c_dim or "mapping" in net.layers:
+        m.problem(f"is conditional (c_dim {c_dim}, a label mapping); ours is unconditional")
+    res_file = net.attr("", "img_resolution")
+    if res_file != ours.resolution:
+        m.problem(
+            f"resolution: file {res_file} px, run {ours.resolution} -> set "
+            f"{SETTINGS}.resolution: {res_file}"
+        )
+    blocks = [r for r in _count(names, "b") if r > 4]
+    widths = {r: net.tensors[f"b{r}.conv0.weight"].shape[0] for r in blocks
+              if f"b{r}.conv0.weight" in names}  # fmt: skip
+    if "b4.conv.weight" in names:
+        widths[4] = net.tensors["b4.conv.weight"].shape[0]
+    kw = ours.init_kwargs
+    _check_widths(m, widths, kw["channel_base"], kw["channel_max"])
+    from_rgb = _image_channels(m, net.attr("", "img_channels"), ours.channels)
+    for path in [*(f"b{r}" for r in blocks), "b4"]:
+        arch = net.attr(path, "architecture", "resnet")
+        if arch != "resnet":
+            m.problem(f"{path} architecture {arch!r}; our Discriminator is 'resnet' only")
+            break
+    mbstd_channels = net.attr("b4.mbstd", "num_channels")
+    if "b4.mbstd" not in net.layers:
+        m.problem("has no minibatch-std layer; ours always has one")
+    elif mbstd_channels != ours.mbstd_channels:
+        m.problem(
+            f"minibatch-std over {mbstd_channels} channel(s), ours {ours.mbstd_channels} "
+            "(Discriminator(mbstd_channels); no setting exposes it)"
+        )
+    if len(problems) > before:
+        return None, []
+
+    for r in sorted(blocks, reverse=True):
+        src, dst = f"b{r}", f"blocks.b{r}"
+        m.check_filter(src)
+        if r == ours.resolution:
+            m.conv(f"{src}.fromrgb", f"{dst}.fromrgb", "lrelu", rgb_sum=from_rgb)
+        m.conv(f"{src}.conv0", f"{dst}.conv0", "lrelu")
+        m.conv(f"{src}.conv1", f"{dst}.conv1", "lrelu")
+        m.conv(f"{src}.skip", f"{dst}.skip", "linear")
+    m.conv("b4.conv", "conv", "lrelu")
+    m.dense("b4.fc", "fc", "lrelu")
+    m.dense("b4.out", "out", "linear")
+    m.check_complete()
+    if len(problems) > before:
+        return None, []
+    notes = []
+    if from_rgb:
+        notes.append(
+            f"{net.name}: RGB fromRGB weights summed over the 3 input channels: exact for a "
+            "gray image repeated to RGB, which is what the official D saw of a gray image"
+        )
+    group = net.attr("b4.mbstd", "group_size")
+    notes.append(
+        f"{net.name}: minibatch-std groups are consecutive samples here, samples i, i+n, "
+        "i+2n, ... in the official code: the same statistic on shuffled batches, equal "
+        "per-sample logits when the batch is one group"
+        + (
+            f"; group size file {group}, run {ours.mbstd_group}"
+            if group != ours.mbstd_group
+            else ""
+        )
+    )
+    notes += _clamp_notes(net, "D")
+    return m.out, notes
+
+
+def _clamp_notes(net: OfficialNetwork, what: str) -> list[str]:
+    clamps = {lay.attributes.get("conv_clamp") for lay in net.layers.values()} - {None}
+    if not clamps:
+        return []
+    return [
+        f"{net.name}: the official {what} clamps every convolution output to "
+        f"+-{', '.join(map(str, sorted(clamps)))}; here only bfloat16 layers are clamped "
+        "(identical while activations stay below it)"
+    ]
+
+
+def luma(rgb: torch.Tensor) -> torch.Tensor:
+    """(N, 3, H, W) RGB -> (N, 1, H, W) ITU-R BT.601 luma: what an imported gray G draws."""
+    assert rgb.ndim == 4 and rgb.shape[1] == 3, rgb.shape
+    return (torch.tensor(LUMA_BT601, dtype=rgb.dtype).view(1, 3, 1, 1) * rgb).sum(1, keepdim=True)

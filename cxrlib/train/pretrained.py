@@ -1,0 +1,47 @@
+"""Published networks a StyleGAN2-ADA run starts from (transfer learning), fetched on the login
+node: `stylegan2ada.pretrained.<name>: {url, sha256}` in the config.
+
+NVIDIA publishes no checksums for its StyleGAN2-ADA pickles. Unlike the Inception file, which
+torch-fidelity unpickles with code execution and so must match a pinned sha256, these pickles
+are only ever read by the restricted unpickler of `cxrlib.models.official`, which runs no code
+from the file. So an empty sha256 is allowed: the fetch logs the file's sha256 and the config
+line that pins it, and a pinned sha256 is checked like any weights file.
+"""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+
+from cxrlib.metrics.weights import WeightsError, fetch_weights
+
+log = logging.getLogger(__name__)
+
+
+def fetch_pretrained(name: str, url: str, target: str | Path, sha256: str = "") -> str:
+    """Download network `name` from `url` to `target` (atomically); returns its sha256.
+
+    Raises WeightsError when the download fails or a pinned `sha256` (full, or a prefix of
+    at least 8 hex digits) does not match.
+    """
+    pinned = (sha256 or "").strip().lower()
+    if pinned and len(pinned) < 8:
+        raise WeightsError(
+            f"stylegan2ada.pretrained.{name}.sha256 {sha256!r} is too short to identify a file: "
+            "give at least 8 hex digits, or the full sha256, or leave it empty"
+        )
+    try:
+        digest = fetch_weights(url, target, pinned)
+    except WeightsError as exc:
+        raise WeightsError(
+            f"{exc}. Here the file is stylegan2ada.pretrained.{name} ({url}): check the url, or "
+            f"download it yourself and set the run's resume_from to the file"
+        ) from exc
+    if not pinned:
+        log.warning(
+            "stylegan2ada.pretrained.%s has no sha256 to check; the file fetched has sha256 %s. "
+            "To pin it (reproducible runs; a changed file is then refused), set in your "
+            "config:\n  stylegan2ada:\n    pretrained:\n      %s:\n        sha256: %s",
+            name, digest, name, digest,
+        )  # fmt: skip
+    return digest

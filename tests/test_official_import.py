@@ -1,0 +1,480 @@
+"""Official StyleGAN2-ADA network pickles: read without running their code, mapped onto our
+networks so that they compute the same function, refused clearly when they cannot be.
+
+The official files are built here from stand-ins (tests/official_format.py) that pickle
+exactly as the official persistent classes do and whose module_src writes a marker file if
+anything executes it; every test checks the marker never appears.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import pickle
+import subprocess
+from collections import OrderedDict
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+import torch.nn.functional as F
+
+from cxrlib.models import official as off
+from cxrlib.models import stylegan2 as sg
+from cxrlib.settings.stylegan2ada import StyleGanSettings
+from tests import official_format as of
+
+# The run that matches the stand-ins' defaults (32 px, widths 32/32/16/8, z = w = 16).
+RUN = StyleGanSettings(
+    resolution=32, channels=1, channel_base=256, channel_max=32, mapping_layers=2, z_dim=16,
+    w_dim=16, mbstd_group=4, batch_size=4,
+)  # fmt: skip
+ATOL = 1e-5
+
+
+@pytest.fixture(autouse=True)
+def _one_thread():
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
+@pytest.fixture
+def marker(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
+    """The official module names installed; fails the test if module_src ever ran."""
+    path = tmp_path / "module_src_was_run"
+    of.install(monkeypatch, path)
+    yield path
+    assert not path.exists(), "module_src from the pickle was executed"
+
+
+def kwargs(**changes) -> tuple[dict, dict]:
+    s = dataclasses.replace(RUN, **changes)
+    return s.generator_kwargs(), s.discriminator_kwargs()
+
+
+def our_networks(
+    result: off.ProjectNetworks, **changes
+) -> tuple[sg.Generator, sg.Generator, sg.Discriminator]:
+    gk, dk = kwargs(**changes)
+    nets = sg.Generator(**gk), sg.Generator(**gk), sg.Discriminator(**dk)
+    for net, state in zip(nets, (result.G, result.G_ema, result.D), strict=True):
+        net.load_state_dict(state)  # strict: every name and shape
+        net.eval().requires_grad_(False)
+    return nets
+
+
+def standard_file(tmp_path: Path, protocol: int = 3, **net_kwargs) -> tuple[Path, ...]:
+    g_ema = of.official_generator(**net_kwargs)
+    g = of.official_generator(seed=5, **net_kwargs)
+    d = of.official_discriminator(freeze_layers=2)  # two layers stored as buffers
+    path = of.write_official_pickle(tmp_path / "net.pkl", protocol, G=g, D=d, G_ema=g_ema)
+    return path, g, g_ema, d
+
+
+class Payload:
+    """Unpickles as fn(*args): the classic pickle exploit."""
+
+    def __init__(self, fn, *args):
+        self.fn, self.args = fn, args
+
+    def __reduce__(self):
+        return (self.fn, self.args)
+
+
+# --------------------------------------------------------------------------------------------
+# Safety.
+
+
+@pytest.mark.parametrize("protocol", [3, 4])
+def test_file_is_a_live_trap_for_plain_pickle_but_not_for_the_reader(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, protocol: int
+) -> None:
+    trap = tmp_path / "trap_marker"
+    of.install(monkeypatch, trap)
+    path, *_ = standard_file(tmp_path, protocol)
+    nets = off.read_official_pickle(path)
+    assert not trap.exists()
+    assert set(nets.networks) == {"G", "D", "G_ema"} and nets.other_keys == ("augment_pipe",)
+    assert nets.training_set_kwargs == {"resolution": 32, "use_labels": False}
+    g = nets.networks["G_ema"]
+    assert (
+        g.class_name == "Generator"
+        and g.layers["synthesis.b8.conv0"].class_name == "SynthesisLayer"
+    )
+    assert g.init_kwargs["mapping_kwargs"]["num_layers"] == 2
+    assert isinstance(g.attr("mapping.fc0", "weight_gain"), float)  # a numpy float64 in the file
+    with open(path, "rb") as f:
+        pickle.load(f)  # what the official loader does: runs module_src
+    assert trap.exists()
+
+
+PAYLOADS = {
+    "os.system": lambda m: Payload(os.system, f"touch {m}"),
+    "builtins.exec": lambda m: Payload(exec, f"open({str(m)!r}, 'w').write('x')"),
+    "builtins.eval": lambda m: Payload(eval, f"open({str(m)!r}, 'w').write('x')"),
+    "subprocess.Popen": lambda m: Payload(subprocess.Popen, ["touch", str(m)]),
+}
+
+
+@pytest.mark.parametrize("kind", PAYLOADS)
+@pytest.mark.parametrize("where", ["top", "nested"])
+def test_payloads_are_refused_and_never_run(
+    tmp_path: Path, marker: Path, kind: str, where: str
+) -> None:
+    hit = tmp_path / "payload_ran"
+    payload = PAYLOADS[kind](hit)
+    g = of.official_generator()
+    if where == "top":
+        path = of.write_official_pickle(tmp_path / "evil.pkl", G_ema=g, extra=payload)
+    else:  # deep inside a layer's state, as an attribute
+        g.synthesis.b8.conv1.payload = payload
+        path = of.write_official_pickle(tmp_path / "evil.pkl", G_ema=g)
+    with pytest.raises(off.OfficialNetworkError) as err:
+        off.read_official_pickle(path)
+    msg = str(err.value)
+    fn = payload.fn
+    assert str(path) in msg and f"{fn.__module__}.{fn.__qualname__}" in msg
+    assert "Only these are allowed" in msg and "torch._utils._rebuild_tensor_v2" in msg
+    assert "nothing from it was run" in msg
+    assert not hit.exists()
+
+
+def test_payload_inside_tensor_storage_bytes_is_refused(tmp_path: Path, marker: Path) -> None:
+    hit = tmp_path / "payload_ran"
+    storage = Payload(
+        torch.storage._load_from_bytes, pickle.dumps(Payload(os.system, f"touch {hit}"))
+    )
+    path = of.write_official_pickle(
+        tmp_path / "evil.pkl", G_ema=of.official_generator(), extra=storage
+    )
+    with pytest.raises(off.OfficialNetworkError, match="weights_only=True") as err:
+        off.read_official_pickle(path)
+    assert str(path) in str(err.value)
+    assert not hit.exists()
+
+
+class Record:
+    """Pickles as the given reduce tuple: hand-made records of the allowed globals."""
+
+    def __init__(self, *reduce):
+        self.reduce = reduce
+
+    def __reduce__(self):
+        return self.reduce
+
+
+def _meta(**changes) -> dict:
+    return {"type": "class", "version": 6, "module_src": of._STATE["module_src"],
+            "class_name": "Generator", "state": {}, **changes}  # fmt: skip
+
+
+CRAFTED = {
+    "tensor from a non-storage": (
+        lambda: Record(torch._utils._rebuild_tensor_v2, ("x", 0, (1,), (1,), False, OrderedDict())),
+        "malformed tensor record",
+    ),
+    "tensor with hooks": (
+        lambda: Record(torch._utils._rebuild_tensor_v2,
+                       (torch.zeros(2).storage(), 0, (2,), (1,), False, OrderedDict({0: set}))),
+        "backward hooks",
+    ),
+    "BUILD on a persistent object": (
+        lambda: Record(of._reconstruct_persistent_obj, (_meta(),), {"class_name": "x"}),
+        "BUILD on a persistent object",
+    ),
+    "persistence version": (
+        lambda: Record(of._reconstruct_persistent_obj, (_meta(version=5),)),
+        "persistence version 5",
+    ),
+}  # fmt: skip
+
+
+@pytest.mark.filterwarnings("ignore:TypedStorage is deprecated")
+@pytest.mark.parametrize("case", CRAFTED)
+def test_crafted_records_of_allowed_globals_are_refused(
+    tmp_path: Path, marker: Path, case: str
+) -> None:
+    make, expected = CRAFTED[case]
+    path = of.write_official_pickle(tmp_path / "crafted.pkl", G_ema=make())
+    with pytest.raises(off.OfficialNetworkError) as err:
+        off.read_official_pickle(path)
+    assert expected in str(err.value) and str(path) in str(err.value)
+
+
+def test_numpy_1_scalar_names_are_read(tmp_path: Path, marker: Path) -> None:
+    """Files from 2020-2021 name numpy.core.multiarray.scalar (numpy >= 2: numpy._core)."""
+    path, *_ = standard_file(tmp_path, protocol=3)
+    data = path.read_bytes()
+    assert b"cnumpy._core.multiarray\nscalar\n" in data
+    path.write_bytes(data.replace(b"numpy._core.multiarray", b"numpy.core.multiarray"))
+    g = off.read_official_pickle(path).networks["G_ema"]
+    assert g.attr("mapping.fc1", "weight_gain") == pytest.approx(0.01 / 4)
+
+
+# --------------------------------------------------------------------------------------------
+# The mapped networks compute the official function.
+
+
+@pytest.mark.parametrize("protocol", [3, 4])
+def test_mapped_networks_reproduce_the_official_outputs(
+    tmp_path: Path, marker: Path, protocol: int
+) -> None:
+    path, g_file, g_ema_file, d_file = standard_file(tmp_path, protocol)
+    assert off.is_official_pickle(path)
+    gk, dk = kwargs()
+    result = off.import_official(path, gk, dk)
+    g, g_ema, d = our_networks(result)
+    z = torch.randn(4, 16, generator=torch.Generator().manual_seed(1))
+    with torch.no_grad():
+        for psi in (1.0, 0.6):
+            want = g_ema_file(z, truncation_psi=psi)
+            assert torch.allclose(g_ema(z, psi, noise_mode="const"), want, atol=ATOL, rtol=0)
+            assert torch.allclose(g(z, psi, noise_mode="const"), want, atol=ATOL, rtol=0)
+        x = torch.randn(4, 1, 32, 32, generator=torch.Generator().manual_seed(2))
+        assert torch.allclose(d(x), d_file(x), atol=ATOL, rtol=0)
+        # g_start="G": G starts from the file's training G, G_ema from its G_ema.
+        g2, g_ema2, _ = our_networks(off.import_official(path, gk, dk, g_start="G"))
+        assert torch.allclose(g2(z, noise_mode="const"), g_file(z), atol=ATOL, rtol=0)
+        assert torch.allclose(g_ema2(z, noise_mode="const"), g_ema_file(z), atol=ATOL, rtol=0)
+    assert result.G["mapping.w_avg"].data_ptr() != result.G_ema["mapping.w_avg"].data_ptr()
+    assert any("G_ema -> G_ema, G_ema -> G, D -> D" in n for n in result.notes)
+    assert any("minibatch-std" in n for n in result.notes)
+
+
+def test_minibatch_std_groups_differ_only_by_a_permutation(tmp_path: Path, marker: Path) -> None:
+    """Official groups: samples i, i + n, ... (n = N / G); ours: consecutive samples. A
+    batch of two groups reordered so that official groups become consecutive agrees."""
+    path, _, _, d_file = standard_file(tmp_path)
+    _, _, d = our_networks(off.import_official(path, *kwargs()))
+    x = torch.randn(8, 1, 32, 32, generator=torch.Generator().manual_seed(3))
+    x[4:] *= 4  # consecutive groups differ in spread, strided ones mix them
+    n = 2  # groups of 4 in a batch of 8
+    perm = torch.tensor([j + n * k for j in range(n) for k in range(4)])
+    with torch.no_grad():
+        want = d_file(x)
+        assert torch.allclose(d(x[perm]), want[perm], atol=ATOL, rtol=0)
+        assert not torch.allclose(d(x), want, atol=1e-3)
+
+
+def test_dense_layer_gain_convention(tmp_path: Path, marker: Path) -> None:
+    """Official FullyConnectedLayer: y = lrelu(x (W lr / sqrt(in))^T + b lr) sqrt(2), weight
+    stored randn / lr. A file with mapping lr 0.1 imported into ours (lr 0.01) is rescaled
+    (stored x10) and computes the same function."""
+    g_file = of.official_generator(mapping_lr=0.1)
+    path = of.write_official_pickle(tmp_path / "lr.pkl", G_ema=g_file)
+    result = off.import_official(path, *kwargs())
+    g = sg.Generator(**kwargs()[0])
+    g.load_state_dict(result.G_ema)
+    w, b = g_file.mapping.fc1.weight, g_file.mapping.fc1.bias
+    x = torch.randn(5, 16)
+    hand = F.leaky_relu(x @ (w * 0.1 / 16**0.5).t() + b * 0.1, 0.2) * 2**0.5
+    with torch.no_grad():
+        assert torch.allclose(g.mapping.layers[1](x), hand, atol=ATOL, rtol=0)
+        assert torch.allclose(result.G_ema["mapping.layers.1.weight"], w * 10, rtol=1e-6)
+        z = torch.randn(2, 16)
+        assert torch.allclose(g(z, noise_mode="const"), g_file(z), atol=ATOL, rtol=0)
+
+
+def test_conv_layer_gain_convention(tmp_path: Path, marker: Path) -> None:
+    """Official Conv2dLayer: lrelu(conv(x, W / sqrt(in k^2)) + b) sqrt(2) gain; the skip
+    branch: FIR-downsample, 1x1 conv, no bias, linear, gain sqrt(1/2)."""
+    path, _, _, d_file = standard_file(tmp_path)
+    _, _, d = our_networks(off.import_official(path, *kwargs()))
+    layer = d_file.b32.conv0  # (8, 8, 3, 3), stored as buffers (frozen) in this file
+    x = torch.randn(2, 8, 32, 32)
+    hand = (
+        F.leaky_relu(
+            F.conv2d(x, layer.weight / (8 * 9) ** 0.5, padding=1) + layer.bias.view(1, -1, 1, 1),
+            0.2,
+        )
+        * 2**0.5
+    )
+    skip = d_file.b32.skip.weight
+    fir = of.upfirdn2d_ref(x, of.setup_filter(), down=2, pad=(1, 1))
+    hand_skip = F.conv2d(fir, skip / 8**0.5) * 0.5**0.5
+    with torch.no_grad():
+        assert torch.allclose(d.blocks.b32.conv0(x), hand, atol=ATOL, rtol=0)
+        assert torch.allclose(d.blocks.b32.skip(x, gain=0.5**0.5), hand_skip, atol=ATOL, rtol=0)
+
+
+@pytest.mark.parametrize("fused", [True, False])
+def test_upsampling_conv_kernels_are_flipped(fused: bool) -> None:
+    """The official up-sampling layer convolves (flip_weight=False), ours correlates: the
+    same function with the kernel flipped in H and W, and a different one without."""
+    gen = torch.Generator().manual_seed(4)
+    x, w = torch.randn(2, 4, 8, 8, generator=gen), torch.randn(3, 4, 3, 3, generator=gen)
+    styles = torch.rand(2, 4, generator=gen) + 0.5
+    want = of.modulated_conv_ref(x, w, styles, 2, 1, of.setup_filter(), True, False)
+    ours = sg.modulated_conv2d(x, w.flip([2, 3]), styles, up=2, fused=fused)
+    assert torch.allclose(ours, want, atol=ATOL, rtol=0)
+    assert not torch.allclose(sg.modulated_conv2d(x, w, styles, up=2, fused=fused), want, atol=1e-2)
+
+
+# --------------------------------------------------------------------------------------------
+# RGB networks into a 1-channel run.
+
+
+def test_rgb_networks_become_gray(tmp_path: Path, marker: Path) -> None:
+    g_file = of.official_generator(img_channels=3)
+    d_file = of.official_discriminator(img_channels=3)
+    path = of.write_official_pickle(tmp_path / "rgb.pkl", G_ema=g_file, D=d_file)
+    result = off.import_official(path, *kwargs())
+    assert set(result.G) == set(sg.Generator(**kwargs()[0]).state_dict())
+    _, g, d = our_networks(result)
+    z = torch.randn(3, 16, generator=torch.Generator().manual_seed(5))
+    x = torch.randn(4, 1, 32, 32, generator=torch.Generator().manual_seed(6))
+    with torch.no_grad():
+        rgb = g_file(z)
+        assert torch.allclose(g(z, noise_mode="const"), off.luma(rgb), atol=ATOL, rtol=0)
+        assert torch.allclose(d(x), d_file(x.repeat(1, 3, 1, 1)), atol=ATOL, rtol=0)
+    notes = " ".join(result.notes)
+    assert "BT.601" in notes and "0.299 R + 0.587 G + 0.114 B" in notes
+    assert "fromRGB weights summed" in notes and "the file has no D" not in notes
+
+
+# --------------------------------------------------------------------------------------------
+# Refusals.
+
+
+@pytest.mark.parametrize(
+    ("changes", "expected"),
+    [
+        ({"resolution": 64}, ["G_ema: resolution: file 32 px, run 64", "D: resolution: file 32 px",
+                              "stylegan2ada.settings.resolution: 32"]),
+        ({"channel_base": 512}, ["G_ema: widths", "D: widths", "16 px: file 16, run 32",
+                                 "stylegan2ada.settings.channel_base: 256, "
+                                 "stylegan2ada.settings.channel_max: 32"]),
+        ({"channel_max": 16}, ["4 px: file 32, run 16", "stylegan2ada.settings.channel_max: 32"]),
+        ({"mapping_layers": 3, "z_dim": 8, "w_dim": 32},
+         ["mapping depth: file 2 layers, run 3", "stylegan2ada.settings.mapping_layers: 2",
+          "stylegan2ada.settings.z_dim: 16", "stylegan2ada.settings.w_dim: 16"]),
+        ({"channels": 3}, ["1-channel images in the file, 3 in the run",
+                           "stylegan2ada.settings.channels: 1"]),
+    ],
+)  # fmt: skip
+def test_size_mismatches_are_refused_naming_the_settings(
+    tmp_path: Path, marker: Path, changes: dict, expected: list[str]
+) -> None:
+    path, *_ = standard_file(tmp_path)
+    with pytest.raises(off.OfficialNetworkError) as err:
+        off.import_official(path, *kwargs(**changes))
+    msg = str(err.value)
+    assert str(path) in msg
+    for text in expected:
+        assert text in msg, (text, msg)
+
+
+class SynthesisInput(of.Persistent):
+    """Stand-in for StyleGAN3's Fourier-feature input layer."""
+
+    def __init__(self):
+        super().__init__()
+        self.register_buffer("freqs", torch.randn(8, 2))
+        self.size = np.broadcast_to(np.asarray([36, 36]), [2])  # StyleGAN3 keeps arrays
+        self.sampling_rate = np.float64(16.0)
+
+
+def _no_noise(g) -> None:
+    for layer in g.modules():
+        if isinstance(layer, of.SynthesisLayer):
+            del layer._buffers["noise_const"], layer._parameters["noise_strength"]
+            layer.use_noise = False
+
+
+def _conditional(g) -> None:
+    g.c_dim = 4
+    g.mapping.embed = of.FullyConnectedLayer(4, 16)
+
+
+ARCHITECTURE_CHANGES = {
+    "G resnet": (lambda g, d: setattr(g.synthesis.b8, "architecture", "resnet"),
+                 "synthesis.b8 architecture 'resnet'; our Generator is 'skip' only"),
+    "D skip": (lambda g, d: setattr(d.b16, "architecture", "skip"),
+               "b16 architecture 'skip'; our Discriminator is 'resnet' only"),
+    "StyleGAN3": (lambda g, d: setattr(g.synthesis, "input", SynthesisInput()),
+                  "StyleGAN3 (alias-free) generator"),
+    "conditional": (lambda g, d: _conditional(g), "is conditional (c_dim 4"),
+    "no noise": (lambda g, d: _no_noise(g), "no tensor synthesis.b4.conv1.noise_strength"),
+    "mbstd channels": (lambda g, d: setattr(d.b4.mbstd, "num_channels", 2),
+                       "minibatch-std over 2 channel(s), ours 1"),
+    "activation": (lambda g, d: setattr(d.b32.conv0, "activation", "relu"),
+                   "b32.conv0 uses activation 'relu'; ours uses 'lrelu'"),
+    "extra layer": (lambda g, d: setattr(g.synthesis.b8, "skip", of.Conv2dLayer(32, 32, 1)),
+                    "has tensors of layers our network lacks: synthesis.b8.skip.bias"),
+    "filter": (lambda g, d: g.synthesis.b16.conv0.resample_filter.mul_(2),
+               "synthesis.b16.conv0.resample_filter is not the [1, 3, 3, 1] filter"),
+}  # fmt: skip
+
+
+@pytest.mark.parametrize("case", ARCHITECTURE_CHANGES)
+def test_architecture_differences_are_refused(tmp_path: Path, marker: Path, case: str) -> None:
+    g, d = of.official_generator(), of.official_discriminator()
+    change, expected = ARCHITECTURE_CHANGES[case]
+    change(g, d)
+    path = of.write_official_pickle(tmp_path / "arch.pkl", G_ema=g, D=d)
+    with pytest.raises(off.OfficialNetworkError) as err:
+        off.import_official(path, *kwargs())
+    assert expected in str(err.value) and str(path) in str(err.value)
+
+
+def test_stylegan3_discriminator_alone_can_be_mapped(tmp_path: Path, marker: Path) -> None:
+    g, d = of.official_generator(), of.official_discriminator()
+    g.synthesis.input = SynthesisInput()
+    path = of.write_official_pickle(tmp_path / "sg3.pkl", G_ema=g, D=d)
+    nets = off.read_official_pickle(path)
+    assert nets.networks["G_ema"].attr("synthesis.input", "size") == [36, 36]
+    with pytest.raises(off.OfficialNetworkError, match="discriminator_to_project"):
+        off.official_to_project(nets, *kwargs())
+    state, _ = off.discriminator_to_project(nets.networks["D"], kwargs()[1])
+    ours = sg.Discriminator(**kwargs()[1])
+    ours.load_state_dict(state)
+    x = torch.randn(4, 1, 32, 32)
+    with torch.no_grad():
+        assert torch.allclose(ours(x), d(x), atol=ATOL, rtol=0)
+
+
+def test_files_of_other_kinds_are_refused(tmp_path: Path, marker: Path) -> None:
+    zipped = tmp_path / "networks.pt"
+    torch.save({"G": {"w": torch.zeros(2)}}, zipped)
+    legacy = tmp_path / "legacy.pt"
+    torch.save({"G": torch.zeros(2)}, legacy, _use_new_zipfile_serialization=False)
+    text = tmp_path / "notes.txt"
+    text.write_text("not a network\n")
+    listed = tmp_path / "list.pkl"
+    listed.write_bytes(pickle.dumps([1, 2, 3]))
+    no_nets = tmp_path / "dict.pkl"
+    no_nets.write_bytes(pickle.dumps({"weights": [0.5]}))
+    module = tmp_path / "module.pkl"
+    module.write_bytes(pickle.dumps({"G": torch.nn.Linear(2, 2)}))
+    cases = {
+        zipped: "is a torch.save file (zip)",
+        legacy: "is a torch.save file (torch_legacy)",
+        text: "not a readable network pickle",
+        listed: "holds a list, not the official dict",
+        no_nets: "has none of G, D, G_ema",
+        module: "refused to load the global torch.nn.modules.linear.Linear",
+    }
+    for path, expected in cases.items():
+        assert off.is_official_pickle(path) == (path in (listed, no_nets, module)), path
+        with pytest.raises(off.OfficialNetworkError) as err:
+            off.read_official_pickle(path)
+        assert expected in str(err.value) and str(path) in str(err.value), str(err.value)
+    assert issubclass(off.OfficialNetworkError, ValueError)
+    with pytest.raises(FileNotFoundError):
+        off.read_official_pickle(tmp_path / "missing.pkl")
+
+
+def test_tensorflow_pickles_are_refused_with_the_conversion_hint(
+    tmp_path: Path, marker: Path
+) -> None:
+    """TF-era pickles hold dnnlib.tflib.network.Network objects (the official legacy.py
+    converts them); their global is refused with that hint."""
+    path = tmp_path / "tf.pkl"
+    # protocol 2: PROTO, GLOBAL 'dnnlib.tflib.network Network', EMPTY_TUPLE, NEWOBJ, STOP.
+    path.write_bytes(b"\x80\x02cdnnlib.tflib.network\nNetwork\n)\x81.")
+    assert off.is_official_pickle(path)
+    with pytest.raises(off.OfficialNetworkError, match=r"legacy\.py"):
+        off.read_official_pickle(path)
