@@ -390,8 +390,8 @@ def get_audit_inputs(wildcards):
 
 def warn_small_references():
     """Before any job runs: a warning naming each reference split (metrics.references) too
-    small for FID/KID/precision/recall, its count, what each metric needs and the fix. Only a
-    warning: such metrics are scored as NaN with the reason, the rest as usual."""
+    small for FID/KID/precision/recall/density/coverage, its count, what each metric needs and
+    the fix. Only a warning: such metrics are NaN with the reason, the rest as usual."""
     from cxrlib.metrics.feasibility import check_references
 
     if not workflow.is_main_process or not any(map(model_enabled, STAGED_MODELS)):
@@ -487,9 +487,16 @@ SCORE_KEYS = (
     "kid_subsets",
     "kid_subset_size",
     "prc_neighborhood",
+    "dc_neighborhood",
 )
 SWEEP_KEYS = ("extractors", "collapse_diversity_ratio", "collapse_patience")
-REFERENCE_KEYS = ("kid_subsets", "kid_subset_size", "prc_neighborhood", "seed")
+REFERENCE_KEYS = (
+    "kid_subsets",
+    "kid_subset_size",
+    "prc_neighborhood",
+    "dc_neighborhood",
+    "seed",
+)
 
 
 def metrics_subset(keys):
@@ -507,8 +514,8 @@ def get_sweep_metrics():
 
 
 def get_reference_settings():
-    """The metrics keys the floors use: the scores' KID, precision/recall and seed
-    settings, so floors and scores are computed alike (the shift flag's factor is the
+    """The metrics keys the floors use: the scores' KID, precision/recall, density/coverage
+    and seed settings, so floors and scores are computed alike (the shift flag's factor is the
     real_distances and headline rules' business: changing it reruns nothing upstream).
     """
     return metrics_subset(REFERENCE_KEYS)

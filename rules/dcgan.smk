@@ -88,7 +88,10 @@ rule dcgan_sweep:
             caption="../report/dcgan_sweep.rst",
             category="DCGAN",
             subcategory="{run}",
-            labels={"run": "{run}", "figure": "FID, KID and diversity by epoch"},
+            labels={
+                "run": "{run}",
+                "figure": "FID, KID, density, coverage and diversity by epoch",
+            },
         ),
     log:
         "logs/dcgan_sweep/{run}.log",

@@ -110,7 +110,10 @@ rule stylegan_sweep:
             caption="../report/stylegan_sweep.rst",
             category="StyleGAN2-ADA",
             subcategory="{run}",
-            labels={"run": "{run}", "figure": "FID, KID and diversity by kimg"},
+            labels={
+                "run": "{run}",
+                "figure": "FID, KID, density, coverage and diversity by kimg",
+            },
         ),
         truncation=report(
             "results/stylegan2ada/{run}/figures/truncation.png",

@@ -432,3 +432,13 @@ def test_plots_write_pngs(tmp_path: Path) -> None:
         assert _is_png(tmp_path / f"{name}.png")
     with pytest.raises(ValueError, match="kid_std"):
         plot_sweep(no_collapse.drop(columns="kid_std"), tmp_path / "bad.png")
+    # With density and coverage (score tables since they were added): two more panels, NaN
+    # ones (too few reals for k) named under the axes like the other metrics.
+    dc = two_refs.assign(density=0.9, coverage=0.6, not_computable="")
+    dc.loc[dc.reference == "test", ["density", "coverage"]] = np.nan
+    dc.loc[dc.reference == "test", "not_computable"] = (
+        "density/coverage: test/NORMAL has 4 images, needs > 5 (metrics.dc_neighborhood)"
+    )
+    plot_sweep(dc, tmp_path / "sweep_dc.png")
+    plain, with_dc = (Image.open(tmp_path / f"{n}.png") for n in ("sweep_refs", "sweep_dc"))
+    assert with_dc.size[1] > plain.size[1] * 1.3  # 5 panels instead of 3

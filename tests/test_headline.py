@@ -27,7 +27,8 @@ def _sweep(model: str, run: str, progress: str, fids: list[float]) -> pd.DataFra
                     "model": model, "run": run, "snapshot": f"s{i}", progress: i,
                     "extractor": "cxr", "reference": reference, "fid": fid + offset,
                     "kid_mean": fid / 10, "precision": 0.5, "recall": 0.25,
-                    "diversity_ratio": 0.9, "best": fid == min(fids),
+                    "density": 1.2, "coverage": 0.75, "diversity_ratio": 0.9,
+                    "best": fid == min(fids),
                     f"collapse_{progress}": 2 if progress == "epoch" else float("nan"),
                 }
             )  # fmt: skip
@@ -101,7 +102,8 @@ def test_headline_section_is_valid_rst_with_the_numbers() -> None:
         settings_overrides={"halt_level": docutils.utils.Reporter.WARNING_LEVEL},
     )["html_body"]
     for expected in ("40 prepared images", "<td>s1</td>", "40.0", "45.0", "0.910 ± 0.020",
-                     "hurt", "11.0 job-minutes", "b (10.0 min over 3 job(s))"):  # fmt: skip
+                     "hurt", "11.0 job-minutes", "b (10.0 min over 3 job(s))",
+                     "density / coverage", "1.20 / 0.75"):  # fmt: skip
         assert expected in html, expected
 
 

@@ -99,10 +99,11 @@ def test_floors_equal_a_direct_computation(tmp_path: Path) -> None:
             kid_subsets=SETTINGS.kid_subsets,
             kid_preferred_subset_size=SETTINGS.kid_subset_size,
             prc_neighborhood=SETTINGS.prc_neighborhood,
+            dc_neighborhood=SETTINGS.dc_neighborhood,
             seed=SETTINGS.seed,
         )
         assert (row.n_a, row.n_b) == (len(sets[row.set_a]), len(sets[row.set_b]))
-        for column in ("fid", "kid_mean", "kid_std", "precision", "recall"):
+        for column in ("fid", "kid_mean", "kid_std", "precision", "recall", "density", "coverage"):
             assert getattr(row, column) == pytest.approx(getattr(direct, column), rel=1e-6)
         assert getattr(row, NOT_COMPUTABLE) == ""
     # precision/recall are not symmetric: the CSV's order is the generated-image order
@@ -137,6 +138,8 @@ def test_tiny_sets_give_nan_with_the_reason_and_a_missing_manifest_row_is_named(
     assert table.loc["val", NOT_COMPUTABLE].startswith("FID: val/NORMAL has 1 image")
     assert math.isfinite(table.loc["test", "fid"]) and math.isnan(table.loc["test", "recall"])
     assert "precision/recall: test/NORMAL has 3 images" in table.loc["test", NOT_COMPUTABLE]
+    assert math.isnan(table.loc["test", "density"]) and math.isnan(table.loc["test", "coverage"])
+    assert "density/coverage: test/NORMAL has 3 images" in table.loc["test", NOT_COMPUTABLE]
     with pytest.raises(RealReferenceError, match="no manifest entry"):
         real_reference_table(files, manifest[manifest.split != "train"], SETTINGS)
 

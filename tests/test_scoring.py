@@ -133,20 +133,30 @@ def test_tiny_reference_splits_are_scored_as_nan_with_the_reason(
     assert list(table.columns) == SCORE_COLUMNS
     scores = table.set_index("reference")
     assert scores.loc["train", "not_computable"] == ""
-    assert scores.loc["train", ["fid", "kid_mean", "precision", "recall"]].notna().all()
+    assert (
+        scores.loc["train", ["fid", "kid_mean", "precision", "recall", "density", "coverage"]]
+        .notna()
+        .all()
+    )
     one = scores.loc["val"]
     assert (
-        one[["fid", "kid_mean", "kid_std", "precision", "recall", "diversity_ratio"]].isna().all()
+        one[["fid", "kid_mean", "kid_std", "precision", "recall", "density", "coverage"]]
+        .isna()
+        .all()
     )
+    assert pd.isna(one["diversity_ratio"])
     assert pd.isna(one["kid_subset_size"])
     assert one["not_computable"].startswith("FID: val/NORMAL has 1 image, needs >= 2")
     for split, n in (("test", 2), ("extra", 3)):
         row = scores.loc[split]
         assert np.isfinite(row[["fid", "kid_mean", "diversity_ratio"]].astype(float)).all()
-        assert row["kid_subset_size"] == n and row[["precision", "recall"]].isna().all()
+        assert row["kid_subset_size"] == n
+        assert row[["precision", "recall", "density", "coverage"]].isna().all()
         assert row["not_computable"] == (
             f"precision/recall: {split}/NORMAL has {n} images, needs >= 4 (more than "
-            "metrics.prc_neighborhood = 3: each image's 3 nearest other images)"
+            "metrics.prc_neighborhood = 3: each image's 3 nearest other images) | "
+            f"density/coverage: {split}/NORMAL has {n} images, needs >= 6 (more than "
+            "metrics.dc_neighborhood = 5: each real image's 5 nearest other real images)"
         )
 
 

@@ -82,7 +82,8 @@ def test_a_test_split_of_one_to_three_images_is_scored_not_crashed(n_real: int) 
         )
         assert "KID" in s.reasons
     else:  # FID and KID are computed, exactly as torch-fidelity computes them
-        assert set(s.reasons) == {"precision/recall"}
+        assert set(s.reasons) == {"precision/recall", "density/coverage"}
+        assert math.isnan(s.density) and math.isnan(s.coverage)
         t_fake, t_real = torch.from_numpy(FAKE), torch.from_numpy(real)
         expected = fid_statistics_to_metric(
             fid_features_to_statistics(t_fake), fid_features_to_statistics(t_real), False
@@ -154,11 +155,15 @@ def test_identical_real_images_give_no_diversity_ratio_and_say_so() -> None:
 
 def test_reasons_round_trip_through_the_table_cell() -> None:
     reasons = shortfalls({"val/NORMAL": 1, "generated": 24}, prc_neighborhood=3)
-    assert list(reasons) == ["FID", "KID", "precision/recall", "diversity ratio"]
+    assert list(reasons) == [
+        "FID", "KID", "precision/recall", "density/coverage", "diversity ratio",
+    ]  # fmt: skip
     text = format_reasons(reasons)
     assert parse_reasons(text) == reasons
     by_column = column_reasons(text)
-    assert set(by_column) >= {"fid", "kid_mean", "precision", "recall", "diversity_ratio"}
+    assert set(by_column) >= {
+        "fid", "kid_mean", "precision", "recall", "density", "coverage", "diversity_ratio",
+    }  # fmt: skip
     assert parse_reasons("") == {} and parse_reasons(float("nan")) == {}
     assert shortfalls({"train/NORMAL": 40, "generated": 24}, prc_neighborhood=3) == {}
 
@@ -181,12 +186,14 @@ def _scores(test_n: int, train_n: int | None = 40, val_n: int | None = None) -> 
                 "epoch": epoch, "kimg": np.nan, "extractor": "cxr", "reference": reference,
                 "n_real": n, "n_fake": N_FAKE, "fid": fid + (reference == "val"),
                 "kid_mean": fid / 100, "kid_std": 0.01, "kid_subset_size": min(n, N_FAKE),
-                "precision": 0.5, "recall": 0.4, "diversity_ratio": 0.9,
+                "precision": 0.5, "recall": 0.4, "density": 0.8, "coverage": 0.7,
+                "diversity_ratio": 0.9,
             }  # fmt: skip
             for name, columns in (
                 ("FID", ["fid"]),
                 ("KID", ["kid_mean", "kid_std", "kid_subset_size"]),
                 ("precision/recall", ["precision", "recall"]),
+                ("density/coverage", ["density", "coverage"]),
                 ("diversity ratio", ["diversity_ratio"]),
             ):
                 if name in reasons:
@@ -342,8 +349,9 @@ def test_dag_build_warning_for_a_one_image_split_and_a_given_val(tmp_path: Path)
     assert "test/NORMAL has 1 image: FID needs >= 2" in message
     assert "every score against it is NaN" in message
     assert "val/NORMAL has 3 images: precision/recall needs >= 4" in message
-    # lowering k makes val/NORMAL fine, test/NORMAL stays too small for FID
+    # lowering both k makes val/NORMAL fine, test/NORMAL stays too small for FID
     overlay["metrics"]["prc_neighborhood"] = 2
+    overlay["metrics"]["dc_neighborhood"] = 2
     message = check_references(_config(overlay), tmp_path / "absent.csv")
     assert "val/NORMAL" not in message and "test/NORMAL has 1 image" in message
 

@@ -118,7 +118,9 @@ def test_scores_name_their_extractor_and_inception_is_absent_without_weights(stu
         "model", "run", "snapshot", "epoch", "kimg", "extractor", "reference", "n_fake",
         "n_real", "fid", "kid_mean",
     ]  # fmt: skip
-    assert {"kid_std", "precision", "recall", "diversity_ratio"} <= set(summary.columns)
+    assert {"kid_std", "precision", "recall", "density", "coverage", "diversity_ratio"} <= set(
+        summary.columns
+    )
     # test.yaml lists only the cxr extractor (no Inception weights offline): no Inception row,
     # and no number passed off as one
     assert set(summary.extractor) == {"cxr"}
@@ -168,7 +170,7 @@ def test_real_floors_equal_a_direct_computation_and_no_shift_is_flagged(study: P
     for row in table.itertuples():
         expected = direct[(row.set_a, row.set_b)]
         assert (row.n_a, row.n_b) == (expected.n_fake, expected.n_real)
-        for column in ("fid", "kid_mean", "kid_std", "precision", "recall"):
+        for column in ("fid", "kid_mean", "kid_std", "precision", "recall", "density", "coverage"):
             assert getattr(row, column) == pytest.approx(getattr(expected, column), rel=1e-5)
     # test phantoms drawn like the training ones: not flagged, said so in words
     (finding,) = shift_findings(table, 3.0)
@@ -420,13 +422,20 @@ def test_tiny_reference_splits_are_scored_as_nan_with_the_reason(workflow_copy: 
     assert (sweep.best_by == "lowest FID against train (cxr features)").all()
     by_ref = {ref: rows for ref, rows in sweep.groupby("reference")}
     assert by_ref["train"].fid.notna().all() and by_ref["train"].precision.notna().all()
+    assert by_ref["train"].density.notna().all() and by_ref["train"].coverage.notna().all()
     assert (by_ref["train"].not_computable.fillna("") == "").all()
     test = by_ref["test"]
     assert test.fid.notna().all() and test.kid_mean.notna().all() and (test.n_real == 2).all()
     assert test.precision.isna().all() and test.recall.isna().all()
+    assert test.density.isna().all() and test.coverage.isna().all()
     assert test.not_computable.str.startswith("precision/recall: test/NORMAL has 2 images").all()
     val = by_ref["val"]
-    assert val[["fid", "kid_mean", "precision", "recall", "diversity_ratio"]].isna().all().all()
+    assert (
+        val[["fid", "kid_mean", "precision", "recall", "density", "coverage", "diversity_ratio"]]
+        .isna()
+        .all()
+        .all()
+    )
     assert val.not_computable.str.startswith("FID: val/NORMAL has 1 image, needs >= 2").all()
     log = (workflow_copy / "logs" / "score_dcgan" / "baseline_epoch0002.log").read_text()
     assert "precision/recall not computable (written as NaN): test/NORMAL has 2 images" in log

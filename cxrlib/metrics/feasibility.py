@@ -14,6 +14,9 @@ metric needs a minimum number of images in *each* set:
   distance to its k-th nearest *other* image of the same set (torch-fidelity asks for the
   (k+1)-th smallest distance, itself included; with fewer images ``kthvalue(): selected number
   k out of range``).
+- density/coverage: > k = `metrics.dc_neighborhood` real images (each real image's ball reaches
+  its k-th nearest *other* real image; cxrlib.metrics.density), >= 1 generated image (density
+  is a mean over them). Only the reals' balls are used, so the generated set needs no more.
 - diversity ratio: >= 2 in each set (a mean distance over pairs).
 
 A metric a set is too small for is not an error: the score tables hold NaN there and say why in
@@ -35,14 +38,16 @@ from typing import Any
 
 import pandas as pd
 
+from cxrlib.metrics.density import DC_NEIGHBORHOOD
+
 # The score tables' column holding why some of a row's metrics are NaN ("" when none are).
 NOT_COMPUTABLE = "not_computable"
 # Reference splits the best snapshot may be chosen against, in order of preference. Never
 # test: choosing on the test images would leave the test FID no longer a held-out check.
 SELECTION_REFERENCES = ("train", "val")
 FIX = (
-    "add images of that class to the split, drop the split from metrics.references, or (for "
-    "precision/recall) lower metrics.prc_neighborhood"
+    "add images of that class to the split, drop the split from metrics.references, or lower "
+    "metrics.prc_neighborhood (precision/recall) or metrics.dc_neighborhood (density/coverage)"
 )
 _ENTRY_SEPARATOR = " | "
 
@@ -55,13 +60,22 @@ class Requirement:
     columns: tuple[str, ...]  # the score-table columns it fills
     minimum: int  # images per set, at least
     why: str  # the reason for that minimum, in a few words
+    # What the generated set needs where less than `minimum` (None: `minimum`), and why.
+    generated_minimum: int | None = None
+    generated_why: str = ""
 
 
-def requirements(prc_neighborhood: int) -> tuple[Requirement, ...]:
-    """The minimum set sizes of every metric, for k = `prc_neighborhood` (>= 1)."""
+def requirements(
+    prc_neighborhood: int, dc_neighborhood: int = DC_NEIGHBORHOOD
+) -> tuple[Requirement, ...]:
+    """The minimum set sizes of every metric, for precision/recall's k = `prc_neighborhood`
+    and density/coverage's k = `dc_neighborhood` (each >= 1)."""
     k = int(prc_neighborhood)
     if k < 1:
         raise ValueError(f"metrics.prc_neighborhood must be >= 1, got {prc_neighborhood}")
+    k_dc = int(dc_neighborhood)
+    if k_dc < 1:
+        raise ValueError(f"metrics.dc_neighborhood must be >= 1, got {dc_neighborhood}")
     return (
         Requirement("FID", ("fid",), 2, "a covariance needs 2 images"),
         Requirement("KID", ("kid_mean", "kid_std", "kid_subset_size"), 2, "its subsets need pairs"),
@@ -70,6 +84,15 @@ def requirements(prc_neighborhood: int) -> tuple[Requirement, ...]:
             ("precision", "recall"),
             k + 1,
             f"more than metrics.prc_neighborhood = {k}: each image's {k} nearest other images",
+        ),
+        Requirement(
+            "density/coverage",
+            ("density", "coverage"),
+            k_dc + 1,
+            f"more than metrics.dc_neighborhood = {k_dc}: each real image's {k_dc} nearest "
+            "other real images",
+            generated_minimum=1,
+            generated_why="density is a mean over the generated images",
         ),
         Requirement("diversity ratio", ("diversity_ratio",), 2, "a pair of images"),
     )
@@ -80,7 +103,8 @@ def requirement(name: str, prc_neighborhood: int) -> Requirement:
     for req in requirements(prc_neighborhood):
         if req.name == name:
             return req
-    raise ValueError(f"no metric {name!r}; known: FID, KID, precision/recall, diversity ratio")
+    known = ", ".join(r.name for r in requirements(prc_neighborhood))
+    raise ValueError(f"no metric {name!r}; known: {known}")
 
 
 def _images(n: int, exact: bool = True) -> str:
@@ -88,7 +112,12 @@ def _images(n: int, exact: bool = True) -> str:
 
 
 def shortfalls(
-    sets: Mapping[str, int], prc_neighborhood: int, metrics: Iterable[str] | None = None
+    sets: Mapping[str, int],
+    prc_neighborhood: int,
+    metrics: Iterable[str] | None = None,
+    *,
+    dc_neighborhood: int = DC_NEIGHBORHOOD,
+    generated: str | None = None,
 ) -> dict[str, str]:
     """Why each metric that some set is too small for cannot be computed.
 
@@ -97,15 +126,20 @@ def shortfalls(
     "test/NORMAL has 2 images, needs >= 4 (more than metrics.prc_neighborhood = 3: ...)"}; the
     first set too small is named. Metrics every set is large enough for are absent, so an empty
     dict means everything is computable. `metrics` limits the check to those names.
+    `generated` names the set of `sets` in the generated images' place, judged by a metric's
+    `generated_minimum` where it has one (density/coverage need only reals beyond k).
     """
     wanted = None if metrics is None else set(metrics)
     out = {}
-    for req in requirements(prc_neighborhood):
+    for req in requirements(prc_neighborhood, dc_neighborhood):
         if wanted is not None and req.name not in wanted:
             continue
         for name, n in sets.items():
-            if int(n) < req.minimum:
-                out[req.name] = f"{name} has {_images(int(n))}, needs >= {req.minimum} ({req.why})"
+            minimum, why = req.minimum, req.why
+            if name == generated and req.generated_minimum is not None:
+                minimum, why = req.generated_minimum, req.generated_why
+            if int(n) < minimum:
+                out[req.name] = f"{name} has {_images(int(n))}, needs >= {minimum} ({why})"
                 break
     return out
 
@@ -194,11 +228,13 @@ class SmallReference:
     count: SplitCount
     missing: tuple[Requirement, ...]  # the metrics it is too small for
 
-    def describe(self, prc_neighborhood: int) -> str:
+    def describe(self, prc_neighborhood: int, dc_neighborhood: int = DC_NEIGHBORHOOD) -> str:
         """One line: the split, its count, each metric it is too small for and what is scored."""
         needs = "; ".join(f"{r.name} needs >= {r.minimum} ({r.why})" for r in self.missing)
         missing = {r.name for r in self.missing}
-        scored = [r.name for r in requirements(prc_neighborhood) if r.name not in missing]
+        scored = [
+            r.name for r in requirements(prc_neighborhood, dc_neighborhood) if r.name not in missing
+        ]
         outcome = (
             f"those are written as NaN with the reason in the not_computable column, "
             f"{', '.join(scored)} scored as usual"
@@ -214,6 +250,7 @@ def small_references(
     references: Sequence[str],
     label: str,
     prc_neighborhood: int,
+    dc_neighborhood: int = DC_NEIGHBORHOOD,
 ) -> list[SmallReference]:
     """The splits of `references` too small for at least one metric, in the order given.
 
@@ -224,7 +261,9 @@ def small_references(
         if split not in counts:
             continue
         count = counts[split]
-        missing = tuple(r for r in requirements(prc_neighborhood) if count.n < r.minimum)
+        missing = tuple(
+            r for r in requirements(prc_neighborhood, dc_neighborhood) if count.n < r.minimum
+        )
         if missing:
             out.append(SmallReference(split, label, count, missing))
     return out
@@ -257,6 +296,7 @@ def reference_warning(
     references: Sequence[str],
     label: str,
     prc_neighborhood: int,
+    dc_neighborhood: int = DC_NEIGHBORHOOD,
     where: str,
     best_keys: Sequence[str] = (),
 ) -> str | None:
@@ -265,14 +305,14 @@ def reference_warning(
     `where` says where the counts come from; `best_keys` are the config keys set to "best"
     (e.g. "dcgan.use_snapshot"), which need a reference the best snapshot can be chosen against.
     """
-    small = small_references(counts, references, label, prc_neighborhood)
+    small = small_references(counts, references, label, prc_neighborhood, dc_neighborhood)
     chosen, why = selection_reference(counts, references)
     if not small and (chosen is not None or not best_keys):
         return None
     lines = []
     if small:
         lines.append(f"Scoring: reference split(s) too small for some metrics (counts {where}):")
-        lines += [f"  - {s.describe(prc_neighborhood)}" for s in small]
+        lines += [f"  - {s.describe(prc_neighborhood, dc_neighborhood)}" for s in small]
         lines.append(f"  Fix: {FIX}.")
     if chosen is None and best_keys:
         lines.append(
@@ -340,6 +380,7 @@ def check_references(config: Mapping[str, Any], class_counts_csv: str | Path) ->
         references=list(metrics["references"]),
         label=config["data"]["synthetic_class"],
         prc_neighborhood=int(metrics["prc_neighborhood"]),
+        dc_neighborhood=int(metrics["dc_neighborhood"]),
         where=where,
         best_keys=best_keys,
     )

@@ -7,6 +7,8 @@ snapshot's scoring job reuses them; generated images are streamed from the gener
 batches, never all held in memory. So features are extracted here, batch by batch, with
 torch-fidelity's extractors, and the metrics come from torch-fidelity's own functions on those
 features, so the numbers are exactly what `calculate_metrics` reports (a test checks it).
+Density and coverage (Naeem et al. 2020), which torch-fidelity lacks, come from
+cxrlib.metrics.density on the same features (tested against the authors' `prdc` package).
 """
 
 from __future__ import annotations
@@ -27,6 +29,7 @@ from torch_fidelity.metric_fid import fid_features_to_statistics, fid_statistics
 from torch_fidelity.metric_kid import kid_features_to_metric
 from torch_fidelity.metric_prc import prc_features_to_metric
 
+from cxrlib.metrics.density import DC_NEIGHBORHOOD, density_coverage
 from cxrlib.metrics.feasibility import shortfalls
 from cxrlib.metrics.weights import WeightsError as WeightsError  # re-exported, with:
 from cxrlib.metrics.weights import file_sha256 as file_sha256
@@ -108,10 +111,12 @@ def generator_batches(
 
 @dataclass(frozen=True)
 class FidelityScores:
-    """FID, KID (mean, std over subsets), precision and recall of `fake` against `real`.
+    """FID, KID (mean, std over subsets), precision, recall, density and coverage of `fake`
+    against `real`.
 
     A metric one of the sets is too small for (cxrlib.metrics.feasibility) is NaN, its KID
-    subset size None, and `reasons` maps its name ("FID", "KID", "precision/recall") to why.
+    subset size None, and `reasons` maps its name ("FID", "KID", "precision/recall",
+    "density/coverage") to why.
     """
 
     fid: float
@@ -120,6 +125,8 @@ class FidelityScores:
     kid_subset_size: int | None
     precision: float
     recall: float
+    density: float
+    coverage: float
     n_real: int
     n_fake: int
     reasons: dict[str, str] = field(default_factory=dict)
@@ -142,6 +149,7 @@ def score_features(
     kid_subsets: int = 100,
     kid_preferred_subset_size: int = 1000,
     prc_neighborhood: int = 3,
+    dc_neighborhood: int = DC_NEIGHBORHOOD,
     seed: int = 2020,
     real_name: str = "the real set",
     fake_name: str = "the generated set",
@@ -150,11 +158,13 @@ def score_features(
 
     Precision/recall are computed in the same feature space as FID/KID (torch-fidelity's
     `calculate_metrics` defaults to VGG16 features for them; pass `feature_layer_prc="2048"`
-    with the Inception extractor there to compare).
+    with the Inception extractor there to compare). Density and coverage use the real set's
+    `dc_neighborhood`-NN balls (cxrlib.metrics.density), on the same features.
 
     Sets too small for a metric (FID and KID need >= 2 images each, precision/recall more than
-    `prc_neighborhood`) give NaN for that metric and a reason naming the set (`real_name`,
-    `fake_name`, e.g. "test/NORMAL") in `reasons`; the other metrics are still computed.
+    `prc_neighborhood`, density/coverage more than `dc_neighborhood` reals and >= 1 fake) give
+    NaN for that metric and a reason naming the set (`real_name`, `fake_name`, e.g.
+    "test/NORMAL") in `reasons`; the other metrics are still computed.
     Raises ValueError for arrays that are not (N, D) with the same D, or hold NaN/inf.
     """
     for name, array in ((real_name, real), (fake_name, fake)):
@@ -167,10 +177,12 @@ def score_features(
     reasons = shortfalls(
         {real_name: len(real), fake_name: len(fake)},
         prc_neighborhood,
-        metrics=("FID", "KID", "precision/recall"),
+        metrics=("FID", "KID", "precision/recall", "density/coverage"),
+        dc_neighborhood=dc_neighborhood,
+        generated=fake_name,
     )
     nan = float("nan")
-    fid = kid_mean = kid_std = precision = recall = nan
+    fid = kid_mean = kid_std = precision = recall = density = coverage = nan
     subset = None
     # torch-fidelity's order: input 1 is generated, input 2 is real (precision = share of
     # generated samples inside the real manifold).
@@ -200,6 +212,8 @@ def score_features(
             t_fake, t_real, prc_neighborhood=prc_neighborhood, prc_batch_size=10000, verbose=False
         )
         precision, recall = float(prc["precision"]), float(prc["recall"])
+    if "density/coverage" not in reasons:
+        density, coverage = density_coverage(real, fake, dc_neighborhood)
     return FidelityScores(
         fid=fid,
         kid_mean=kid_mean,
@@ -207,6 +221,8 @@ def score_features(
         kid_subset_size=subset,
         precision=precision,
         recall=recall,
+        density=density,
+        coverage=coverage,
         n_real=len(real),
         n_fake=len(fake),
         reasons=reasons,

@@ -19,7 +19,9 @@ settings and the same feature files as the scores:
 `set_a` takes the generated images' place in torch-fidelity (its input 1: precision is the
 share of set_a inside set_b's manifold, recall the share of set_b inside set_a's), `set_b` the
 reference's. FID: Heusel et al. 2017; KID: Binkowski et al. 2018; precision/recall:
-Kynkaanniemi et al. 2019.
+Kynkaanniemi et al. 2019; density/coverage: Naeem et al. 2020 (set_a counted in set_b's
+k-NN balls; for two sets of one distribution density is about 1, coverage about 1 -
+C(n_b - 1, k) / C(n_a + n_b - 1, k), so the floors' sizes matter: compare at like sizes).
 
 The shift flag: the test images are "much farther" from the training images than held-out
 training patients are when FID(train, test) > `shift_factor` x max(FID(train, val),
@@ -71,6 +73,8 @@ REFERENCE_COLUMNS = [
     "kid_std",
     "precision",
     "recall",
+    "density",
+    "coverage",
     NOT_COMPUTABLE,
 ]
 # Up to this ratio FID(train, test) / max(FID(train, val), FID(half, half)) reads "about as
@@ -87,7 +91,8 @@ _PHRASES = {
 
 def reference_settings(metrics: Mapping[str, object]) -> ScoreSettings:
     """The `config["metrics"]` values the floors are computed with: those of the scores (KID
-    subsets and subset size, precision/recall's k, the seed, which also splits the halves)."""
+    subsets and subset size, precision/recall's and density/coverage's k, the seed, which also
+    splits the halves)."""
     from cxrlib.metrics.score import ScoreSettings
 
     return ScoreSettings(
@@ -95,6 +100,7 @@ def reference_settings(metrics: Mapping[str, object]) -> ScoreSettings:
         kid_subsets=int(metrics["kid_subsets"]),
         kid_subset_size=int(metrics["kid_subset_size"]),
         prc_neighborhood=int(metrics["prc_neighborhood"]),
+        dc_neighborhood=int(metrics["dc_neighborhood"]),
     )
 
 
@@ -144,6 +150,7 @@ def compare(
         kid_subsets=settings.kid_subsets,
         kid_preferred_subset_size=settings.kid_subset_size,
         prc_neighborhood=settings.prc_neighborhood,
+        dc_neighborhood=settings.dc_neighborhood,
         seed=settings.seed,
         real_name=name_b,
         fake_name=name_a,
@@ -156,6 +163,8 @@ def compare(
         "kid_std": scores.kid_std,
         "precision": scores.precision,
         "recall": scores.recall,
+        "density": scores.density,
+        "coverage": scores.coverage,
         NOT_COMPUTABLE: format_reasons(scores.reasons),
     }
 
@@ -202,7 +211,8 @@ def reference_rows(
         )
         rows.append(row)
         log.info(
-            "%s %d px, %s (%d) vs %s (%d): FID %.4g, KID %.4g, precision %.3f, recall %.3f",
+            "%s %d px, %s (%d) vs %s (%d): FID %.4g, KID %.4g, precision %.3f, recall %.3f, "
+            "density %.3f, coverage %.3f",
             extractor,
             resolution,
             set_a,
@@ -213,6 +223,8 @@ def reference_rows(
             row["kid_mean"],
             row["precision"],
             row["recall"],
+            row["density"],
+            row["coverage"],
         )
         for name, detail in parse_reasons(row[NOT_COMPUTABLE]).items():
             log.warning("%s vs %s: %s not computable (NaN): %s", set_a, set_b, name, detail)

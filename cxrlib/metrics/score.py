@@ -1,4 +1,5 @@
-"""Scoring a GAN snapshot: FID/KID/precision/recall and diversity per extractor and reference.
+"""Scoring a GAN snapshot: FID/KID/precision/recall/density/coverage and diversity per
+extractor and reference.
 
 Generated images are streamed from the generator in seeded batches and every extractor sees
 each batch before the next is drawn, so scoring 50,000 images at 256 px holds one batch of
@@ -17,6 +18,7 @@ import numpy as np
 import pandas as pd
 import torch
 
+from cxrlib.metrics.density import DC_NEIGHBORHOOD
 from cxrlib.metrics.diversity import NoRealDiversity, diversity_ratio
 from cxrlib.metrics.feasibility import FIX, NOT_COMPUTABLE, format_reasons, shortfalls
 from cxrlib.metrics.features import ExtractorSources, load_real_features, make_extractor
@@ -43,6 +45,9 @@ SCORE_COLUMNS = [
     "kid_subset_size",
     "precision",
     "recall",
+    # Naeem et al. 2020 (cxrlib.metrics.density), k = metrics.dc_neighborhood
+    "density",
+    "coverage",
     "diversity_ratio",
     # Why some of the row's metrics are NaN ("" when none are): "precision/recall: test/NORMAL
     # has 2 images, needs >= 4 (...)", see cxrlib.metrics.feasibility.
@@ -68,6 +73,7 @@ class ScoreSettings:
     kid_subsets: int = 100
     kid_subset_size: int = 1000
     prc_neighborhood: int = 3
+    dc_neighborhood: int = DC_NEIGHBORHOOD
     truncation_psi: float = 1.0
 
 
@@ -79,6 +85,7 @@ def score_settings(section: Mapping) -> ScoreSettings:
         kid_subsets=int(section["kid_subsets"]),
         kid_subset_size=int(section["kid_subset_size"]),
         prc_neighborhood=int(section["prc_neighborhood"]),
+        dc_neighborhood=int(section["dc_neighborhood"]),
     )
 
 
@@ -143,8 +150,9 @@ def score_snapshot(
     collapsed).
 
     A reference split too small for a metric (FID, KID and the diversity ratio need >= 2
-    images, precision/recall more than `settings.prc_neighborhood`) gets NaN there and the
-    reason in the NOT_COMPUTABLE column, logged as a warning with the fix; never an error.
+    images, precision/recall more than `settings.prc_neighborhood`, density/coverage more than
+    `settings.dc_neighborhood`) gets NaN there and the reason in the NOT_COMPUTABLE column,
+    logged as a warning with the fix; never an error.
     """
     payload = read_snapshot(snapshot)
     names = sorted({extractor for extractor, _ in real_feature_files})
@@ -162,6 +170,7 @@ def score_snapshot(
             kid_subsets=settings.kid_subsets,
             kid_preferred_subset_size=settings.kid_subset_size,
             prc_neighborhood=settings.prc_neighborhood,
+            dc_neighborhood=settings.dc_neighborhood,
             seed=settings.seed,
             real_name=real_name,
             fake_name=fake_name,
@@ -189,13 +198,16 @@ def score_snapshot(
             }
         )
         log.info(
-            "%s vs real %s: FID %.3f, KID %.5f, precision %.3f, recall %.3f, diversity %.3f",
+            "%s vs real %s: FID %.3f, KID %.5f, precision %.3f, recall %.3f, density %.3f, "
+            "coverage %.3f, diversity %.3f",
             extractor,
             reference,
             scores.fid,
             scores.kid_mean,
             scores.precision,
             scores.recall,
+            scores.density,
+            scores.coverage,
             diversity,
         )
         for name, detail in reasons.items():

@@ -125,7 +125,9 @@ def plot_sweep(
     title: str = "DCGAN",
     synthetic: bool = False,
 ) -> None:
-    """FID, KID (mean +- std) and diversity ratio against epoch, one colour per extractor.
+    """FID, KID (mean +- std), density and coverage (when the table has them: Naeem et al.
+    2020, in each extractor's feature space) and diversity ratio against epoch, one colour per
+    extractor.
 
     `progress` is the column on the x axis ("epoch"; "kimg" for StyleGAN2-ADA, whose collapse
     column is then `collapse_kimg`).
@@ -155,8 +157,13 @@ def plot_sweep(
     references = sorted(sweep["reference"].astype(str).unique()) if has_reference else [""]
     colors = {e: f"C{i}" for i, e in enumerate(extractors)}
     styles = {r: ("-", "--", ":", "-.")[i % 4] for i, r in enumerate(references)}
-    fig, axes = plt.subplots(3, 1, figsize=(6.5, 8), sharex=True)
-    ax_fid, ax_kid, ax_div = axes
+    has_dc = {"density", "coverage"} <= set(sweep.columns)
+    fig, axes = plt.subplots(5 if has_dc else 3, 1, figsize=(6.5, 12 if has_dc else 8), sharex=True)
+    ax_fid, ax_kid, ax_div = axes[0], axes[1], axes[-1]
+    panels = [(ax_fid, "fid"), (ax_kid, "kid_mean"), (ax_div, "diversity_ratio")]
+    if has_dc:
+        ax_density, ax_coverage = axes[2], axes[3]
+        panels[2:2] = [(ax_density, "density"), (ax_coverage, "coverage")]
     keys = ["extractor", "reference"] if has_reference else ["extractor"]
     for key, rows in sweep.sort_values("epoch").groupby(keys, sort=True):
         extractor, reference = (str(key[0]), str(key[1]) if has_reference else "")
@@ -174,8 +181,9 @@ def plot_sweep(
             color=color,
             alpha=0.15,
         )
-        ax_div.plot(rows["epoch"], rows["diversity_ratio"], ls=style, marker=".", color=color)
-        for ax, column in ((ax_fid, "fid"), (ax_kid, "kid_mean"), (ax_div, "diversity_ratio")):
+        for ax, column in panels:
+            if column != "fid" and column != "kid_mean":
+                ax.plot(rows["epoch"], rows[column], ls=style, marker=".", color=color)
             ax.scatter(best["epoch"], best[column], marker="*", s=160, color=color, zorder=3)
     if "collapse_epoch" in sweep.columns:
         collapses = sorted(set(sweep["collapse_epoch"].dropna()))
@@ -232,13 +240,19 @@ def plot_sweep(
     ax_fid.scatter([], [], marker="*", s=80, color="gray", label="best snapshot")
     ax_fid.set_ylabel("FID (lower is better)" + (", log scale" if log_fid else ""))
     ax_kid.set_ylabel("KID mean +- std")
+    if has_dc:
+        ax_density.axhline(1.0, color="gray", lw=0.8, ls=":")
+        ax_density.set_ylabel("density (~1: spread\nlike the reals)")
+        ax_coverage.set_ylabel("coverage\n(share of reals covered)")
+        ax_coverage.set_ylim(-0.02, 1.02)
     ax_div.axhline(1.0, color="gray", lw=0.8, ls=":")
     ax_div.set_ylabel("diversity ratio\n(generated / real)")
     ax_div.set_xlabel(progress)
     if ax_fid.get_legend_handles_labels()[0]:
         ax_fid.legend(fontsize=8)
     fig.suptitle(f"{title} snapshots: fidelity and diversity by {progress}", fontsize=10)
-    notes = not_computable_lines(sweep, metrics=("FID", "KID", "diversity ratio"))
+    shown = ("FID", "KID", *(("density/coverage",) if has_dc else ()), "diversity ratio")
+    notes = not_computable_lines(sweep, metrics=shown)
     if notes:
         more = [f"... and {len(notes) - 6} more (see the sweep table)"] if len(notes) > 6 else []
         text = "\n".join(textwrap.fill(f"n/a: {n}", 140) for n in notes[:6] + more)

@@ -106,6 +106,8 @@ _MODEL_CELLS = {
     "KID (train)": ("train", "kid_mean"),
     "precision": ("train", "precision"),
     "recall": ("train", "recall"),
+    "density": ("train", "density"),
+    "coverage": ("train", "coverage"),
     "diversity": ("train", "diversity_ratio"),
 }
 
@@ -216,7 +218,8 @@ def format_model_rows(rows: pd.DataFrame) -> pd.DataFrame:
         return cells
 
     best_by = rows["best by"] if "best by" in rows else pd.Series([""] * len(rows))
-    for cell in ("real floor (train)", "real floor (test)"):
+    # tables written before these scores existed: shown as missing ('–')
+    for cell in ("real floor (train)", "real floor (test)", "density", "coverage"):
         if cell not in rows:
             rows = rows.assign(**{cell: math.nan})
     return pd.DataFrame(
@@ -228,6 +231,7 @@ def format_model_rows(rows: pd.DataFrame) -> pd.DataFrame:
             "FID train / test": pair("FID (train)", "FID (test)", 1),
             "real floor train / test": pair("real floor (train)", "real floor (test)", 1),
             "precision / recall": pair("precision", "recall", 2),
+            "density / coverage": pair("density", "coverage", 2),
             "diversity": [
                 _cell(v, 2, why.get("diversity"))
                 for v, why in zip(rows.diversity, reasons, strict=True)
@@ -439,8 +443,13 @@ def headline_section(
             "score against the same reference in the same space (train: two patient-disjoint "
             "halves of the training images; test: the real training images against the real "
             "test images). A generated-vs-test FID at its floor is as far from the test "
-            "images as the real training images are. Diversity is the samples' mean pairwise "
-            "feature distance over the real images' (below 0.5 for long: collapse). "
+            "images as the real training images are. Precision / recall and density / "
+            "coverage are against the training images, in the row's feature space: density "
+            "near 1 and coverage near 1 for samples spread like the real images (density "
+            "above 1: samples crowd dense real regions; coverage is the share of real images "
+            "with a sample among their nearest neighbours; both biased at small sample "
+            "sizes). Diversity is the samples' mean pairwise feature distance over the real "
+            "images' (below 0.5 for long: collapse). "
             "Near-copies: samples of the snapshot used for the classifier that the "
             "memorisation audit flags. Full tables under Scoring, DCGAN and StyleGAN2-ADA.",
             "",
