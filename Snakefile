@@ -25,7 +25,7 @@ wildcard_constraints:
     model="|".join(MODELS),
     run="[A-Za-z0-9][A-Za-z0-9_.-]*",
     snapshot="best|epoch[0-9]{4}|kimg[0-9]{6}(\\.[0-9]{3})?",
-    extractor="inception|cxr",
+    extractor="inception|cxr|xrv",
     res="[0-9]+",
     arm="real|real_classic|real_dcgan|real_stylegan2ada",
     ratio="balance|[0-9]+(\\.[0-9]+)?",

@@ -359,6 +359,36 @@ def fetched_inception_weights():
     return str(Path(config["metrics"]["weights_dir"]) / name)
 
 
+def get_xrv_weights():
+    """The torchxrayvision DenseNet file: configured, or where fetch_xrv_weights puts it."""
+    configured = config["metrics"]["xrv_weights"]
+    if configured:
+        if not Path(configured).is_file():
+            raise WorkflowError(
+                f"metrics.xrv_weights {configured} does not exist; download "
+                f"{config['metrics']['xrv_url']} there, or set it to null so that the "
+                "fetch_xrv_weights rule downloads it (needs internet on the machine running "
+                "snakemake)"
+            )
+        return configured
+    return fetched_xrv_weights()
+
+
+def fetched_xrv_weights():
+    """Where fetch_xrv_weights saves the file: weights_dir/xrv / the URL's file name."""
+    name = config["metrics"]["xrv_url"].rsplit("/", 1)[-1]
+    return str(Path(config["metrics"]["weights_dir"]) / "xrv" / name)
+
+
+def extractor_sha256(extractor):
+    """The sha256 an extractor's weights file is checked against: metrics.xrv_sha256 for xrv,
+    else metrics.inception_sha256 (which cxr ignores; kept so these jobs' params stay as
+    they were)."""
+    if extractor == "xrv":
+        return config["metrics"]["xrv_sha256"]
+    return config["metrics"]["inception_sha256"]
+
+
 def get_extractor_inputs(extractors):
     """Weights files the given extractors need, as named inputs."""
     inputs = {}
@@ -366,6 +396,8 @@ def get_extractor_inputs(extractors):
         inputs["inception"] = get_inception_weights()
     if "cxr" in extractors:
         inputs["domain"] = "results/metrics/domain_extractor/model.pt"
+    if "xrv" in extractors:
+        inputs["xrv"] = get_xrv_weights()
     return inputs
 
 
@@ -376,6 +408,10 @@ def get_positive_label():
 
 def get_real_features_inputs(wildcards):
     return get_extractor_inputs([wildcards.extractor])
+
+
+def get_real_features_sha256(wildcards):
+    return extractor_sha256(wildcards.extractor)
 
 
 def memorisation_extractor():
@@ -504,8 +540,10 @@ def metrics_subset(keys):
 
 
 def get_score_metrics():
-    """The metrics keys a snapshot's scores depend on (scripts/score_snapshot.py)."""
-    return metrics_subset(SCORE_KEYS)
+    """The metrics keys a snapshot's scores depend on (scripts/score_snapshot.py); the xrv
+    file's sha256 only where xrv is scored, so studies without it keep their params."""
+    extra = ("xrv_sha256",) if "xrv" in config["metrics"]["extractors"] else ()
+    return metrics_subset((*SCORE_KEYS, *extra))
 
 
 def get_sweep_metrics():

@@ -2,11 +2,12 @@
 # the per-snapshot scores of both GANs, the memorisation audit and the study-wide summary.
 
 
-# fetch_weights needs internet: on clusters it runs where snakemake runs (the login node).
+# The fetch rules need internet: on clusters they run where snakemake runs (the login node).
 # The summary and the real-to-real floors take seconds (features are computed already).
 localrules:
     fetch_weights,
     fetch_classifier_weights,
+    fetch_xrv_weights,
     metrics_summary,
     real_reference,
     real_distances,
@@ -52,6 +53,27 @@ rule fetch_classifier_weights:
         "../scripts/fetch_weights.py"
 
 
+# torchxrayvision's densenet121-res224-all (extractor xrv); the library itself would download
+# it at run time, which compute nodes cannot.
+rule fetch_xrv_weights:
+    output:
+        fetched_xrv_weights(),
+    log:
+        "logs/fetch_xrv_weights.log",
+    benchmark:
+        "results/benchmarks/fetch_xrv_weights.tsv"
+    conda:
+        "../envs/cxr.yaml"
+    threads: get_threads("fetch_xrv_weights")
+    resources:
+        **get_resources("fetch_xrv_weights"),
+    params:
+        url=config["metrics"]["xrv_url"],
+        sha256=config["metrics"]["xrv_sha256"],
+    script:
+        "../scripts/fetch_xrv_weights.py"
+
+
 rule train_domain_extractor:
     input:
         train="results/data/cache/train.npz",
@@ -94,7 +116,7 @@ rule real_features:
         **get_resources("real_features"),
     params:
         label=config["data"]["synthetic_class"],
-        sha256=config["metrics"]["inception_sha256"],
+        sha256=get_real_features_sha256,
         batch_size=config["metrics"]["batch_size"],
     script:
         "../scripts/real_features.py"
@@ -223,7 +245,7 @@ rule audit_memorisation:
     params:
         extractor=memorisation_extractor(),
         label=config["data"]["synthetic_class"],
-        sha256=config["metrics"]["inception_sha256"],
+        sha256=extractor_sha256(memorisation_extractor()),
         settings=config["metrics"]["memorisation"],
         synthetic=config["data"]["source"] == "phantom",
     script:

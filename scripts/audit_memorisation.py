@@ -18,10 +18,13 @@ with job_logging(snakemake.log[0]):
     fakes, _index = load_samples(Path(inp.samples))
     # Real images at the samples' resolution: features and pixels compare like with like.
     reals, paths = real_images(Path(inp.cache), params.label, fakes.shape[1])
+    # params.sha256: that of this job's extractor's weights file (inception or xrv)
     sources = ExtractorSources(
         inception_weights=_optional_path(inp, "inception"),
         inception_sha256=params.sha256,
         domain_model=_optional_path(inp, "domain"),
+        xrv_weights=_optional_path(inp, "xrv"),
+        xrv_sha256=params.sha256,
     )
     extractor = make_extractor(params.extractor, sources, device)
     fake_features = extract_features(extractor, array_batches(fakes), device)

@@ -17,6 +17,8 @@ with job_logging(snakemake.log[0]):
         inception_weights=_optional_path(inp, "inception"),
         inception_sha256=metrics["inception_sha256"],
         domain_model=_optional_path(inp, "domain"),
+        xrv_weights=_optional_path(inp, "xrv"),
+        xrv_sha256=metrics.get("xrv_sha256", ""),  # a score key only where xrv is enabled
     )
     real = {
         (extractor, split): Path(inp[f"real_{extractor}_{split}"])

@@ -17,6 +17,7 @@ from cxrlib.metrics.reference import REFERENCE_COLUMNS, format_fid, patient_halv
 from tests.browser import browse_report
 from tests.conftest import run_snakemake
 from tests.test_fidelity import make_inception_weights
+from tests.test_xrv import make_xrv_weights
 
 pytestmark = pytest.mark.slow
 
@@ -542,6 +543,33 @@ def test_inception_weights_fetched_checked_and_used_beside_the_cxr_extractor(
     )
     assert proc.returncode != 0
     assert "not the published file" in proc.stdout + proc.stderr
+
+
+def test_xrv_weights_fetched_checked_and_scored_in_the_summary(
+    workflow_copy: Path, tmp_path: Path
+) -> None:
+    """fetch_xrv_weights downloads torchxrayvision's DenseNet (here a random one in the release
+    format, from a file:// URL), and the summary has xrv rows for every snapshot and reference.
+    xrv alone (no cxr: no extractor training) and few samples: DenseNet-121 at 224 px costs
+    about a second an image on a CPU core."""
+    published = tmp_path / "densenet121-res224-all-test.pt"
+    make_xrv_weights(published)
+    (workflow_copy / "xrv.yaml").write_text(
+        "metrics:\n"
+        "  extractors: [xrv]\n"
+        "  n_fake: 8\n"
+        f"  xrv_url: {published.as_uri()}\n"
+        f"  xrv_sha256: {file_sha256(published)}\n"
+    )
+    target = "results/metrics/summary.csv"
+    run_snakemake(workflow_copy, target, "--cores", "2", *TEST_CONFIG, "xrv.yaml")
+    fetched = workflow_copy / "resources" / "weights" / "xrv" / published.name
+    assert fetched.read_bytes() == published.read_bytes()
+    summary = pd.read_csv(workflow_copy / target)
+    assert set(summary.extractor) == {"xrv"}
+    assert set(summary.model) == {"dcgan", "stylegan2ada"}
+    assert set(summary.reference) == {"train", "test"}
+    assert summary.fid.notna().all() and (summary.n_fake == 8).all()
 
 
 def test_imagenet_classifier_weights_come_from_a_local_fetch_rule(workflow_copy: Path) -> None:

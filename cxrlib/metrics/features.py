@@ -1,10 +1,12 @@
 """Feature extractors by name, and the declared real-feature files every scoring job reuses.
 
-Two feature spaces: "inception" (torch-fidelity's InceptionV3 pool features, the published
-standard, from a sha256-checked local file) and "cxr" (the penultimate layer of a CXR
-classifier the workflow trains on the real training split). Real images are brought to the
-generator's resolution before extraction, so real and generated images pass through exactly the
-same resize path into each extractor: a FID at 64 px compares 64 px images with 64 px images.
+Three feature spaces: "inception" (torch-fidelity's InceptionV3 pool features, the published
+standard, from a sha256-checked local file), "cxr" (the penultimate layer of a CXR classifier
+the workflow trains on the real training split) and "xrv" (torchxrayvision's DenseNet-121
+trained on pooled public CXR data sets, from a sha256-checked local file; cxrlib.metrics.xrv).
+Real images are brought to the generator's resolution before extraction, so real and generated
+images pass through exactly the same resize path into each extractor: a FID at 64 px compares
+64 px images with 64 px images.
 """
 
 from __future__ import annotations
@@ -21,7 +23,7 @@ from cxrlib.data.cache import load_split
 from cxrlib.io import write_npz
 from cxrlib.metrics.fidelity import array_batches, extract_features, inception_extractor
 
-EXTRACTORS = ("inception", "cxr")
+EXTRACTORS = ("inception", "cxr", "xrv")
 Extractor = Callable[[torch.Tensor], torch.Tensor | tuple[torch.Tensor, ...]]
 
 
@@ -32,6 +34,8 @@ class ExtractorSources:
     inception_weights: Path | None = None
     inception_sha256: str = ""
     domain_model: Path | None = None
+    xrv_weights: Path | None = None
+    xrv_sha256: str = ""  # "" = the published file's (cxrlib.metrics.xrv.XRV_SHA256)
 
 
 def make_extractor(name: str, sources: ExtractorSources, device: str = "cpu") -> Extractor:
@@ -49,6 +53,14 @@ def make_extractor(name: str, sources: ExtractorSources, device: str = "cpu") ->
         from cxrlib.metrics.domain import DomainExtractor
 
         return DomainExtractor(sources.domain_model, device)
+    if name == "xrv":
+        if sources.xrv_weights is None:
+            raise ValueError(
+                "the xrv extractor needs metrics.xrv_weights or the fetch_xrv_weights rule"
+            )
+        from cxrlib.metrics.xrv import XRV_SHA256, XrvExtractor
+
+        return XrvExtractor(sources.xrv_weights, sources.xrv_sha256 or XRV_SHA256, device)
     raise ValueError(f"unknown extractor {name!r}; known: {', '.join(EXTRACTORS)}")
 
 

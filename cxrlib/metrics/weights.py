@@ -49,11 +49,19 @@ def verify_weights(path: str | Path, expected_sha256: str) -> str:
     return actual
 
 
-def fetch_weights(url: str, target: str | Path, expected_sha256: str, timeout_s: float = 60) -> str:
+def fetch_weights(
+    url: str,
+    target: str | Path,
+    expected_sha256: str,
+    timeout_s: float = 60,
+    *,
+    fix: str | None = None,
+) -> str:
     """Download `url` to `target` atomically and check its sha256 (full or published prefix).
 
     The file only appears at `target` once it is complete and verified, so a half download or a
-    wrong file never reaches a job that would unpickle it. Returns the full sha256.
+    wrong file never reaches a job that would unpickle it. Returns the full sha256. `fix`: what
+    the user can do when the download fails or is not the expected file (default: Inception's).
     """
     target = Path(target)
     try:
@@ -63,12 +71,29 @@ def fetch_weights(url: str, target: str | Path, expected_sha256: str, timeout_s:
             digest = verify_weights(tmp, expected_sha256)
     except OSError as exc:  # URLError is an OSError: no internet, DNS, HTTP errors
         raise WeightsError(
-            f"cannot download {url} ({exc}). Compute nodes often have no internet: run "
-            f"`snakemake fetch_weights` on the login node, or download the file yourself and set "
-            f"metrics.inception_weights to it; or drop inception from metrics.extractors"
+            f"cannot download {url} ({exc}). Compute nodes often have no internet: "
+            + (
+                fix
+                or "run `snakemake fetch_weights` on the login node, or download the file "
+                "yourself and set metrics.inception_weights to it; or drop inception from "
+                "metrics.extractors"
+            )
         ) from exc
+    except WeightsError as exc:
+        if fix is None:
+            raise
+        raise WeightsError(f"{exc} (from {url}). To fix: {fix}") from exc
     log.info("fetched %s -> %s (sha256 %s)", url, target, digest)
     return digest
+
+
+# What to do when the xrv extractor's weights (cxrlib.metrics.xrv) are missing or wrong: said by
+# the fetch_xrv_weights rule and by the extractor.
+XRV_FIX = (
+    "run `snakemake fetch_xrv_weights` where there is internet (the login node), or download "
+    "metrics.xrv_url yourself and set metrics.xrv_weights to it (metrics.xrv_sha256 is the "
+    "sha256 it must have); or drop xrv from metrics.extractors"
+)
 
 
 # torchvision's published ImageNet weights (IMAGENET1K_V1); the 8 hex digits in each file name
