@@ -259,3 +259,21 @@ def test_dc_neighborhood_defaults_to_the_papers_five_and_is_checked_at_dag_build
     assert "metrics.dc_neighborhood (density/coverage)" in message  # the fix
     phantom["metrics"] = {"dc_neighborhood": 3}
     assert check_references(_config(phantom), tmp_path / "absent.csv") is None
+
+
+def test_features_with_a_large_common_offset_score_as_without_it() -> None:
+    """The distance expansion cancels on big shared offsets unless centred (break-it review):
+    permuted identical sets must give density 1 and coverage 1 at any offset."""
+    rng = np.random.default_rng(3)
+    base = rng.normal(scale=1e-3, size=(64, 16))
+    for offset in (0.0, 1e3, 1e4):
+        real = base + offset
+        fake = real[rng.permutation(len(real))]
+        assert density_coverage(real, fake, k=5) == pytest.approx((1.0, 1.0))
+
+
+@pytest.mark.parametrize("k", [2.9, True, "5"])
+def test_k_that_is_not_an_integer_is_refused(k: object) -> None:
+    rng = np.random.default_rng(0)
+    with pytest.raises(ValueError, match="k must be an integer"):
+        density_coverage(rng.normal(size=(10, 3)), rng.normal(size=(4, 3)), k=k)  # type: ignore[arg-type]

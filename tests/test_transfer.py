@@ -5,14 +5,19 @@ file's code, and its kimg-0 snapshot is exactly the imported generator."""
 from __future__ import annotations
 
 import hashlib
+import re
 from pathlib import Path
 
 import pytest
 import torch
 
+from cxrlib.metrics.weights import WeightsError
 from cxrlib.models.official import import_official
-from cxrlib.models.snapshot import read_snapshot
+from cxrlib.models.snapshot import read_snapshot, save_snapshot
 from cxrlib.settings.stylegan2ada import stylegan_settings
+from cxrlib.train import stylegan2ada as tr
+from cxrlib.train.pretrained import fetch_pretrained
+from cxrlib.train.resume import ResumeRefused
 from tests import official_format as off
 from tests.conftest import run_snakemake
 
@@ -89,3 +94,91 @@ def test_a_missing_start_file_fails_at_dag_build_naming_it(workflow_copy: Path) 
     text = proc.stdout + proc.stderr
     assert proc.returncode != 0
     assert "resume_from nets/nothere.pkl is neither a file nor a name in" in text
+
+
+# -- the start file: bad files, a replaced file, a bad fetch (from a break-it review) ---------
+
+
+def _tiny(**overrides: object) -> tr.StyleGanSettings:
+    from tests.test_stylegan2 import tiny_settings
+
+    return tiny_settings(**{"total_kimg": 0.008, "snapshot_kimg": 0.008, **overrides})
+
+
+@pytest.mark.parametrize(
+    ("content", "message"),
+    [(b"", "is empty (a failed download?)"), (None, "is a directory")],
+)
+def test_a_start_file_that_is_no_network_fails_saying_what_it_is(
+    tmp_path: Path, content: bytes | None, message: str
+) -> None:
+    start = tmp_path / "start.pkl"
+    if content is None:
+        start.mkdir()
+    else:
+        start.write_bytes(content)
+    images = torch.zeros(4, 1, 32, 32)
+    with pytest.raises(ValueError, match=re.escape(message)):
+        tr.StyleGan2AdaTrainer(images, _tiny(resume_from=str(start)))
+
+
+def test_a_networks_file_without_its_discriminator_is_refused_naming_it(tmp_path: Path) -> None:
+    start = tmp_path / "networks.pt"
+    torch.save({"networks_format": tr.NETWORKS_FORMAT, "G": {}, "G_ema": {}}, start)
+    with pytest.raises(ValueError, match=r"networks.pt without the state of D"):
+        tr.StyleGan2AdaTrainer(torch.zeros(4, 1, 32, 32), _tiny(resume_from=str(start)))
+
+
+def test_a_start_file_replaced_after_the_run_began_is_refused_on_resume(tmp_path: Path) -> None:
+    """The settings hold the start file's path only: its sha256 goes into the resume record,
+    so an extended run whose start file was replaced in place is refused, not silently
+    continued as if it had started from the new file."""
+    from tests.test_stylegan2 import tiny_images
+
+    first = tr.StyleGan2AdaTrainer(torch.zeros(4, 1, 32, 32), _tiny())
+    start = tmp_path / "start.pt"
+    kw = _tiny().generator_kwargs()
+    save_snapshot(start, "stylegan2ada", kw, first.G_ema, {"kimg": 0}, "x", 0)
+    out, state = tmp_path / "out", tmp_path / "state"
+    tr.train_stylegan2ada(tiny_images(), _tiny(resume_from=str(start)), "ft", out, state)
+    other = tr.StyleGan2AdaTrainer(torch.zeros(4, 1, 32, 32), _tiny(seed=9))
+    save_snapshot(start, "stylegan2ada", kw, other.G_ema, {"kimg": 0}, "x", 0)
+    longer = _tiny(resume_from=str(start), total_kimg=0.016, snapshot_kimg=0.008)
+    with pytest.raises(ResumeRefused, match="the file was replaced after the run began"):
+        tr.train_stylegan2ada(tiny_images(), longer, "ft", out, state)
+
+
+def test_fetching_a_page_that_is_not_a_network_fails_and_keeps_nothing(tmp_path: Path) -> None:
+    page = tmp_path / "moved.html"
+    page.write_text("<!DOCTYPE html><html><body>Sign in</body></html>")
+    target = tmp_path / "weights/stylegan2ada/ffhq256.pkl"
+    with pytest.raises(WeightsError, match="gave an HTML page, not a network pickle"):
+        fetch_pretrained("ffhq256", page.as_uri(), target)
+    assert not target.exists()
+
+
+def test_a_wrong_pinned_sha256_names_the_target_and_an_offline_fetch_the_fix(
+    tmp_path: Path,
+) -> None:
+    source = tmp_path / "net.pkl"
+    source.write_bytes(b"\x80\x03" + b"\x00" * 64)
+    target = tmp_path / "weights/net.pkl"
+    with pytest.raises(WeightsError) as wrong:
+        fetch_pretrained("tiny", source.as_uri(), target, sha256="0" * 64)
+    assert f"{target} (downloaded) has sha256" in str(wrong.value)
+    assert ".tmp" not in str(wrong.value) and not target.exists()
+    with pytest.raises(WeightsError) as offline:
+        fetch_pretrained("tiny", (tmp_path / "gone.pkl").as_uri(), target)
+    text = str(offline.value)
+    assert "stylegan2ada.pretrained.tiny.url" in text and "inception" not in text
+
+
+def test_pretrained_names_that_are_paths_are_refused_by_the_schema(workflow_copy: Path) -> None:
+    (workflow_copy / "evil.yaml").write_text(
+        "stylegan2ada:\n  pretrained:\n    ../../evil: {url: 'file:///x.pkl'}\n"
+    )
+    proc = run_snakemake(
+        workflow_copy, "-n", "--cores", "1", *TEST_CONFIG, "evil.yaml", check=False
+    )
+    assert proc.returncode != 0
+    assert "../../evil" in proc.stdout + proc.stderr

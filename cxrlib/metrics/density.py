@@ -80,10 +80,14 @@ def density_coverage(
     two float64 arrays plus one (chunk_size, max(N, M)) block. Density is >= 0 (a mean count
     over k, not capped at 1), coverage in [0, 1]; both unitless.
 
-    Raises ValueError for arrays that are not 2-D with the same D or hold NaN/inf, for k < 1,
-    for N <= k (no k-th nearest other real) and for M = 0. `score_features` checks the set
+    Raises ValueError for arrays that are not 2-D with the same D or hold NaN/inf, for k not
+    an integer >= 1, for N <= k (no k-th nearest other real) and for M = 0. Duplicated real
+    images have balls of radius 0, which hold nothing (an open ball): deduplicate first, as
+    the data stage does for exact duplicates. `score_features` checks the set
     sizes first and writes NaN with the reason instead (cxrlib.metrics.feasibility).
     """
+    if isinstance(k, bool) or not isinstance(k, int | np.integer):
+        raise ValueError(f"density/coverage k must be an integer, got {k!r}")
     k = int(k)
     if k < 1:
         raise ValueError(f"density/coverage need k >= 1 nearest neighbours, got {k}")
@@ -104,6 +108,10 @@ def density_coverage(
         )
     if len(fake) == 0:
         raise ValueError("density/coverage need at least 1 generated sample, got 0")
+    # Distances are translation invariant; centring on the reals' mean keeps the expansion
+    # |a|^2 - 2 a.b + |b|^2 from cancelling when features share a large offset.
+    centre = real.mean(axis=0)
+    real, fake = real - centre, fake - centre
     radii = real_radii(real, k, chunk_size)
     real_sq = np.einsum("ij,ij->i", real, real)
     fake_sq = np.einsum("ij,ij->i", fake, fake)

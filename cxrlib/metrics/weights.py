@@ -28,13 +28,16 @@ def file_sha256(path: str | Path) -> str:
     return digest.hexdigest()
 
 
-def verify_weights(path: str | Path, expected_sha256: str) -> str:
+def verify_weights(
+    path: str | Path, expected_sha256: str, *, shown_as: str | Path | None = None
+) -> str:
     """Check a weights file's sha256 (full, or the published prefix) before anything loads it.
 
     torch-fidelity unpickles the Inception file (`weights_only=False`): an unchecked file is
     code. Returns the full sha256.
     """
     path = Path(path)
+    name = Path(shown_as) if shown_as is not None else path
     if not path.is_file():
         raise WeightsError(
             f"weights file {path} does not exist; run the fetch_weights rule on a node with "
@@ -43,7 +46,7 @@ def verify_weights(path: str | Path, expected_sha256: str) -> str:
     actual = file_sha256(path)
     if not actual.startswith(expected_sha256.lower()):
         raise WeightsError(
-            f"weights file {path} has sha256 {actual}, expected {expected_sha256}...; it is "
+            f"weights file {name} has sha256 {actual}, expected {expected_sha256}...; it is "
             "not the published file (corrupt or a different model): download it again"
         )
     return actual
@@ -68,7 +71,7 @@ def fetch_weights(
         with atomic_path(target) as tmp:
             with urllib.request.urlopen(url, timeout=timeout_s) as response, open(tmp, "wb") as fh:
                 shutil.copyfileobj(response, fh, length=1 << 20)
-            digest = verify_weights(tmp, expected_sha256)
+            digest = verify_weights(tmp, expected_sha256, shown_as=f"{target} (downloaded)")
     except OSError as exc:  # URLError is an OSError: no internet, DNS, HTTP errors
         raise WeightsError(
             f"cannot download {url} ({exc}). Compute nodes often have no internet: "

@@ -17,6 +17,10 @@ from cxrlib.metrics.weights import WeightsError, fetch_weights
 
 log = logging.getLogger(__name__)
 
+# An official network pickle starts with the PROTO opcode (protocol 2-5); this project's own
+# networks.pt / snapshots are torch.save zip files.
+_NETWORK_HEADS = (b"\x80\x02", b"\x80\x03", b"\x80\x04", b"\x80\x05", b"PK\x03\x04")
+
 
 def fetch_pretrained(name: str, url: str, target: str | Path, sha256: str = "") -> str:
     """Download network `name` from `url` to `target` (atomically); returns its sha256.
@@ -30,13 +34,18 @@ def fetch_pretrained(name: str, url: str, target: str | Path, sha256: str = "") 
             f"stylegan2ada.pretrained.{name}.sha256 {sha256!r} is too short to identify a file: "
             "give at least 8 hex digits, or the full sha256, or leave it empty"
         )
-    try:
-        digest = fetch_weights(url, target, pinned)
-    except WeightsError as exc:
+    fix = (
+        f"run `snakemake {target}` where there is internet (the login node), or download "
+        f"stylegan2ada.pretrained.{name}.url yourself and set the run's resume_from to the file"
+    )
+    digest = fetch_weights(url, target, pinned, fix=fix)
+    kind = _looks_like(Path(target))
+    if kind is not None:
+        Path(target).unlink()
         raise WeightsError(
-            f"{exc}. Here the file is stylegan2ada.pretrained.{name} ({url}): check the url, or "
-            f"download it yourself and set the run's resume_from to the file"
-        ) from exc
+            f"stylegan2ada.pretrained.{name}: {url} gave {kind}, not a network pickle (a login "
+            f"or error page, or a moved file?): check the url. To fix: {fix}"
+        )
     if not pinned:
         log.warning(
             "stylegan2ada.pretrained.%s has no sha256 to check; the file fetched has sha256 %s. "
@@ -45,3 +54,19 @@ def fetch_pretrained(name: str, url: str, target: str | Path, sha256: str = "") 
             name, digest, name, digest,
         )  # fmt: skip
     return digest
+
+
+def _looks_like(path: Path) -> str | None:
+    """None for a file that starts like a network file; else what it looks like instead."""
+    with open(path, "rb") as fh:
+        head = fh.read(512)
+    if head.startswith(_NETWORK_HEADS):
+        return None
+    if not head:
+        return "an empty file"
+    text = head.lstrip().lower()
+    if text.startswith((b"<!doctype html", b"<html")) or b"<html" in text:
+        return "an HTML page"
+    if text.startswith((b"{", b"[")):
+        return "a JSON document"
+    return f"a file starting with {head[:16]!r}"

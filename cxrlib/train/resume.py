@@ -150,6 +150,15 @@ def check_resume(
                 f"{state_dir}/ to train from scratch, or give the shorter run a new run name."
             )
     d_old, d_new = saved.get("data"), now.get("data")
+    if d_new is not None and d_old is not None:
+        start_old, start_new = d_old.get("start_sha256"), d_new.get("start_sha256")
+        if start_old != start_new:
+            raise ResumeRefused(
+                f"{head}: it started from a network file with sha256 {start_old}, but the "
+                f"start file (resume_from) now has sha256 {start_new}: the file was replaced "
+                f"after the run began. Fix: restore the original file, or delete {state_dir}/ "
+                "to train from the new file, or give the new start a new run name."
+            )
     if d_new is not None and d_old is not None and d_old != d_new:
         raise ResumeRefused(
             f"{head}: its saved state was trained on other images (saved {json.dumps(d_old)}, "

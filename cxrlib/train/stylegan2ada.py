@@ -83,6 +83,7 @@ from PIL import Image
 
 from cxrlib.io import atomic_path, publish_file, write_atomic, write_csv
 from cxrlib.logs import format_eta
+from cxrlib.metrics.weights import file_sha256
 from cxrlib.models.official import import_official, is_official_pickle
 from cxrlib.models.snapshot import read_snapshot, save_snapshot
 from cxrlib.models.stylegan2 import Discriminator, Generator
@@ -154,6 +155,12 @@ class _Latents:
     cutoff: torch.Tensor  # (n,) first layer taking z2's w; num_ws: not mixed
     any_mixed: bool  # any image of the whole batch mixed
     noise_rows: tuple[int, int, int] | None  # rows of the whole batch's noise (None: 1 process)
+
+
+def _first_line(exc: BaseException) -> str:
+    """The first line of an exception's message, or its type when the message is empty."""
+    lines = str(exc).splitlines()
+    return lines[0] if lines and lines[0].strip() else type(exc).__name__
 
 
 def _lazy_adam(params: Any, lr: float, interval: int | None) -> torch.optim.Adam:
@@ -252,8 +259,12 @@ class StyleGan2AdaTrainer:
     def _transfer(self, path: Path) -> None:
         """Load G (and G_ema, D when stored) from a snapshot, a networks file, or an official
         StyleGAN2-ADA / StyleGAN3 network pickle (read without running its code)."""
+        if path.is_dir():
+            raise ValueError(f"resume_from {path} is a directory; give a network file")
         if not path.is_file():
             raise FileNotFoundError(f"resume_from {path} does not exist")
+        if path.stat().st_size == 0:
+            raise ValueError(f"resume_from {path} is empty (a failed download?)")
         if is_official_pickle(path):
             s = self.settings
             nets = import_official(path, s.generator_kwargs(), s.discriminator_kwargs())
@@ -272,7 +283,7 @@ class StyleGan2AdaTrainer:
                 raise ValueError(
                     f"cannot start from {path}: its {name} does not fit this run's settings "
                     f"(resolution, channels, channel_base/max, mapping_layers, z/w dims must "
-                    f"match): {str(exc).splitlines()[0]}"
+                    f"match): {_first_line(exc)}"
                 ) from exc
         log.info("starting from %s (%s)", path, ", ".join(parts))
 
@@ -285,7 +296,7 @@ class StyleGan2AdaTrainer:
             raise ValueError(
                 f"resume_from {path} cannot be read as a {MODEL_NAME} snapshot, a "
                 f"{NETWORKS_FILE} or an official StyleGAN2-ADA network pickle: "
-                f"{str(exc).splitlines()[0]}"
+                f"{_first_line(exc)}"
             ) from exc
         if not isinstance(payload, dict):
             payload = {}
@@ -294,7 +305,13 @@ class StyleGan2AdaTrainer:
             # A snapshot holds G_ema only: it becomes both G and G_ema; D starts fresh.
             parts = {"G": payload["generator"], "G_ema": payload["generator"]}
         elif payload.get("networks_format") == NETWORKS_FORMAT:
-            parts = {"G": payload["G"], "D": payload["D"], "G_ema": payload["G_ema"]}
+            parts = {k: payload.get(k) for k in ("G", "D", "G_ema")}
+            bad = [k for k, v in parts.items() if not isinstance(v, dict)]
+            if bad:
+                raise ValueError(
+                    f"resume_from {path} is a {NETWORKS_FILE} without the state of "
+                    f"{', '.join(bad)}: not a finished run's file (truncated or edited?)"
+                )
         else:
             raise ValueError(
                 f"resume_from {path} is neither a {MODEL_NAME} snapshot nor a {NETWORKS_FILE} "
@@ -742,9 +759,13 @@ def train_stylegan2ada(
     out_dir, state_dir = Path(out_dir), Path(state_dir)
     state_dir.mkdir(parents=True, exist_ok=True)
     x = prepare_images(images, settings.resolution, settings.channels, device)
-    trainer = StyleGan2AdaTrainer(
-        x, settings, device=device, resume_from=resume_from, data=data_fingerprint(images)
-    )
+    start = resume_from if resume_from is not None else settings.resume_from
+    data = data_fingerprint(images)
+    if start is not None and Path(start).is_file():
+        # the start network is part of what the run was trained from: a resumed attempt must
+        # see the same file (its path alone is in the settings; the file could be replaced)
+        data["start_sha256"] = file_sha256(start)
+    trainer = StyleGan2AdaTrainer(x, settings, device=device, resume_from=start, data=data)
     # Data parallel: every process holds the same state; only the first one writes files.
     main = trainer.rank == 0
     store = StateStore(state_dir) if main else _ReadOnlyStateStore(state_dir)
