@@ -12,6 +12,7 @@ import dataclasses
 import os
 import pickle
 import subprocess
+import time
 from collections import OrderedDict
 from pathlib import Path
 
@@ -21,6 +22,7 @@ import torch
 import torch.nn.functional as F
 
 from cxrlib.models import official as off
+from cxrlib.models import official_pickle as op
 from cxrlib.models import stylegan2 as sg
 from cxrlib.settings.stylegan2ada import StyleGanSettings
 from tests import official_format as of
@@ -478,3 +480,408 @@ def test_tensorflow_pickles_are_refused_with_the_conversion_hint(
     assert off.is_official_pickle(path)
     with pytest.raises(off.OfficialNetworkError, match=r"legacy\.py"):
         off.read_official_pickle(path)
+
+
+# --------------------------------------------------------------------------------------------
+# Malformed and hostile files (break-it review): every one an OfficialNetworkError naming the
+# file and what is wrong, quickly and without the memory it asks for.
+
+
+def _view(storage: torch.Tensor, offset: int, size: tuple, stride: tuple) -> Record:
+    """A tensor record viewing `storage`'s data with the given offset, size and stride."""
+    return Record(torch._utils._rebuild_tensor_v2,
+                  (storage.storage(), offset, size, stride, False, OrderedDict()))  # fmt: skip
+
+
+def _zero_stride(shape: tuple, dtype: torch.dtype) -> torch.Tensor:
+    """A tensor of `shape` on a 1-element storage: torch pickles it in a few bytes."""
+    st = torch.zeros(1, dtype=dtype).untyped_storage()
+    return torch.empty(0, dtype=dtype).set_(st, 0, shape, (0,) * len(shape))
+
+
+FOUR = torch.tensor([1.0, 2.0, 3.0, 4.0])
+VIEWS = {
+    "size past the storage": ((FOUR, 0, (64,), (1,)), "reaches element 63 of a storage of 4"),
+    "offset past the storage": ((FOUR, 100, (1,), (1,)), "reaches element 100 of a storage of 4"),
+    "stride 0": ((FOUR, 0, (2**28,), (0,)), "not contiguous"),
+    "overlapping": ((FOUR, 0, (3, 2), (1, 1)), "not contiguous"),
+    "transposed": ((FOUR, 0, (2, 2), (1, 2)), "not contiguous"),
+    "negative stride": ((FOUR, 3, (4,), (-1,)), "negative offset, size or stride"),
+    "negative size": ((FOUR, 0, (-1,), (1,)), "negative offset, size or stride"),
+    "negative offset": ((FOUR, -1, (1,), (1,)), "negative offset, size or stride"),
+    "bool size": ((FOUR, 0, (True,), (1,)), "malformed tensor record"),
+    "more than 2^31 elements": ((FOUR, 0, (2**20, 2**12), (2**12, 1)), "at most 2^31"),
+    "overflowing size": ((FOUR, 0, (2**40, 2**40), (2**40, 1)), "at most 2^31"),
+    "9 dimensions": ((FOUR, 0, (1,) * 9, (1,) * 9), "9 dimensions"),
+}  # fmt: skip
+
+
+@pytest.mark.filterwarnings("ignore:TypedStorage is deprecated")
+@pytest.mark.parametrize("case", VIEWS)
+def test_tensor_views_must_lie_inside_their_storage(
+    tmp_path: Path, marker: Path, case: str
+) -> None:
+    """torch's set_ silently grows a storage to fit any view (uninitialised memory); the
+    reader refuses views that are not contiguous, inside the storage and at most 2^31 long."""
+    args, expected = VIEWS[case]
+    g = of.official_generator()
+    g.synthesis.b4.__dict__["_parameters"]["const"] = _view(*args)
+    path = of.write_official_pickle(tmp_path / "view.pkl", G_ema=g)
+    with pytest.raises(off.OfficialNetworkError) as err:
+        off.import_official(path, *kwargs())
+    assert expected in str(err.value) and str(path) in str(err.value), str(err.value)
+
+
+@pytest.mark.filterwarnings("ignore:TypedStorage is deprecated")
+def test_views_inside_a_storage_are_read(tmp_path: Path, marker: Path) -> None:
+    """Contiguous views at an offset of a shared storage are fine (size-1 dims: any stride)."""
+    data = torch.arange(10.0)
+    g = of.official_generator()
+    g.mapping.__dict__["_buffers"]["a"] = _view(data, 2, (2, 3), (3, 1))
+    g.mapping.__dict__["_buffers"]["b"] = _view(data, 9, (1, 1), (7, 1))
+    path = of.write_official_pickle(tmp_path / "views.pkl", G_ema=g)
+    tensors = off.read_official_pickle(path).networks["G_ema"].tensors
+    assert torch.equal(tensors["mapping.a"], torch.arange(2.0, 8.0).view(2, 3))
+    assert torch.equal(tensors["mapping.b"], torch.tensor([[9.0]]))
+
+
+def test_stride_zero_memory_bombs_are_refused_at_once(tmp_path: Path, marker: Path) -> None:
+    """A 2^28-element fp16 parameter on a 2-byte storage (a ~200 KB file, 1 GiB as fp32), and a
+    stride-0 fp32 affine weight the mapping used to materialise (8 GiB, 15 GB of memory)."""
+    g1 = of.official_generator()
+    g1.mapping.fc0._parameters["bomb"] = torch.nn.Parameter(
+        _zero_stride((2**28,), torch.float16), requires_grad=False
+    )
+    g2 = of.official_generator()
+    w = g2.synthesis.b4.conv1.affine.weight
+    g2.synthesis.b4.conv1.affine._parameters["weight"] = torch.nn.Parameter(
+        _zero_stride((w.shape[0], 2**26), torch.float32), requires_grad=False
+    )
+    for i, g in enumerate((g1, g2)):
+        path = of.write_official_pickle(tmp_path / f"bomb{i}.pkl", G_ema=g)
+        assert path.stat().st_size < 300_000
+        start = time.perf_counter()
+        with pytest.raises(off.OfficialNetworkError, match="not contiguous") as err:
+            off.import_official(path, *kwargs())
+        assert time.perf_counter() - start < 5 and str(path) in str(err.value)
+
+
+def _laughs(depth: int, width: int = 10) -> list:
+    x = [0] * width
+    for _ in range(depth):
+        x = [x] * width  # the same list, `width` times: width^(depth+1) values
+    return x
+
+
+class Node(of.Persistent):
+    """A persistent module whose two children are one and the same module."""
+
+    def __init__(self, child=None):
+        super().__init__()
+        if child is not None:
+            self.a = self.b = child
+
+
+def _dag(levels: int) -> Node:
+    n = Node()
+    for _ in range(levels):
+        n = Node(n)
+    return n
+
+
+def test_exponential_structures_are_refused_quickly(tmp_path: Path, marker: Path) -> None:
+    """10^7 attribute values from shared lists, 2^17 module paths from shared submodules:
+    a few hundred bytes each in a file, refused in well under a second each."""
+    cases = [("laughs", _laughs(6), "more than 200000 attribute values"),
+             ("dag", _dag(17), "is the same module object as G_ema.mapping.dag.")]  # fmt: skip
+    for name, value, expected in cases:
+        g = of.official_generator()
+        setattr(g.mapping, name, value)
+        path = of.write_official_pickle(tmp_path / f"{name}.pkl", G_ema=g)
+        start = time.perf_counter()
+        with pytest.raises(off.OfficialNetworkError) as err:
+            off.read_official_pickle(path)
+        assert time.perf_counter() - start < 5
+        assert expected in str(err.value) and str(path) in str(err.value), str(err.value)
+    # Sharing that official files have is fine: G and G_ema the same object, a small list
+    # referenced twice in the attributes (copied into each place).
+    g = of.official_generator()
+    g.synthesis.twice = [[1, 2]] * 2
+    nets = off.read_official_pickle(of.write_official_pickle(tmp_path / "ok.pkl", G=g, G_ema=g))
+    assert nets.networks["G"].attr("synthesis", "twice") == [[1, 2], [1, 2]]
+
+
+def _self_list(g) -> None:
+    loop: list = [1]
+    loop.append(loop)
+    g.mapping.loop = loop
+
+
+def _self_dict(g) -> None:
+    loop: dict = {}
+    loop["me"] = loop
+    g.mapping._init_kwargs["loop"] = loop
+
+
+def _numpy_no_build(path: Path) -> None:
+    """A numpy.ndarray made by NEWOBJ with no BUILD: the placeholder string replaced."""
+    raw = path.read_bytes()
+    i = raw.index(b"HALF_ARRAY_HERE") - 5  # BINUNICODE, 4-byte length, the string
+    path.write_bytes(raw[:i] + b"cnumpy\nndarray\n)\x81" + raw[i + 20 :])
+
+
+def _nested_module(g) -> None:
+    top = g.mapping
+    for i in range(40):
+        child = Node()
+        top._modules[f"n{i}"] = child
+        top = child
+
+
+MALFORMED = {
+    "list inside itself": (_self_list, None,
+                           "G_ema.mapping attribute 'loop'[1]: a list contains itself"),
+    "dict inside itself": (_self_dict, None, "_init_kwargs['loop']['me']: a dict contains itself"),
+    "module inside itself": (lambda g: g.mapping._modules.__setitem__("self", g.mapping), None,
+                             "G_ema.mapping.self: is the same module object as G_ema.mapping"),
+    "modules 41 deep": (_nested_module, None, "modules nested more than 32 deep"),
+    "numpy NEWOBJ, no BUILD": (lambda g: None, _numpy_no_build, "NEWOBJ class argument must be"),
+    "numpy array, no BUILD": (
+        lambda g: setattr(g.mapping, "half", Record(np._core.multiarray._reconstruct,
+                                                    (np.ndarray, (0,), b"b"))),
+        None, "attribute 'half': a numpy array without its data"),
+    "1-D fc0 weight": (lambda g: g.mapping.fc0._parameters.__setitem__(
+        "weight", torch.nn.Parameter(torch.zeros(16))), None,
+        "mapping.fc0.weight has shape (16,); an official FullyConnectedLayer weight is 2-D"),
+    "0-d conv1 weight": (lambda g: g.synthesis.b8.conv1._parameters.__setitem__(
+        "weight", torch.nn.Parameter(torch.zeros(()))), None,
+        "synthesis.b8.conv1.weight has shape (); an official SynthesisLayer weight is 4-D"),
+    "0-d D conv0 weight": (None, None, "b16.conv0.weight has shape (); an official Conv2dLayer"),
+    "fc0 without weight": (lambda g: g.mapping.fc0._parameters.pop("weight"), None,
+                           "the file has no tensor mapping.fc0.weight"),
+    "toRGB weight of another shape": (lambda g: g.synthesis.b32.torgb._parameters.__setitem__(
+        "weight", torch.nn.Parameter(torch.zeros(3, 8))), None,
+        "synthesis.b32.torgb.weight has shape (3, 8); ours is (1, 8, 1, 1)"),
+    "dotted parameter name": (lambda g: g.mapping._parameters.__setitem__(
+        "fc0.weight", torch.nn.Parameter(torch.zeros(2))), None,
+        "parameter name 'fc0.weight' is not a name"),
+}  # fmt: skip
+
+
+@pytest.mark.parametrize("case", MALFORMED)
+def test_malformed_files_raise_official_network_errors(
+    tmp_path: Path, marker: Path, case: str
+) -> None:
+    """Cycles, half-built arrays, tensors of the wrong rank: no RecursionError, IndexError,
+    KeyError or AttributeError, but an OfficialNetworkError naming the file and the fault."""
+    change_g, change_file, expected = MALFORMED[case]
+    g, d = of.official_generator(), of.official_discriminator()
+    if change_g is not None:
+        change_g(g)
+    else:  # the D case
+        d.b16.conv0._parameters["weight"] = torch.nn.Parameter(torch.zeros(()))
+    tsk = {"x": "HALF_ARRAY_HERE"} if change_file else {}
+    path = tmp_path / "bad.pkl"
+    path.write_bytes(pickle.dumps({"G_ema": g, "D": d, "training_set_kwargs": tsk}, protocol=3))
+    if change_file is not None:
+        change_file(path)
+    with pytest.raises(off.OfficialNetworkError) as err:
+        off.import_official(path, *kwargs())
+    assert expected in str(err.value) and str(path) in str(err.value), str(err.value)
+
+
+def test_last_line_of_defence_keeps_the_original_error(
+    tmp_path: Path, marker: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """An error a check missed, escaping from code that trusted the file (reading or mapping
+    it), still becomes an OfficialNetworkError naming the file, the original as __cause__."""
+    path = of.write_official_pickle(tmp_path / "net.pkl", G_ema=of.official_generator())
+    nets = off.read_official_pickle(path)
+    errors = (RecursionError, AttributeError, IndexError, KeyError, TypeError, ValueError)
+    steps = {(op, "_network"): lambda: off.read_official_pickle(path),
+             (off, "_count"): lambda: off.official_to_project(nets, *kwargs())}  # fmt: skip
+    for (module, name), step in steps.items():
+        for error in errors:
+
+            def fail(*args, error=error, **kw):
+                raise error("the original")
+
+            with monkeypatch.context() as mp:
+                mp.setattr(module, name, fail)
+                with pytest.raises(off.OfficialNetworkError) as err:
+                    step()
+            msg = str(err.value)
+            assert "malformed official network file" in msg and "the original" in msg, msg
+            assert str(path) in msg and type(err.value.__cause__) is error
+
+
+def _reader_objects() -> dict:
+    """Everything of the reader's that a pickle could reach through find_class: the functions
+    and classes behind the allowed globals, with their attributes."""
+    out = {}
+    for key, target in op._ALLOWED.items():
+        for obj in (target, getattr(target, "fn", None)):
+            if obj is None:
+                continue
+            attrs = {k: getattr(obj, k, None) for k in ("__defaults__", "__kwdefaults__",
+                                                         "__code__", "__dict__")}  # fmt: skip
+            if isinstance(obj, type):
+                attrs["vars"] = dict(vars(obj))
+            out[key, type(obj).__name__] = {k: dict(v) if isinstance(v, dict | type(vars(object)))
+                                            else v for k, v in attrs.items()}  # fmt: skip
+    return out
+
+
+def _s(text: str) -> bytes:  # BINUNICODE
+    return b"X" + len(text.encode()).to_bytes(4, "little") + text.encode()
+
+
+BUILDS = {
+    "on the tensor rebuild function (its __defaults__)": (
+        b"\x80\x02ctorch._utils\n_rebuild_tensor_v2\nN}" + _s("__defaults__")
+        + b"(K\x01K\x02ts\x86b0}.", "BUILD on an allowed global"),
+    "on the EasyDict stand-in class": (
+        b"\x80\x02cdnnlib.util\nEasyDict\nN}" + _s("injected") + _s("by the file")
+        + b"s\x86b0}.", "BUILD on a dict"),
+    "on an OrderedDict": (
+        b"\x80\x02ccollections\nOrderedDict\n)R}" + _s("x") + b"K\x01sb.", "BUILD on a dict"),
+    "twice on a numpy dtype": (
+        b"\x80\x02cnumpy\ndtype\n" + _s("f8") + b"\x89\x88\x87R(K\x03" + _s("<")
+        + b"NNNJ\xff\xff\xff\xffJ\xff\xff\xff\xffK\x00tq\x00bh\x00b.", "second pickle BUILD"),
+}  # fmt: skip
+
+
+def test_build_cannot_change_the_readers_objects(tmp_path: Path, marker: Path) -> None:
+    """A pickle's BUILD sets attributes on whatever is on its stack: before, a file could set
+    `_rebuild_tensor.__defaults__` or `_PlainDict.injected` for the rest of the process."""
+    before = _reader_objects()
+    for case, (raw, expected) in BUILDS.items():
+        path = tmp_path / "build.pkl"
+        path.write_bytes(raw)
+        with pytest.raises(off.OfficialNetworkError, match=expected) as err:
+            off.read_official_pickle(path)
+        assert str(path) in str(err.value), case
+        assert _reader_objects() == before, case
+    assert op._rebuild_tensor.__defaults__ == (False, None, None)
+    assert not hasattr(op._PlainDict, "injected")
+    nets = off.read_official_pickle(standard_file(tmp_path)[0])  # still reads official files
+    assert set(nets.networks) == {"G", "D", "G_ema"}
+
+
+@pytest.mark.filterwarnings("ignore:TypedStorage is deprecated")
+def test_build_on_a_tensor_cannot_resize_it(tmp_path: Path, marker: Path) -> None:
+    """BUILD on a bare tensor runs Tensor.__setstate__, an unchecked set_(storage, offset,
+    size, stride): a 1-element storage viewed as 64 elements of uninitialised memory."""
+    st = torch.zeros(1).storage()
+    grow = Record(torch._utils._rebuild_tensor_v2, (st, 0, (1,), (1,), False, OrderedDict()),
+                  (st, 0, (64,), (1,)))  # fmt: skip
+    g = of.official_generator()
+    g.synthesis.b4.__dict__["_parameters"]["const"] = grow
+    path = of.write_official_pickle(tmp_path / "grow.pkl", G_ema=g)
+    with pytest.raises(off.OfficialNetworkError, match="BUILD on a tensor"):
+        off.read_official_pickle(path)
+
+
+def _fill(name: str, value: float):
+    """Fill the parameter or buffer `name` of a stand-in network with `value`."""
+
+    def change(g) -> None:
+        module, leaf = name.rsplit(".", 1)
+        layer = g.get_submodule(module)
+        t = layer._parameters.get(leaf)
+        with torch.no_grad():
+            (layer._buffers[leaf] if t is None else t).fill_(value)
+
+    return change
+
+
+NON_FINITE = {
+    "NaN weight": (_fill("mapping.fc0.weight", float("nan")),
+                   "G_ema tensor mapping.fc0.weight (a parameter) holds 256 non-finite"),
+    "inf const": (_fill("synthesis.b4.const", float("inf")),
+                  "G_ema tensor synthesis.b4.const (a parameter) holds 512 non-finite"),
+    "-inf buffer": (_fill("synthesis.b8.conv1.noise_const", -float("inf")),
+                    "G_ema tensor synthesis.b8.conv1.noise_const (a buffer) holds 64"),
+    "NaN weight_gain": (lambda g: setattr(g.mapping.fc0, "weight_gain", float("nan")),
+                        "mapping.fc0.weight_gain is nan: not a finite, nonzero gain"),
+    "inf bias_gain": (lambda g: setattr(g.synthesis.b8.torgb.affine, "bias_gain", np.inf),
+                      "synthesis.b8.torgb.affine.bias_gain is inf: not a finite, nonzero gain"),
+}  # fmt: skip
+
+
+@pytest.mark.parametrize("case", NON_FINITE)
+def test_non_finite_weights_and_gains_are_refused(tmp_path: Path, marker: Path, case: str) -> None:
+    change, expected = NON_FINITE[case]
+    g = of.official_generator()
+    change(g)
+    path = of.write_official_pickle(tmp_path / "nan.pkl", G_ema=g)
+    with pytest.raises(off.OfficialNetworkError) as err:
+        off.import_official(path, *kwargs())
+    msg = str(err.value)
+    assert expected in msg and str(path) in msg, msg
+    assert "missing" not in msg  # the consequence of a bad gain is not listed again
+
+
+FILES_PEOPLE_GIVE = {
+    "photo.png": (b"\x89PNG\r\n\x1a\n" + b"\0" * 64, "it looks like a PNG image"),
+    "photo.jpg": (b"\xff\xd8\xff\xe0\0\x10JFIF" + b"\0" * 32, "it looks like a JPEG image"),
+    "download.pkl": (b"<!DOCTYPE html>\n<html><body>Sign in</body></html>", "an HTML/XML page"),
+    "lfs.pkl": (b"version https://git-lfs.github.com/spec/v1\noid sha256:ab\nsize 1\n",
+                "a Git LFS pointer, not the file itself"),
+    "net.pkl.gz": (b"\x1f\x8b\x08\x00" + b"\0" * 16, "gzip-compressed file (decompress it"),
+    "empty.pkl": (b"", "an empty file (a failed download?)"),
+    "notes.txt": (b"weights: see the paper\n", "it looks like a text file"),
+    "old.pkl": (pickle.dumps({"G": 1}, protocol=0), "a pickle of protocol 0 or 1"),
+}  # fmt: skip
+
+
+def test_files_people_give_are_named_for_what_they_are(tmp_path: Path, marker: Path) -> None:
+    for name, (raw, expected) in FILES_PEOPLE_GIVE.items():
+        path = tmp_path / name
+        path.write_bytes(raw)
+        assert not off.is_official_pickle(path)
+        with pytest.raises(off.OfficialNetworkError) as err:
+            off.read_official_pickle(path)
+        msg = str(err.value)
+        assert expected in msg and str(path) in msg and "persistent id" not in msg, msg
+        assert "PROTO opcode 0x80 and protocol 2-5" in msg
+    folder = tmp_path / "net.pkl"
+    folder.mkdir()
+    with pytest.raises(IsADirectoryError, match="is a directory"):
+        off.read_official_pickle(folder)
+    (tmp_path / "link.pkl").symlink_to(tmp_path / "gone.pkl")
+    with pytest.raises(FileNotFoundError, match="broken symbolic link"):
+        off.read_official_pickle(tmp_path / "link.pkl")
+
+
+ATTRIBUTE_TYPES = {
+    "img_resolution a list": (lambda g: setattr(g, "img_resolution", [32]),
+                              "img_resolution attribute is [32] (list), not a whole number"),
+    "img_channels a string": (lambda g: setattr(g, "img_channels", "1"),
+                              "img_channels attribute is '1' (str), not a whole number"),
+    "c_dim a float": (lambda g: setattr(g, "c_dim", 0.5), "c_dim attribute is 0.5 (float)"),
+    "huge resolution": (lambda g: setattr(g, "img_resolution", 10**5000),
+                        "img_resolution attribute is <an int of 16610 bits>"),
+    "init kwarg a string": (lambda g: g._init_kwargs["mapping_kwargs"].__setitem__(
+        "num_layers", "2"), "_init_kwargs mapping_kwargs.num_layers is '2' (str), not a whole"),
+    "init kwargs not a dict": (lambda g: g._init_kwargs.__setitem__("synthesis_kwargs", [1]),
+                               "_init_kwargs synthesis_kwargs is a list, not a dict"),
+    "conv_clamp a string": (lambda g: g._init_kwargs["synthesis_kwargs"].__setitem__(
+        "conv_clamp", "256"), "_init_kwargs synthesis_kwargs.conv_clamp is '256', not a"),
+}  # fmt: skip
+
+
+@pytest.mark.parametrize("case", ATTRIBUTE_TYPES)
+def test_attribute_and_init_kwarg_types_are_checked(
+    tmp_path: Path, marker: Path, case: str
+) -> None:
+    """`img_resolution: [32]` used to end in "set ...resolution: [32]"; now the value is named
+    as not what an official network holds."""
+    change, expected = ATTRIBUTE_TYPES[case]
+    g = of.official_generator()
+    change(g)
+    path = of.write_official_pickle(tmp_path / "types.pkl", G_ema=g)
+    with pytest.raises(off.OfficialNetworkError) as err:
+        off.import_official(path, *kwargs())
+    msg = str(err.value)
+    assert expected in msg and str(path) in msg and "settings.resolution: [" not in msg, msg

@@ -30,6 +30,10 @@ conditional networks (c_dim > 0), G architectures other than 'skip' and D other 
 'resnet', activations other than lrelu, missing noise inputs, other resampling filters, other
 minibatch-std channel counts; and any size mismatch with the run (resolution, z/w dims,
 mapping depth, per-resolution widths), naming the `stylegan2ada.settings` keys to change.
+Malformed files are refused too, naming the tensor or attribute: a tensor of the wrong rank or
+shape (checked before anything is computed from it), a missing, non-finite or zero gain, sizes
+and constructor arguments that are not whole numbers; an error that escapes these checks
+still becomes an OfficialNetworkError naming the file (`official_checks.refuse_malformed`).
 Kept but noted: minibatch-std grouping (official: samples i, i+n, ...; ours: consecutive),
 clamping (official: every conv output to +-256; ours: bfloat16 layers only).
 """
@@ -42,6 +46,13 @@ from typing import Any, Literal, NamedTuple
 
 import torch
 
+from cxrlib.models.official_checks import (
+    finite_number,
+    init_kwargs_problems,
+    refuse_malformed,
+    short,
+    whole_number,
+)
 from cxrlib.models.official_pickle import (
     SETTINGS,
     OfficialNetwork,
@@ -78,37 +89,84 @@ class ProjectNetworks(NamedTuple):
 # Mapping onto this project's networks.
 
 
+_REQUIRED = object()  # _Mapper.whole: no default
+
+
 class _Mapper:
     """Builds one of our state dicts from an official network, collecting problems (size
     mismatches, architecture differences) so that all are reported at once."""
 
     def __init__(self, net: OfficialNetwork, ours: torch.nn.Module, problems: list[str]):
         self.net, self.ours, self.problems = net, ours, problems
+        self.start = len(problems)  # problems of other networks, found before
         self.modules = dict(ours.named_modules())
+        self.ours_shapes = {k: v.shape for k, v in ours.state_dict().items()}
         self.out: dict[str, torch.Tensor] = {}
         self.used: set[str] = set()  # the file's tensors consumed so far
 
     def problem(self, text: str) -> None:
         self.problems.append(f"{self.net.name}: {text}")
 
-    def get(self, name: str) -> torch.Tensor | None:
+    def get(self, name: str, shape: tuple[int, ...] | None = None) -> torch.Tensor | None:
+        """The file's tensor `name`; None (and a problem) when absent or, given `shape`, of
+        another shape: nothing is computed from a tensor of the wrong shape."""
         t = self.net.tensors.get(name)
         self.used.add(name)
         if t is None:
             self.problem(f"the file has no tensor {name} (a layer our network has)")
+        elif shape is not None and tuple(t.shape) != tuple(shape):
+            self.problem(f"{name} has shape {tuple(t.shape)}; ours is {tuple(shape)}")
+            return None
         return t
+
+    def shape(self, name: str) -> tuple[int, ...]:
+        """The shape of our state-dict entry `name`."""
+        return tuple(self.ours_shapes[name])
+
+    def dims(self, name: str, ndim: int, what: str) -> tuple[int, ...] | None:
+        """The shape of the file's tensor `name` when it has `ndim` dimensions, as the
+        official `what` has; else None and a problem (read before the sizes are compared)."""
+        t = self.net.tensors.get(name)
+        if t is None:
+            self.problem(f"the file has no tensor {name} (a layer our network has)")
+            return None
+        if t.ndim != ndim or 0 in t.shape:
+            self.problem(
+                f"{name} has shape {tuple(t.shape)}; an official {what} is {ndim}-D and "
+                "not empty: a malformed or altered file"
+            )
+            return None
+        return tuple(t.shape)
 
     def gain(self, layer: str, key: str) -> float | None:
         g = self.net.attr(layer, key)
         if not isinstance(g, int | float) or isinstance(g, bool):
             self.problem(f"{layer} has no numeric {key} attribute (not the official layer)")
             return None
+        if not finite_number(g) or g == 0:
+            self.problem(f"{layer}.{key} is {short(g)}: not a finite, nonzero gain")
+            return None
         return float(g)
+
+    def whole(self, layer: str, key: str, low: int, high: int, default: Any = _REQUIRED) -> Any:
+        """Attribute `key` of `layer` when it is a whole number in [low, high] (None too when
+        that is the default); the default when absent. Else None and a problem naming it."""
+        v = self.net.attr(layer, key, _REQUIRED)
+        if v is _REQUIRED and default is not _REQUIRED:
+            return default
+        if whole_number(v, low, high) or (v is None and default is None):
+            return v
+        self.problem(
+            f"{layer or 'the network'}'s {key} attribute is "
+            + ("missing" if v is _REQUIRED else f"{short(v)} ({type(v).__name__})")
+            + f", not a whole number in [{low}, {high}]: not an official network"
+        )
+        return None
 
     def check_activation(self, layer: str, expected: str) -> None:
         act = self.net.attr(layer, "activation", expected)
         if act != expected:
-            self.problem(f"{layer} uses activation {act!r}; ours uses {expected!r}")
+            self.problem(f"{layer} uses activation {short(act)}; ours uses {expected!r}")
 
     def check_filter(self, layer: str) -> None:
         f = self.net.tensors.get(f"{layer}.resample_filter")
@@ -125,7 +183,8 @@ class _Mapper:
         bias_gain on both sides, so ours = official * gain_official / gain_ours."""
         self.check_activation(src, activation)
         mine = self.modules[dst]
-        w, b = self.get(f"{src}.weight"), self.get(f"{src}.bias")
+        w = self.get(f"{src}.weight", self.shape(f"{dst}.weight"))
+        b = self.get(f"{src}.bias", self.shape(f"{dst}.bias"))
         wg, bg = self.gain(src, "weight_gain"), self.gain(src, "bias_gain")
         if w is not None and wg is not None:
             self.put(f"{dst}.weight", w * (wg / mine.weight_gain))
@@ -138,19 +197,23 @@ class _Mapper:
         self.check_activation(src, activation)
         self.check_filter(src)
         mine = self.modules[dst]
-        w, wg = self.get(f"{src}.weight"), self.gain(src, "weight_gain")
+        shape = self.shape(f"{dst}.weight")
+        if rgb_sum:  # the file's RGB input channels
+            shape = (shape[0], 3, *shape[2:])
+        w, wg = self.get(f"{src}.weight", shape), self.gain(src, "weight_gain")
         if w is not None and wg is not None:
             eff = w * wg
             if rgb_sum:
                 eff = eff.sum(dim=1, keepdim=True)
             self.put(f"{dst}.weight", eff / mine.weight_gain)
         if mine.bias is not None:
-            self.put(f"{dst}.bias", self.get(f"{src}.bias"))
+            self.put(f"{dst}.bias", self.get(f"{src}.bias", self.shape(f"{dst}.bias")))
 
     def check_complete(self) -> None:
         """Every tensor of the file used (else it has a layer we lack), every tensor of ours
         filled with the right shape (after the friendly checks, a failure here is a variant
-        of the format this module does not know)."""
+        of the format this module does not know). Tensors left out because of a problem
+        already named are not listed again as missing."""
         unused = sorted(set(self.net.tensors) - self.used)
         if unused:
             self.problem(
@@ -159,6 +222,8 @@ class _Mapper:
             )
         expected = self.ours.state_dict()
         missing = sorted(set(expected) - set(self.out))
+        if len(self.problems) > self.start:
+            missing = []  # explained by the problems named (a wrong shape, a bad gain)
         extra = sorted(set(self.out) - set(expected))
         wrong = [
             f"{k} {tuple(self.out[k].shape)} vs ours {tuple(v.shape)}"
@@ -188,7 +253,7 @@ def _count(names: Any, prefix: str) -> list[int]:
     for n in names:
         if n.startswith(prefix):
             head = n[len(prefix) :].split(".", 1)[0]
-            if head.isdigit():
+            if head.isascii() and head.isdigit() and len(head) <= 6:
                 found.add(int(head))
     return sorted(found)
 
@@ -209,6 +274,22 @@ def _file_channel_settings(net: OfficialNetwork, widths: dict[int, int]) -> str:
     return f"{SETTINGS}.channel_base: {base}, {SETTINGS}.channel_max: {cmax}"
 
 
+def _check_resolution(m: _Mapper, run: int) -> None:
+    res_file = m.whole("", "img_resolution", 4, 2**16)
+    if res_file is not None and res_file != run:
+        m.problem(
+            f"resolution: file {res_file} px, run {run} -> set {SETTINGS}.resolution: {res_file}"
+        )
+
+
+def _widths(m: _Mapper, weights: dict[int, str], what: str) -> dict[int, int]:
+    """Resolution -> output channels of the named 4-D conv weights present in the file."""
+    shapes = {
+        r: m.dims(name, 4, f"{what} weight") for r, name in weights.items() if name in m.net.tensors
+    }
+    return {r: s[0] for r, s in shapes.items() if s is not None}
+
+
 def _check_widths(mapper: _Mapper, widths: dict[int, int], base: int, cmax: int) -> bool:
     wrong = [
         f"{r} px: file {c}, run {channels_at(r, base, cmax)}"
@@ -225,6 +306,8 @@ def _check_widths(mapper: _Mapper, widths: dict[int, int], base: int, cmax: int)
 
 def _image_channels(mapper: _Mapper, file_channels: Any, run_channels: int) -> bool:
     """True when RGB must be folded into one channel; a 1 -> 3 channel import is refused."""
+    if file_channels is None:  # absent or not a number: already a problem
+        return False
     if file_channels == run_channels:
         return False
     if file_channels == 3 and run_channels == 1:
@@ -243,7 +326,8 @@ def generator_to_project(
     `Generator(**generator_kwargs)`, and notes. Raises OfficialNetworkError listing every
     mismatch (with the settings to change) or architecture difference."""
     problems: list[str] = []
-    state, notes = _map_generator(net, generator_kwargs, problems)
+    with refuse_malformed(net.source, f"mapping its {net.name}"):
+        state, notes = _map_generator(net, generator_kwargs, problems)
     if state is None:
         raise _refusal(net.source, problems)
     return state, notes
@@ -256,7 +340,8 @@ def discriminator_to_project(
     state dict for `Discriminator(**discriminator_kwargs)`, and notes. Raises
     OfficialNetworkError listing every mismatch or architecture difference."""
     problems: list[str] = []
-    state, notes = _map_discriminator(net, discriminator_kwargs, problems)
+    with refuse_malformed(net.source, f"mapping its {net.name}"):
+        state, notes = _map_discriminator(net, discriminator_kwargs, problems)
     if state is None:
         raise _refusal(net.source, problems)
     return state, notes
@@ -282,13 +367,14 @@ def official_to_project(
         raise OfficialNetworkError(f"{networks.path}: holds no generator (G_ema or G)")
     g_src = g_start if g_start in nets else ema_src
     problems: list[str] = []
-    g_ema, g_notes = _map_generator(nets[ema_src], generator_kwargs, problems)
-    g = g_ema
-    if g_src != ema_src:
-        g, _ = _map_generator(nets[g_src], generator_kwargs, problems)
-    d, d_notes = None, []
-    if "D" in nets:
-        d, d_notes = _map_discriminator(nets["D"], discriminator_kwargs, problems)
+    with refuse_malformed(networks.path, "mapping its networks"):
+        g_ema, g_notes = _map_generator(nets[ema_src], generator_kwargs, problems)
+        g = g_ema
+        if g_src != ema_src:
+            g, _ = _map_generator(nets[g_src], generator_kwargs, problems)
+        d, d_notes = None, []
+        if "D" in nets:
+            d, d_notes = _map_discriminator(nets["D"], discriminator_kwargs, problems)
     if problems:
         raise _refusal(networks.path, problems)
     assert g is not None and g_ema is not None
@@ -344,72 +430,69 @@ def _map_generator(
             "with discriminator_to_project)"
         )
         return None, []
-    c_dim = net.attr("", "c_dim", 0)
+    for text in init_kwargs_problems(net.init_kwargs):
+        m.problem(text)
+    _check_resolution(m, ours.resolution)
+    c_dim = m.whole("", "c_dim", 0, 2**24, default=0)
     if c_dim or "mapping.embed" in net.layers:
         m.problem(f"is conditional (c_dim {c_dim}, a label embedding); ours is unconditional")
-    res_file = net.attr("", "img_resolution")
-    if res_file != ours.resolution:
-        m.problem(
-            f"resolution: file {res_file} px, run {ours.resolution} -> set "
-            f"{SETTINGS}.resolution: {res_file}"
-        )
     fcs = _count(names, "mapping.fc")
     if len(fcs) != len(ours.mapping.layers):
         m.problem(
             f"mapping depth: file {len(fcs)} layers, run {len(ours.mapping.layers)} -> set "
             f"{SETTINGS}.mapping_layers: {len(fcs)}"
         )
-    if fcs:
-        z_file = net.tensors[f"mapping.fc{fcs[0]}.weight"].shape[1]
-        w_file = net.tensors[f"mapping.fc{fcs[-1]}.weight"].shape[0]
+    fc_shapes = [m.dims(f"mapping.fc{i}.weight", 2, "FullyConnectedLayer weight") for i in fcs]
+    if fcs and None not in fc_shapes:
+        z_file, w_file = fc_shapes[0][1], fc_shapes[-1][0]  # type: ignore[index]
         dims = (("z_dim", z_file, ours.z_dim), ("w_dim", w_file, ours.mapping.w_dim))
         for key, f_val, r_val in dims:
             if f_val != r_val:
                 m.problem(f"{key}: file {f_val}, run {r_val} -> set {SETTINGS}.{key}: {f_val}")
-        hidden = {net.tensors[f"mapping.fc{i}.weight"].shape[0] for i in fcs}
+        hidden = {s[0] for s in fc_shapes}  # type: ignore[index]
         if len(hidden) > 1:
             m.problem(f"mapping layer widths {sorted(hidden)} differ from w_dim; ours uses w_dim")
     blocks = _count(names, "synthesis.b")
-    widths = {
-        r: net.tensors[f"synthesis.b{r}.conv1.weight"].shape[0]
-        for r in blocks
-        if f"synthesis.b{r}.conv1.weight" in names
-    }
+    widths = _widths(m, {r: f"synthesis.b{r}.conv1.weight" for r in blocks}, "SynthesisLayer")
     kw = ours.init_kwargs
     _check_widths(m, widths, kw["channel_base"], kw["channel_max"])
-    to_gray = _image_channels(m, net.attr("", "img_channels"), ours.channels)
+    to_gray = _image_channels(m, m.whole("", "img_channels", 1, 4096), ours.channels)
     for r in blocks:
         arch = net.attr(f"synthesis.b{r}", "architecture", "skip")
         if arch != "skip":
-            m.problem(f"synthesis.b{r} architecture {arch!r}; our Generator is 'skip' only")
+            m.problem(f"synthesis.b{r} architecture {short(arch)}; our Generator is 'skip' only")
             break
     if len(problems) > before:
         return None, []
 
     for i in range(len(ours.mapping.layers)):
         m.dense(f"mapping.fc{i}", f"mapping.layers.{i}", "lrelu")
-    m.put("mapping.w_avg", m.get("mapping.w_avg"))
+    m.put("mapping.w_avg", m.get("mapping.w_avg", m.shape("mapping.w_avg")))
     for r in ours.synthesis.resolutions:
         src, dst = f"synthesis.b{r}", f"synthesis.blocks.b{r}"
         m.check_filter(src)
         if r == 4:
-            m.put(f"{dst}.const", m.get(f"{src}.const"))
+            m.put(f"{dst}.const", m.get(f"{src}.const", m.shape(f"{dst}.const")))
         for conv in ("conv0", "conv1") if r > 4 else ("conv1",):
             s, d = f"{src}.{conv}", f"{dst}.{conv}"
             m.check_activation(s, "lrelu")
             m.check_filter(s)
             m.dense(f"{s}.affine", f"{d}.affine", "linear")
-            w = m.get(f"{s}.weight")
+            w = m.get(f"{s}.weight", m.shape(f"{d}.weight"))
             # The official up-sampling layer convolves (its flip_weight = up == 1); ours
             # correlates, so its kernels are flipped. Demodulated: no weight gain either side.
             if w is not None and conv == "conv0":
                 w = w.flip([2, 3])
             m.put(f"{d}.weight", w)
             for name in ("bias", "noise_strength", "noise_const"):
-                m.put(f"{d}.{name}", m.get(f"{s}.{name}"))
+                m.put(f"{d}.{name}", m.get(f"{s}.{name}", m.shape(f"{d}.{name}")))
         s, d = f"{src}.torgb", f"{dst}.torgb"
         m.dense(f"{s}.affine", f"{d}.affine", "linear")
-        w, b, wg = m.get(f"{s}.weight"), m.get(f"{s}.bias"), m.gain(s, "weight_gain")
+        w_shape, b_shape = m.shape(f"{d}.weight"), m.shape(f"{d}.bias")
+        if to_gray:  # the file's toRGB layers draw 3 channels
+            w_shape, b_shape = (3, *w_shape[1:]), (3,)
+        w, b = m.get(f"{s}.weight", w_shape), m.get(f"{s}.bias", b_shape)
+        wg = m.gain(s, "weight_gain")
         if w is not None and b is not None and wg is not None:
             eff = w * wg  # (C_img, C, 1, 1); both apply the gain to the styles: same thing
             if to_gray:
@@ -430,7 +513,7 @@ def _map_generator(
         )
     notes += _clamp_notes(net, "G")
     beta = net.attr("mapping", "w_avg_beta")
-    if isinstance(beta, float) and beta != ours.mapping.w_avg_beta:
+    if isinstance(beta, float) and finite_number(beta) and beta != ours.mapping.w_avg_beta:
         notes.append(
             f"{net.name}: the file tracked w_avg with beta {beta}; this run uses "
             f"{ours.mapping.w_avg_beta} from here on"
@@ -449,36 +532,35 @@ def _map_discriminator(
     names = set(net.tensors)
     if net.class_name != "Discriminator":
         m.problem(f"is a {net.class_name}, not an official Discriminator")
-    c_dim = net.attr("", "c_dim", 0)
+    for text in init_kwargs_problems(net.init_kwargs):
+        m.problem(text)
+    c_dim = m.whole("", "c_dim", 0, 2**24, default=0)
     if c_dim or "mapping" in net.layers:
         m.problem(f"is conditional (c_dim {c_dim}, a label mapping); ours is unconditional")
-    res_file = net.attr("", "img_resolution")
-    if res_file != ours.resolution:
-        m.problem(
-            f"resolution: file {res_file} px, run {ours.resolution} -> set "
-            f"{SETTINGS}.resolution: {res_file}"
-        )
+    _check_resolution(m, ours.resolution)
     blocks = [r for r in _count(names, "b") if r > 4]
-    widths = {r: net.tensors[f"b{r}.conv0.weight"].shape[0] for r in blocks
-              if f"b{r}.conv0.weight" in names}  # fmt: skip
+    conv_names = {r: f"b{r}.conv0.weight" for r in blocks}
     if "b4.conv.weight" in names:
-        widths[4] = net.tensors["b4.conv.weight"].shape[0]
+        conv_names[4] = "b4.conv.weight"
+    widths = _widths(m, conv_names, "Conv2dLayer")
     kw = ours.init_kwargs
     _check_widths(m, widths, kw["channel_base"], kw["channel_max"])
-    from_rgb = _image_channels(m, net.attr("", "img_channels"), ours.channels)
+    from_rgb = _image_channels(m, m.whole("", "img_channels", 1, 4096), ours.channels)
     for path in [*(f"b{r}" for r in blocks), "b4"]:
         arch = net.attr(path, "architecture", "resnet")
         if arch != "resnet":
-            m.problem(f"{path} architecture {arch!r}; our Discriminator is 'resnet' only")
+            m.problem(f"{path} architecture {short(arch)}; our Discriminator is 'resnet' only")
             break
-    mbstd_channels = net.attr("b4.mbstd", "num_channels")
     if "b4.mbstd" not in net.layers:
         m.problem("has no minibatch-std layer; ours always has one")
+    elif (mbstd_channels := m.whole("b4.mbstd", "num_channels", 1, 4096)) is None:
+        pass  # not a number: already a problem
     elif mbstd_channels != ours.mbstd_channels:
         m.problem(
             f"minibatch-std over {mbstd_channels} channel(s), ours {ours.mbstd_channels} "
             "(Discriminator(mbstd_channels); no setting exposes it)"
         )
+    group = m.whole("b4.mbstd", "group_size", 1, 2**24, default=None)
     if len(problems) > before:
         return None, []
 
@@ -502,7 +584,6 @@ def _map_discriminator(
             f"{net.name}: RGB fromRGB weights summed over the 3 input channels: exact for a "
             "gray image repeated to RGB, which is what the official D saw of a gray image"
         )
-    group = net.attr("b4.mbstd", "group_size")
     notes.append(
         f"{net.name}: minibatch-std groups are consecutive samples here, samples i, i+n, "
         "i+2n, ... in the official code: the same statistic on shuffled batches, equal "
@@ -518,7 +599,9 @@ def _map_discriminator(
 
 
 def _clamp_notes(net: OfficialNetwork, what: str) -> list[str]:
-    clamps = {lay.attributes.get("conv_clamp") for lay in net.layers.values()} - {None}
+    clamps = {
+        c for lay in net.layers.values() if finite_number(c := lay.attributes.get("conv_clamp"))
+    }
     if not clamps:
         return []
     return [

@@ -20,24 +20,47 @@ nothing is copied from them):
 Everything else (os.system, builtins.eval, an unknown class, a persistent id) is refused by
 `SafeNetworkUnpickler.find_class` before anything is called.
 
+What the unpickler builds is data and nothing else can change: find_class hands out stand-ins
+(`_Global`), never the reader's own functions or classes, and tensors and storages come
+wrapped, so a BUILD opcode (which sets attributes, or calls `Tensor.__setstate__`, an unchecked
+`set_`) is refused everywhere except on numpy dtypes and arrays. The limits and checks of
+`cxrlib.models.official_checks` apply: every tensor view contiguous and inside its storage,
+at most 2^31 elements, finite; modules a tree (no cycles, no shared submodules); attribute
+values bounded in nesting and number. Whatever else is wrong with a file is an
+OfficialNetworkError naming it.
+
 The mapping onto this project's networks is `cxrlib.models.official`.
 """
 
 from __future__ import annotations
 
-import collections
 import hashlib
 import io
+import math
 import pickle
 import struct
 import warnings
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
+from types import MappingProxyType
 from typing import Any, Literal
 
 import numpy as np
 import torch
+
+from cxrlib.models.official_checks import (
+    MAX_ARRAY_ELEMENTS,
+    MAX_MODULE_DEPTH,
+    OfficialNetworkError,
+    PlainData,
+    check_finite,
+    check_view,
+    describe_head,
+    refuse_malformed,
+    short,
+    whole_number,
+)
 
 SETTINGS = "stylegan2ada.settings"  # where the run's sizes are configured
 PERSISTENCE_VERSION = 6  # torch_utils.persistence._version of every official release
@@ -48,11 +71,6 @@ _NUMPY_SCALARS = {
     "f2": "e", "f4": "f", "f8": "d", "i1": "b", "i2": "h", "i4": "i", "i8": "q",
     "u1": "B", "u2": "H", "u4": "I", "u8": "Q", "b1": "?",
 }  # fmt: skip
-
-
-class OfficialNetworkError(ValueError):
-    """An official network pickle that is refused: unsafe, unreadable, or not mappable onto
-    this run. The message names the file, what was found and what to change."""
 
 
 # --------------------------------------------------------------------------------------------
@@ -115,34 +133,97 @@ class OfficialNetworks:
 
 
 # --------------------------------------------------------------------------------------------
-# The restricted unpickler.
+# The restricted unpickler. The unpickler never holds the reader's own functions or classes:
+# find_class hands out _Global stand-ins, and every object it builds is one of the data types
+# below, none of which a pickle BUILD can change (only numpy dtypes and arrays take one, once).
+
+
+def _no_build(what: str) -> Callable[..., None]:
+    def __setstate__(self: Any, *state: Any) -> None:
+        raise OfficialNetworkError(
+            f"a pickle BUILD on {what}: refused (in an official pickle BUILD only fills numpy "
+            "dtypes and arrays; elsewhere it would change the reader's own objects)"
+        )
+
+    return __setstate__
+
+
+class _Global:
+    """What find_class returns for an allowed global: calls `fn` (REDUCE), has no attributes
+    a pickle could set, and refuses BUILD, so a file cannot alter `fn` for the process."""
+
+    __slots__ = ("fn", "name")
+
+    def __init__(self, name: str, fn: Callable[..., Any] | None):
+        self.name, self.fn = name, fn
+
+    def __call__(self, *args: Any) -> Any:
+        if self.fn is None:
+            raise OfficialNetworkError(f"{self.name} called directly: refused")
+        return self.fn(*args)
+
+    __setstate__ = _no_build("an allowed global")
 
 
 class _PlainDict(dict):
-    """Stands in for dnnlib.util.EasyDict (a dict with attribute access): just its items."""
+    """Stands in for dnnlib.util.EasyDict (NEWOBJ needs a class) and collections.OrderedDict:
+    just the items; no instance attributes and no BUILD, on the class or an instance."""
+
+    __slots__ = ()
+    __setstate__ = _no_build("a dict (EasyDict / OrderedDict)")
+
+
+class _StorageRecord:
+    """A tensor storage read from the file (torch.TypedStorage), out of reach of BUILD."""
+
+    __slots__ = ("storage",)
+    __setstate__ = _no_build("a tensor storage")
+
+    def __init__(self, storage: torch.TypedStorage):
+        self.storage = storage
+
+
+class _TensorRecord:
+    """A tensor rebuilt from the file, checked; wrapped because BUILD on a bare tensor calls
+    torch.Tensor.__setstate__, i.e. an unchecked `set_` on any storage, offset and size."""
+
+    __slots__ = ("tensor",)
+    __setstate__ = _no_build("a tensor")
+
+    def __init__(self, tensor: torch.Tensor):
+        self.tensor = tensor
 
 
 class _NumpyDType:
     """Stands in for numpy.dtype while unpickling: records the type code and byte order."""
 
+    __slots__ = ("built", "byteorder", "code")
+
     def __init__(self, code: Any, align: Any = False, copy: Any = True):
         if not isinstance(code, str) or code not in _NUMPY_SCALARS:
-            raise OfficialNetworkError(f"numpy dtype {code!r} is not a plain number type")
-        self.code, self.byteorder = code, "<"
+            raise OfficialNetworkError(f"numpy dtype {short(code)} is not a plain number type")
+        self.code, self.byteorder, self.built = code, "<", False
 
     def __setstate__(self, state: Any) -> None:
+        if self.built:
+            raise OfficialNetworkError("a second pickle BUILD on a numpy dtype: refused")
+        self.built = True
         if isinstance(state, tuple) and len(state) > 1 and state[1] in ("<", ">", "|", "="):
             self.byteorder = state[1]
 
 
 class _NumpyArray:
     """Stands in for numpy.ndarray while unpickling (StyleGAN3 layers keep sizes and sampling
-    rates as arrays): numeric arrays only, decoded with numpy.frombuffer."""
+    rates as arrays): numeric arrays only, decoded with numpy.frombuffer by its one BUILD."""
+
+    __slots__ = ("value",)
 
     def __init__(self) -> None:
-        self.value: list[Any] | None = None
+        self.value: Any = None  # filled by BUILD
 
     def __setstate__(self, state: Any) -> None:
+        if self.value is not None:
+            raise OfficialNetworkError("a second pickle BUILD on a numpy array: refused")
         ok = isinstance(state, tuple) and len(state) == 5
         if ok:
             _, shape, dtype, fortran, raw = state
@@ -150,18 +231,30 @@ class _NumpyArray:
                 isinstance(dtype, _NumpyDType)
                 and isinstance(raw, bytes)
                 and isinstance(shape, tuple)
-                and all(isinstance(v, int) for v in shape)
+                and all(whole_number(v, 0, MAX_ARRAY_ELEMENTS) for v in shape)
+                and isinstance(fortran, bool)
             )
         if not ok:
             raise OfficialNetworkError("numpy array of an unsupported kind (numbers only)")
+        if math.prod(shape) > MAX_ARRAY_ELEMENTS:
+            raise OfficialNetworkError(
+                f"a numpy array of shape {short(shape)}: more than {MAX_ARRAY_ELEMENTS} values"
+            )
         order = ">" if dtype.byteorder == ">" else "<"
         arr = np.frombuffer(raw, dtype=np.dtype(order + dtype.code))
+        if arr.size != math.prod(shape):
+            raise OfficialNetworkError(
+                f"a numpy array of shape {short(shape)} holds {arr.size} values"
+            )
         self.value = arr.reshape(shape, order="F" if fortran else "C").tolist()
+
+
+_NDARRAY = _Global("numpy.ndarray", None)  # only an argument of numpy's _reconstruct
 
 
 def _numpy_reconstruct(cls: Any, shape: Any, typecode: Any) -> _NumpyArray:
     """numpy's ndarray reconstructor, for plain ndarrays only (filled by __setstate__)."""
-    if cls is not _NumpyArray:
+    if cls is not _NDARRAY:
         raise OfficialNetworkError("numpy array subclass refused")
     return _NumpyArray()
 
@@ -170,8 +263,10 @@ def _numpy_scalar(dtype: Any, data: Any) -> int | float | bool:
     """numpy's scalar(dtype, bytes) for plain number types, as a Python number."""
     if not isinstance(dtype, _NumpyDType) or not isinstance(data, bytes):
         raise OfficialNetworkError("numpy scalar of an unsupported kind")
-    order = ">" if dtype.byteorder == ">" else "<"
-    return struct.unpack(order + _NUMPY_SCALARS[dtype.code], data)[0]
+    fmt = (">" if dtype.byteorder == ">" else "<") + _NUMPY_SCALARS[dtype.code]
+    if len(data) != struct.calcsize(fmt):
+        raise OfficialNetworkError(f"numpy {dtype.code} scalar of {len(data)} bytes")
+    return struct.unpack(fmt, data)[0]
 
 
 def _no_hooks(hooks: Any) -> None:
@@ -187,29 +282,25 @@ def _rebuild_tensor(
     requires_grad: Any = False,
     backward_hooks: Any = None,
     metadata: Any = None,
-) -> torch.Tensor:
-    """torch._utils._rebuild_tensor(_v2) with its arguments checked; a plain tensor."""
-    ok = (
-        isinstance(storage, torch.TypedStorage)
-        and isinstance(storage_offset, int)
-        and isinstance(size, tuple | list)
-        and isinstance(stride, tuple | list)
-        and all(isinstance(v, int) for v in (*size, *stride))
-        and len(size) == len(stride)
-    )
-    if not ok:
-        raise OfficialNetworkError("malformed tensor record")
+) -> _TensorRecord:
+    """torch._utils._rebuild_tensor(_v2) with its arguments checked (types, and a contiguous
+    view inside the storage: official_checks.check_view); a plain tensor."""
+    if not isinstance(storage, _StorageRecord):
+        raise OfficialNetworkError("malformed tensor record (its storage is not a storage)")
     _no_hooks(backward_hooks)
     if metadata:
-        raise OfficialNetworkError(f"tensor metadata {metadata!r} is not supported")
-    return torch._utils._rebuild_tensor(storage, storage_offset, tuple(size), tuple(stride))
+        raise OfficialNetworkError(f"tensor metadata {short(metadata)} is not supported")
+    st = storage.storage
+    numel = st._untyped_storage.nbytes() // st.dtype.itemsize  # st.size() warns
+    offset, size, stride = check_view(numel, storage_offset, size, stride)
+    return _TensorRecord(torch._utils._rebuild_tensor(st, offset, size, stride))
 
 
 def _rebuild_parameter(
     data: Any, requires_grad: Any = False, backward_hooks: Any = None, state: Any = None
-) -> torch.Tensor:
+) -> _TensorRecord:
     """torch._utils._rebuild_parameter(_with_state): the parameter's data as a plain tensor."""
-    if not isinstance(data, torch.Tensor):
+    if not isinstance(data, _TensorRecord):
         raise OfficialNetworkError("malformed parameter record")
     _no_hooks(backward_hooks)
     if state:
@@ -229,39 +320,74 @@ def _persistent_as_data(meta: Any) -> PersistentObject:
         raise OfficialNetworkError("malformed persistent object (meta dict)")
     if meta.get("version") != PERSISTENCE_VERSION:
         raise OfficialNetworkError(
-            f"persistence version {meta.get('version')!r}; the official loader (and this one) "
-            f"accept only {PERSISTENCE_VERSION}"
+            f"persistence version {short(meta.get('version'))}; the official loader (and this "
+            f"one) accept only {PERSISTENCE_VERSION}"
         )
+    state = dict(meta["state"])
+    if not all(isinstance(k, str) for k in state):
+        raise OfficialNetworkError("a persistent object's state has keys that are not names")
     sha = hashlib.sha256(meta["module_src"].encode("utf-8", "replace")).hexdigest()
-    return PersistentObject(meta["class_name"], dict(meta["state"]), meta["version"], sha)
+    return PersistentObject(meta["class_name"][:200], state, meta["version"], sha)
+
+
+def _load_storage(data: Any) -> _StorageRecord:
+    """torch.storage._load_from_bytes with weights_only=True (no code from the bytes)."""
+    if not isinstance(data, bytes | bytearray):
+        raise OfficialNetworkError("a tensor storage record is not bytes")
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", UserWarning)  # TypedStorage deprecation
+            obj = torch.load(io.BytesIO(data), map_location="cpu", weights_only=True)
+    except Exception as exc:
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise OfficialNetworkError(
+            f"a tensor storage in the pickle was refused by torch.load(weights_only=True): {first}"
+        ) from exc
+    if not isinstance(obj, torch.TypedStorage):
+        raise OfficialNetworkError(f"a tensor storage record holds a {type(obj).__name__}")
+    return _StorageRecord(obj)
+
+
+def _allow(table: dict[str, Any]) -> dict[tuple[str, str], Any]:
+    """(module, name) -> what find_class returns: a _Global around each function or class,
+    except the EasyDict stand-in, a class itself (EasyDicts pickle with NEWOBJ)."""
+    out = {}
+    for dotted, fn in table.items():
+        module, name = dotted.rsplit(".", 1)
+        keep = fn is _NDARRAY or dotted == "dnnlib.util.EasyDict"
+        out[module, name] = fn if keep else _Global(dotted, fn)
+    return out
+
+
+_ALLOWED = _allow({
+    "collections.OrderedDict": _PlainDict,
+    "builtins.set": set,  # pickle protocol < 4 writes sets as set(list)
+    "builtins.frozenset": frozenset,
+    "torch._utils._rebuild_tensor_v2": _rebuild_tensor,
+    "torch._utils._rebuild_tensor": _rebuild_tensor,
+    "torch._utils._rebuild_parameter": _rebuild_parameter,
+    "torch._utils._rebuild_parameter_with_state": _rebuild_parameter,
+    "torch.storage._load_from_bytes": _load_storage,
+    "torch_utils.persistence._reconstruct_persistent_obj": _persistent_as_data,
+    "dnnlib.util.EasyDict": _PlainDict,
+    "numpy.dtype": _NumpyDType,
+    "numpy.core.multiarray.scalar": _numpy_scalar,  # numpy < 2
+    "numpy._core.multiarray.scalar": _numpy_scalar,  # numpy >= 2
+    "numpy.ndarray": _NDARRAY,
+    "numpy.core.multiarray._reconstruct": _numpy_reconstruct,
+    "numpy._core.multiarray._reconstruct": _numpy_reconstruct,
+})  # fmt: skip
 
 
 class SafeNetworkUnpickler(pickle.Unpickler):
     """`pickle.Unpickler` that resolves only the globals an official network pickle needs
-    (table `self.allowed`), each mapped to a function here that builds plain data; anything
-    else raises OfficialNetworkError naming the file and the global, before it is called."""
+    (table `self.allowed`), each a stand-in that builds plain data; anything else raises
+    OfficialNetworkError naming the file and the global, before it is called."""
 
     def __init__(self, file: io.BufferedIOBase, path: Path):
         super().__init__(file)
         self.path = path
-        self.allowed: dict[tuple[str, str], Callable[..., Any]] = {
-            ("collections", "OrderedDict"): collections.OrderedDict,
-            ("builtins", "set"): set,  # pickle protocol < 4 writes sets as set(list)
-            ("builtins", "frozenset"): frozenset,
-            ("torch._utils", "_rebuild_tensor_v2"): _rebuild_tensor,
-            ("torch._utils", "_rebuild_tensor"): _rebuild_tensor,
-            ("torch._utils", "_rebuild_parameter"): _rebuild_parameter,
-            ("torch._utils", "_rebuild_parameter_with_state"): _rebuild_parameter,
-            ("torch.storage", "_load_from_bytes"): self._load_storage,
-            ("torch_utils.persistence", "_reconstruct_persistent_obj"): _persistent_as_data,
-            ("dnnlib.util", "EasyDict"): _PlainDict,
-            ("numpy", "dtype"): _NumpyDType,
-            ("numpy.core.multiarray", "scalar"): _numpy_scalar,  # numpy < 2
-            ("numpy._core.multiarray", "scalar"): _numpy_scalar,  # numpy >= 2
-            ("numpy", "ndarray"): _NumpyArray,
-            ("numpy.core.multiarray", "_reconstruct"): _numpy_reconstruct,
-            ("numpy._core.multiarray", "_reconstruct"): _numpy_reconstruct,
-        }
+        self.allowed: Mapping[tuple[str, str], Any] = MappingProxyType(_ALLOWED)
 
     def find_class(self, module: str, name: str) -> Any:
         target = self.allowed.get((module, name))
@@ -279,8 +405,8 @@ class SafeNetworkUnpickler(pickle.Unpickler):
             )
         allowed = ", ".join(f"{m}.{n}" for m, n in self.allowed)
         raise OfficialNetworkError(
-            f"{self.path}: refused to load the global {module}.{name} found in the pickle. "
-            f"Only these are allowed: {allowed}. {hint}"
+            f"{self.path}: refused to load the global {module[:100]}.{name[:100]} found in "
+            f"the pickle. Only these are allowed: {allowed}. {hint}"
         )
 
     def persistent_load(self, pid: Any) -> Any:
@@ -288,26 +414,6 @@ class SafeNetworkUnpickler(pickle.Unpickler):
             f"{self.path}: holds a persistent id ({type(pid).__name__}), as torch.save files "
             "do; an official network pickle has none"
         )
-
-    def _load_storage(self, data: Any) -> torch.TypedStorage:
-        """torch.storage._load_from_bytes with weights_only=True (no code from the bytes)."""
-        if not isinstance(data, bytes | bytearray):
-            raise OfficialNetworkError(f"{self.path}: a tensor storage record is not bytes")
-        try:
-            with warnings.catch_warnings():
-                warnings.simplefilter("ignore", UserWarning)  # TypedStorage deprecation
-                obj = torch.load(io.BytesIO(data), map_location="cpu", weights_only=True)
-        except Exception as exc:
-            first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-            raise OfficialNetworkError(
-                f"{self.path}: a tensor storage in the pickle was refused by "
-                f"torch.load(weights_only=True): {first}"
-            ) from exc
-        if not isinstance(obj, torch.TypedStorage):
-            raise OfficialNetworkError(
-                f"{self.path}: a tensor storage record holds a {type(obj).__name__}"
-            )
-        return obj
 
 
 def _file_kind(head: bytes) -> Literal["pickle", "zip", "torch_legacy", "other"]:
@@ -331,23 +437,41 @@ def is_official_pickle(path: str | Path) -> bool:
         return _file_kind(f.read(16)) == "pickle"
 
 
+def _open_checked(path: Path) -> io.BufferedReader:
+    """The file opened for reading, after saying plainly what is wrong with the path."""
+    if path.is_dir():
+        raise IsADirectoryError(f"{path} is a directory, not an official network pickle file")
+    if not path.exists():
+        if path.is_symlink():
+            raise FileNotFoundError(f"{path} is a broken symbolic link (to {path.readlink()})")
+        raise FileNotFoundError(f"{path} does not exist")
+    if not path.is_file():
+        raise OfficialNetworkError(f"{path}: is not a regular file (a device, fifo or socket)")
+    return open(path, "rb")
+
+
 def read_official_pickle(path: str | Path) -> OfficialNetworks:
     """Read an official StyleGAN2-ADA / StyleGAN3 network pickle safely (module docstring).
 
     Returns the networks present among G, D, G_ema, each with its tensors by dotted name
-    (float tensors on the CPU), its layers' attributes and its constructor kwargs. Raises
-    OfficialNetworkError (a ValueError) for anything unsafe or not of that kind;
-    FileNotFoundError when there is no file.
+    (finite float tensors on the CPU), its layers' attributes and its constructor kwargs.
+    Raises OfficialNetworkError (a ValueError) for anything unsafe, malformed or not of that
+    kind; FileNotFoundError when there is no file, IsADirectoryError for a directory.
     """
     path = Path(path)
-    if not path.is_file():
-        raise FileNotFoundError(f"{path} does not exist")
-    with open(path, "rb") as f:
-        kind = _file_kind(f.read(16))
+    with _open_checked(path) as f:
+        head = f.read(512)
+        kind = _file_kind(head[:16])
         if kind in ("zip", "torch_legacy"):
             raise OfficialNetworkError(
                 f"{path}: is a torch.save file ({kind}), not an official network pickle; a "
                 "project snapshot or networks.pt is read by the trainer directly"
+            )
+        if kind == "other":
+            raise OfficialNetworkError(
+                f"{path}: not a readable network pickle: it looks like {describe_head(head)}; "
+                "an official network pickle starts with the pickle PROTO opcode 0x80 and "
+                f"protocol 2-5 (this file starts {short(head[:8])})"
             )
         f.seek(0)
         try:
@@ -358,13 +482,22 @@ def read_official_pickle(path: str | Path) -> OfficialNetworks:
             raise OfficialNetworkError(f"{path}: {exc}; nothing from it was run") from exc
         except Exception as exc:
             raise OfficialNetworkError(
-                f"{path}: not a readable network pickle ({type(exc).__name__}: {exc})"
+                f"{path}: not a readable network pickle ({type(exc).__name__}: "
+                f"{str(exc)[:300]}); nothing from it was run"
             ) from exc
+    with refuse_malformed(path, "reading its networks"):
+        return _networks(path, data)
+
+
+def _networks(path: Path, data: Any) -> OfficialNetworks:
+    """The unpickled top-level dict as OfficialNetworks."""
     if not isinstance(data, dict):
         raise OfficialNetworkError(
             f"{path}: holds a {type(data).__name__}, not the official dict of networks "
             f"({', '.join(NETWORK_KEYS)}, ...)"
         )
+    if not all(isinstance(k, str) for k in data):
+        raise OfficialNetworkError(f"{path}: the top-level dict has keys that are not names")
     networks: dict[str, OfficialNetwork] = {}
     for key in NETWORK_KEYS:
         obj = data.get(key)
@@ -376,56 +509,85 @@ def read_official_pickle(path: str | Path) -> OfficialNetworks:
             )
         networks[key] = _network(path, key, obj)
     if not networks:
+        keys = sorted(data)
         raise OfficialNetworkError(
-            f"{path}: has none of {', '.join(NETWORK_KEYS)} (keys: {sorted(map(str, data))})"
+            f"{path}: has none of {', '.join(NETWORK_KEYS)} (keys: "
+            f"{short(keys)}{f', {len(keys)} in all' if len(keys) > 6 else ''})"
         )
     tsk = data.get("training_set_kwargs")
-    others = tuple(str(k) for k in data if k not in (*NETWORK_KEYS, "training_set_kwargs"))
-    return OfficialNetworks(path, networks, _plain(tsk) if isinstance(tsk, dict) else None, others)
+    if isinstance(tsk, dict):
+        tsk = PlainData(_plain_other)(tsk, f"{path}: training_set_kwargs")
+    others = tuple(k for k in data if k not in (*NETWORK_KEYS, "training_set_kwargs"))
+    return OfficialNetworks(path, networks, tsk if isinstance(tsk, dict) else None, others)
 
 
-def _plain(value: Any) -> Any:
-    """Nested EasyDicts / OrderedDicts / tuples / numpy arrays as plain dicts and lists."""
+def _plain_other(value: Any, where: str) -> Any:
+    """PlainData's converter for the reader's data objects inside attributes."""
     if isinstance(value, _NumpyArray):
+        if value.value is None:
+            raise OfficialNetworkError(f"{where}: a numpy array without its data")
         return value.value
-    if isinstance(value, dict):
-        return {k: _plain(v) for k, v in value.items()}
-    if isinstance(value, list | tuple):
-        return [_plain(v) for v in value]
-    return value
+    if isinstance(value, _TensorRecord):
+        return value.tensor
+    raise OfficialNetworkError(f"{where}: holds a {type(value).__name__}, not plain data")
 
 
 def _network(path: Path, key: str, root: PersistentObject) -> OfficialNetwork:
-    """Flatten a persistent network's nested state into dotted names."""
+    """Flatten a persistent network's nested state into dotted names. The modules must form a
+    tree (each visited once: no cycles, no shared submodules) at most MAX_MODULE_DEPTH deep;
+    tensors must be finite floats; attribute values plain data (official_checks.PlainData)."""
     tensors: dict[str, torch.Tensor] = {}
     layers: dict[str, OfficialLayer] = {}
+    seen: dict[int, str] = {}  # id of each module visited -> its path
+    plain = PlainData(_plain_other)
 
-    def visit(obj: PersistentObject, prefix: str) -> None:
+    def name_of(prefix: str, name: Any, where: str, what: str) -> str:
+        if not isinstance(name, str) or not name or "." in name:
+            raise OfficialNetworkError(f"{where}: {what} name {short(name)} is not a name")
+        return f"{prefix}.{name}" if prefix else name
+
+    def visit(obj: PersistentObject, prefix: str, depth: int) -> None:
         where = f"{path}: {key}{'.' + prefix if prefix else ''}"
+        if id(obj) in seen:
+            first = seen[id(obj)]
+            raise OfficialNetworkError(
+                f"{where}: is the same module object as {key}{'.' + first if first else ''} "
+                "(a module inside itself, or shared by two parents); an official network is "
+                "a tree of distinct modules"
+            )
+        if depth > MAX_MODULE_DEPTH:
+            raise OfficialNetworkError(f"{where}: modules nested more than {MAX_MODULE_DEPTH} deep")
+        seen[id(obj)] = prefix
         state = obj.state
         attrs = {
-            k: _plain(v)
+            k: plain(v, f"{where} attribute {k!r}")
             for k, v in state.items()
-            if not k.startswith("_") and not isinstance(v, torch.Tensor | PersistentObject)
+            if not k.startswith("_") and not isinstance(v, _TensorRecord | PersistentObject)
         }
         kwargs = state.get("_init_kwargs")
-        layers[prefix] = OfficialLayer(
-            obj.class_name, attrs, _plain(kwargs) if isinstance(kwargs, dict) else {}
-        )
-        for group in ("_parameters", "_buffers"):
+        kwargs = plain(kwargs, f"{where} _init_kwargs") if isinstance(kwargs, dict) else {}
+        layers[prefix] = OfficialLayer(obj.class_name, attrs, kwargs)
+        for group, kind in (("_parameters", "parameter"), ("_buffers", "buffer")):
             items = state.get(group) or {}
             if not isinstance(items, dict):
                 raise OfficialNetworkError(f"{where}: {group} is not a dict")
-            for name, t in items.items():
-                if t is None:
+            for name, rec in items.items():
+                full = name_of(prefix, name, where, group[1:-1])
+                if rec is None:
                     continue
-                if not isinstance(t, torch.Tensor) or not t.is_floating_point():
+                t = rec.tensor if isinstance(rec, _TensorRecord) else None
+                if t is None or not t.is_floating_point():
                     raise OfficialNetworkError(f"{where}: {group}[{name!r}] is not a float tensor")
-                tensors[f"{prefix}.{name}" if prefix else name] = t.detach().float()
+                if full in tensors:
+                    raise OfficialNetworkError(f"{where}: two tensors named {full}")
+                t = t.detach().float()
+                check_finite(f"{path}: {key} tensor {full} (a {kind})", t)
+                tensors[full] = t
         children = state.get("_modules") or {}
         if not isinstance(children, dict):
             raise OfficialNetworkError(f"{where}: _modules is not a dict")
         for name, child in children.items():
+            full = name_of(prefix, name, where, "submodule")
             if child is None:
                 continue
             if not isinstance(child, PersistentObject):
@@ -433,7 +595,7 @@ def _network(path: Path, key: str, root: PersistentObject) -> OfficialNetwork:
                     f"{where}: submodule {name!r} is a {type(child).__name__}, not a persistent "
                     "official layer"
                 )
-            visit(child, f"{prefix}.{name}" if prefix else name)
+            visit(child, full, depth + 1)
 
-    visit(root, "")
+    visit(root, "", 0)
     return OfficialNetwork(path, key, root.class_name, layers[""].init_kwargs, tensors, layers)
