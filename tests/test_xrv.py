@@ -7,8 +7,14 @@ newer torch adds) is made in the test with random weights and read through the r
 
 from __future__ import annotations
 
+import collections
+import copyreg
+import io
 import os
+import pickle
 import re
+import struct
+import zipfile
 from pathlib import Path
 
 import numpy as np
@@ -26,8 +32,11 @@ from cxrlib.metrics.xrv import (
     XRV_SHA256,
     XRV_SIZE,
     XRV_URL,
+    XRV_WEIGHTS,
     XrvExtractor,
+    build_xrv_densenet,
     load_xrv_state_dict,
+    verify_xrv_weights,
     xrv,
     xrv_input,
 )
@@ -236,3 +245,280 @@ def test_config_and_schema_defaults_are_the_librarys_release_file() -> None:
     assert "xrv" not in config["extractors"]  # the default study stays offline
     demo = yaml.safe_load((ROOT / "overlays/demo.yaml").read_text())
     assert "xrv" not in demo["metrics"]["extractors"]
+
+
+class _Calls:
+    """Unpickled by torch, this would call fn(*args) (pickle REDUCE)."""
+
+    def __init__(self, fn, *args):
+        self.fn, self.args = fn, args
+
+    def __reduce__(self):
+        return (self.fn, self.args)
+
+
+class _NewWithArguments:
+    """Unpickled by torch, this would run cls.__new__(cls, *args) (pickle NEWOBJ)."""
+
+    def __init__(self, cls, *args, state=None):
+        self.cls, self.args, self.state = cls, args, state
+
+    @property
+    def __class__(self):  # pickle writes NEWOBJ only for an object of that class
+        return self.cls
+
+    def __reduce__(self):
+        return (copyreg.__newobj__, (self.cls, *self.args), self.state)
+
+
+# The arguments of xrv.models.DenseNet.__init__ up to cache_dir, as a file would pass them to
+# have the library's own loader run torch.load(weights_only=False) on <cache_dir>/<release>.
+def _densenet_arguments(cache_dir: Path) -> tuple:
+    return (32, (6, 12, 24, 16), 64, 4, 0, 18, 1, XRV_WEIGHTS, str(cache_dir))
+
+
+@pytest.mark.parametrize("zip_format", [False, True])
+def test_a_file_that_calls_the_densenets_constructor_is_refused_and_runs_nothing(
+    tmp_path: Path, zip_format: bool
+) -> None:
+    """The constructor escape: a file passing the allow-list by naming only xrv's DenseNet,
+    called with its own weights/cache_dir so that the library's loader would unpickle a
+    second file fully (here one that runs a shell command), or, alone, make directories and
+    download. Refused before anything of the real class runs."""
+    marker = tmp_path / "ran"
+    cache = tmp_path / "cache"
+    cache.mkdir()
+    torch.save(_RunsCode(marker), cache / Path(XRV_URL).name)
+    absent = tmp_path / "made" / "by" / "the file"
+    for target in (cache, absent):
+        path = tmp_path / "weights.pt"
+        torch.save(
+            _Calls(xrv.models.DenseNet, *_densenet_arguments(target)),
+            path,
+            _use_new_zipfile_serialization=zip_format,
+        )
+        with pytest.raises(WeightsError, match=r"calls torchxrayvision\.models\.DenseNet") as info:
+            XrvExtractor(path, file_sha256(path))  # its own sha256 pinned: read it
+        assert str(path) in str(info.value) and "nothing in it was run" in str(info.value)
+    assert not marker.exists()
+    assert sorted(p.name for p in cache.iterdir()) == [Path(XRV_URL).name]
+    assert not (tmp_path / "made").exists()
+
+
+@pytest.mark.parametrize("zip_format", [False, True])
+def test_no_real_layer_is_constructed_whatever_the_file_asks(
+    tmp_path: Path, zip_format: bool, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """nn.Linear with 4 TiB of weights, called (REDUCE) or created with arguments (NEWOBJ),
+    and a layer called with none: refused by the stand-ins, the real constructor never runs
+    (it would try to allocate first)."""
+    constructed = []
+    monkeypatch.setattr(torch.nn.Linear, "__init__", lambda *a, **k: constructed.append(a))
+    monkeypatch.setattr(torch.nn.ReLU, "__init__", lambda *a, **k: constructed.append(a))
+    huge = 2**20
+    cases = [
+        (
+            _Calls(torch.nn.Linear, huge, huge),
+            r"calls torch\.nn\.modules\.linear\.Linear with arguments \(1048576, 1048576\)",
+        ),
+        (
+            _NewWithArguments(torch.nn.Linear, huge, huge),
+            r"calls torch\.nn\.modules\.linear\.Linear with arguments",
+        ),
+        (
+            _Calls(torch.nn.ReLU),
+            r"calls torch\.nn\.modules\.activation\.ReLU\(\) \(pickle REDUCE\)",
+        ),
+    ]
+    for obj, message in cases:
+        path = tmp_path / "layer.pt"
+        torch.save({"w": obj}, path, _use_new_zipfile_serialization=zip_format)
+        with pytest.raises(WeightsError, match=message):
+            load_xrv_state_dict(path)
+    assert constructed == []
+
+
+def test_module_records_take_their_state_once_as_a_dict(tmp_path: Path) -> None:
+    for state, message in [(5, "the state of a .*ReLU is a int"), ([1], "is a list")]:
+        path = tmp_path / "state.pt"
+        torch.save(_NewWithArguments(torch.nn.ReLU, state=state), path)
+        with pytest.raises(WeightsError, match=message):
+            load_xrv_state_dict(path)
+    model = xrv.models.DenseNet(weights=None)
+    model.features._modules["loop"] = model  # a cycle in the module tree
+    torch.save(model, tmp_path / "loop.pt")
+    with pytest.raises(WeightsError, match="loops"):
+        load_xrv_state_dict(tmp_path / "loop.pt")
+
+
+# A torch.save file written by hand, to declare what torch.save itself never would: tensor
+# records with any view of a storage, storages of any declared size over any bytes.
+class _DeclaredStorage:
+    def __init__(self, key: str, numel: int):
+        self.key, self.numel = key, numel
+
+
+class _View:
+    """Pickles as torch._utils._rebuild_tensor_v2(storage, offset, size, stride, ...)."""
+
+    def __init__(self, storage: _DeclaredStorage, offset: int, size: tuple, stride: tuple):
+        self.args = (storage, offset, size, stride, False, collections.OrderedDict())
+
+    def __reduce__(self):
+        return (torch._utils._rebuild_tensor_v2, self.args)
+
+
+def _write_torch_file(path: Path, obj: object, data: dict[str, bytes], zip_format: bool) -> Path:
+    """obj pickled as torch.save would (storages as persistent ids), or given as pickle bytes;
+    `data` as the storages' bytes (float32; the legacy format's element count = len // 4)."""
+
+    class Pickler(pickle.Pickler):
+        def persistent_id(self, o):
+            if isinstance(o, _DeclaredStorage):
+                record = ("storage", torch.FloatStorage, o.key, "cpu", o.numel)
+                return record if zip_format else (*record, None)
+            return None
+
+    buf = io.BytesIO(obj if isinstance(obj, bytes) else b"")  # bytes: the pickle itself
+    if not isinstance(obj, bytes):
+        Pickler(buf, protocol=2).dump(obj)
+    if zip_format:
+        with zipfile.ZipFile(path, "w", zipfile.ZIP_STORED) as z:
+            z.writestr("archive/data.pkl", buf.getvalue())
+            z.writestr("archive/byteorder", "little")
+            z.writestr("archive/version", "3\n")
+            for key, raw in data.items():
+                z.writestr(f"archive/data/{key}", raw)
+        return path
+    with path.open("wb") as f:
+        info = {"protocol_version": 1001, "little_endian": True, "type_sizes": {}}
+        for header in (0x1950A86A20F9469CFC6C, 1001, info):
+            pickle.dump(header, f, protocol=2)
+        f.write(buf.getvalue())
+        pickle.dump(sorted(data), f, protocol=2)
+        for key in sorted(data):
+            f.write(struct.pack("<q", len(data[key]) // 4) + data[key])
+    return path
+
+
+_FOUR = torch.arange(4, dtype=torch.float32).numpy().tobytes()  # a storage of 4 floats
+
+
+@pytest.mark.parametrize("zip_format", [False, True])
+def test_tensor_views_must_lie_inside_their_storage_and_not_overlap(
+    tmp_path: Path, zip_format: bool
+) -> None:
+    storage = _DeclaredStorage("0", 4)
+    ok = _write_torch_file(
+        tmp_path / "ok.pt", {"w": _View(storage, 0, (2, 2), (1, 2))}, {"0": _FOUR}, zip_format
+    )
+    assert torch.equal(load_xrv_state_dict(ok)["w"], torch.tensor([[0.0, 2.0], [1.0, 3.0]]))
+    for offset, size, stride, message in [
+        (0, (64,), (1,), "reads outside its storage"),  # torch would grow its storage to fit
+        (3, (2,), (1,), "reads outside its storage"),
+        (5, (1,), (1,), "reads outside its storage"),
+        (0, (2, 2), (3, 1), "past its end"),  # elements 0, 1, 3, 4
+        (0, (4,), (0,), "more than once"),  # stride 0: one element read four times
+        (0, (2, 2), (1, 1), "more than once"),  # overlapping strides
+        (3, (4,), (-1,), "reads outside its storage"),
+        (0, (2**62,), (1,), "reads outside its storage"),
+        (0, [4], [1], "malformed"),
+    ]:
+        path = tmp_path / "view.pt"
+        _write_torch_file(
+            path, {"w": _View(storage, offset, size, stride)}, {"0": _FOUR}, zip_format
+        )
+        with pytest.raises(WeightsError, match=message):
+            load_xrv_state_dict(path)
+
+
+@pytest.mark.parametrize("zip_format", [False, True])
+def test_storages_must_hold_the_bytes_they_declare_and_are_capped_before_allocation(
+    tmp_path: Path, zip_format: bool
+) -> None:
+    path = tmp_path / "storage.pt"
+    for numel, raw, message in [
+        (2**40, _FOUR, "over the .* allowed.*nothing allocated"),  # 4 TiB, 16 bytes present
+        (8, _FOUR, "holds|more bytes than the file"),
+        (4, _FOUR[:8], "holds|more bytes than the file"),
+    ]:
+        storage = _DeclaredStorage("0", numel)
+        obj = {"w": _View(storage, 0, (4,), (1,))}
+        _write_torch_file(path, obj, {"0": raw}, zip_format)
+        with pytest.raises(WeightsError, match=message):
+            load_xrv_state_dict(path)
+
+
+@pytest.mark.parametrize("zip_format", [False, True])
+def test_pickles_that_would_make_the_unpickler_allocate_or_alter_its_stand_ins_are_refused(
+    tmp_path: Path, zip_format: bool
+) -> None:
+    """Refused before the unpickler runs: a memo index that has CPython's unpickler allocate
+    and zero 16 bytes per index (here 64 GiB, from 14 bytes), protocol 5's BYTEARRAY8 (it
+    allocates its declared length first), any length past the end of the data. Refused by
+    the stand-ins: a BUILD that would rewrite a shared one (a storage type's dtype, a
+    rebuilder's defaults) for later loads."""
+    path = tmp_path / "pickle.pt"
+    for pickled, message in [
+        (b"\x80\x02Nr" + struct.pack("<I", 2**32 - 1) + b".", "memo index 4294967295"),
+        (b"\x80\x05\x96" + struct.pack("<Q", 2**40) + b"abc", "bytes in a bytearray8, but only"),
+        (b"\x80\x05\x96" + struct.pack("<Q", 3) + b"abc.", r"BYTEARRAY8 \(protocol 5"),
+        (
+            b"\x80\x02ctorch\nFloatStorage\n}X\x05\x00\x00\x00dtypeK\x05sb.",
+            "state of a StorageType",
+        ),
+        (
+            b"\x80\x02ctorch._utils\n_rebuild_tensor_v2\nN}X\x0c\x00\x00\x00__defaults__)s\x86b.",
+            "state of a Function",
+        ),
+    ]:
+        _write_torch_file(path, pickled, {}, zip_format)
+        with pytest.raises(WeightsError, match=message):
+            load_xrv_state_dict(path)
+    view = {"w": _View(_DeclaredStorage("0", 4), 0, (4,), (1,))}
+    _write_torch_file(path, view, {"0": _FOUR}, zip_format)  # the stand-ins still work
+    assert torch.equal(load_xrv_state_dict(path)["w"], torch.arange(4.0))
+
+
+def test_the_release_format_file_loads_bit_for_bit(weights) -> None:
+    path, model = weights
+    loaded = load_xrv_state_dict(path)
+    expected = model.state_dict()
+    assert loaded.keys() == expected.keys()
+    assert all(
+        torch.equal(loaded[k], v) and loaded[k].dtype == v.dtype for k, v in expected.items()
+    )
+
+
+def test_weights_that_do_not_fit_the_densenet_are_refused_naming_the_file(weights) -> None:
+    """Missing or unexpected keys, another shape or dtype, NaN, negative BN variances: each
+    named (two files of three faults each: building a DenseNet costs ~1 s)."""
+    _, model = weights
+    state = model.state_dict()
+    conv, linear, norm = "features.conv0.weight", "classifier.weight", "features.norm5.weight"
+    var = "features.norm0.running_var"
+    nan = state[norm].clone()
+    nan[0] = float("nan")
+    first = {k: v for k, v in state.items() if k != conv}
+    first.update({"extra": torch.zeros(1), linear: state[linear][:3]})
+    second = {**state, conv: state[conv].double(), norm: nan, var: -state[var]}
+    for changed, messages in [
+        (first, [f"1 missing: {conv}", "1 unexpected: 'extra'", r"\(3, 1024\), the model's"]),
+        (second, ["torch.float64", f"{norm} holds NaN or infinite", "negative variances"]),
+    ]:
+        with pytest.raises(WeightsError, match=r"the weights of /some/file\.pt do not fit") as info:
+            build_xrv_densenet(changed, source="/some/file.pt")
+        for message in messages:
+            assert re.search(message, str(info.value)), (message, str(info.value))
+
+
+def test_a_directory_is_named_as_one(tmp_path: Path) -> None:
+    for check in (lambda p: verify_xrv_weights(p, XRV_SHA256), load_xrv_state_dict):
+        with pytest.raises(WeightsError, match="is a directory"):
+            check(tmp_path)
+
+
+def test_no_images_or_images_of_0_px_are_a_clear_value_error() -> None:
+    for shape in [(0, 1, 64, 64), (2, 1, 0, 0), (1, 3, 8, 0)]:
+        with pytest.raises(ValueError, match="at least one image of at least 1x1 px"):
+            xrv_input(torch.zeros(shape, dtype=torch.uint8))
