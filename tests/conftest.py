@@ -6,6 +6,7 @@ import os
 import shutil
 import subprocess
 import sys
+import tempfile
 from pathlib import Path
 
 import pytest
@@ -82,3 +83,13 @@ def study(tmp_path_factory: pytest.TempPathFactory) -> Path:
     # about 50 jobs: ~10 minutes on 2 free cores, more on a shared machine
     run_snakemake(workdir, "--cores", "2", "--configfile", "tests/config/test.yaml", timeout=2400)
     return workdir
+
+
+def pytest_report_header(config: pytest.Config) -> list[str]:
+    """Free disk where the tests write: a full disk shows up as many unrelated errors."""
+    lines = []
+    for label, path in (("checkout", ROOT), ("temp", Path(tempfile.gettempdir()))):
+        free_gib = shutil.disk_usage(path).free / 2**30
+        warn = "  (low: the suite needs about 2 GiB)" if free_gib < 2 else ""
+        lines.append(f"free disk, {label} {path}: {free_gib:.1f} GiB{warn}")
+    return lines
