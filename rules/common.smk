@@ -104,10 +104,12 @@ def check_rule_requests():
         raise WorkflowError(str(exc)) from exc
     defaults = workflow.resource_settings.default_resources
     per_cpu = defaults.get("mem_mb_per_cpu") if defaults is not None else None
+    # snakemake lists the key with the value None when no profile sets it
+    per_cpu = getattr(per_cpu, "value", per_cpu)
     if per_cpu is not None and workflow.is_main_process:
         # The SLURM plugin submits --mem-per-cpu, not --mem, when a job has both.
         logger.warning(
-            f"default-resources mem_mb_per_cpu ({getattr(per_cpu, 'value', per_cpu)}) replaces "
+            f"default-resources mem_mb_per_cpu ({per_cpu}) replaces "
             f"every rule's mem_mb ({RESOURCES_FILE}) on SLURM: jobs get threads x that, e.g. "
             "train_stylegan2ada asks for 32000 MB. Remove mem_mb_per_cpu from your profile's "
             "default-resources, or set it per rule under set-resources."
@@ -260,12 +262,23 @@ def stylegan_settings_of(run):
     from cxrlib.settings.stylegan2ada import stylegan_settings
 
     merged = _merged("stylegan2ada", run)
-    if merged.get("resume_from") is not None:
-        merged["resume_from"] = resolve_resume_from(run, merged["resume_from"])
+    start = merged.get("resume_from")
+    if start is not None:
+        merged["resume_from"] = resolve_resume_from(run, start)
     try:
-        return stylegan_settings(merged)
+        settings = stylegan_settings(merged)
     except (TypeError, ValueError) as exc:
         raise WorkflowError(f"stylegan2ada.runs.{run}: {exc}") from exc
+    published = (config["stylegan2ada"].get("pretrained") or {}).get(start) or {}
+    size = published.get("resolution")
+    if size is not None and size != settings.resolution:
+        raise WorkflowError(
+            f"stylegan2ada.runs.{run}: resume_from {start} is a {size} px network "
+            f"(stylegan2ada.pretrained.{start}.resolution) but the run has resolution "
+            f"{settings.resolution}: set resolution: {size} for this run, or start it from "
+            "a network of its size"
+        )
+    return settings
 
 
 def pretrained_gan_path(name):
@@ -275,7 +288,8 @@ def pretrained_gan_path(name):
 
 def resolve_resume_from(run, value):
     """A run's resume_from as a file path: a name in stylegan2ada.pretrained becomes the file
-    fetch_pretrained_gan writes; anything else is a file that must exist now."""
+    fetch_pretrained_gan writes; anything else is a file that must exist now and start like a
+    network file (not an image, a web page, a text file...), checked before any job runs."""
     pretrained = config["stylegan2ada"].get("pretrained") or {}
     if not isinstance(value, str) or not value:
         raise WorkflowError(
@@ -284,13 +298,19 @@ def resolve_resume_from(run, value):
         )
     if value in pretrained:
         return pretrained_gan_path(value)
-    if not Path(value).is_file():
+    from cxrlib.settings.stylegan2ada import START_FILES, check_start_file
+
+    if not Path(value).exists() and not Path(value).is_symlink():
         raise WorkflowError(
             f"stylegan2ada.runs.{run}: resume_from {value} is neither a file nor a name in "
-            f"stylegan2ada.pretrained ({', '.join(pretrained) or 'none configured'}); give a "
-            "snapshot .pt, a finished run's state/networks.pt or an official .pkl, or add "
-            "the network's url (and sha256) under stylegan2ada.pretrained"
+            f"stylegan2ada.pretrained ({', '.join(pretrained) or 'none configured'}); "
+            f"{START_FILES}, or add the network's url (and sha256) under "
+            "stylegan2ada.pretrained"
         )
+    try:
+        check_start_file(value)
+    except (OSError, ValueError) as exc:
+        raise WorkflowError(f"stylegan2ada.runs.{run}: {exc}") from None
     return value
 
 

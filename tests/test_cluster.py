@@ -3,6 +3,9 @@ profiles that `snakemake --profile slurm` combines, and the `slurm` profile inst
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -191,3 +194,25 @@ def test_profiles_are_found_where_snakemake_finds_them(
     (cwd / "slurm").write_text("#!/bin/bash\n#SBATCH -A foo\n")  # a script, not a profile
     assert main(["show"]) == 0
     assert "is not a profile" in capsys.readouterr().out
+
+
+def test_mem_mb_per_cpu_warning_only_where_a_profile_sets_it(tmp_path: Path) -> None:
+    """The installed project profile (make cluster-profile) sets no mem_mb_per_cpu, so its
+    dry run says nothing of it (snakemake lists the key with the value None); a profile that
+    sets it is warned, with its value."""
+    workdir = copy_workflow(tmp_path / "wf")
+    home = tmp_path / "home"
+    env = {"XDG_CONFIG_HOME": str(home)}
+    subprocess.run(
+        [sys.executable, "-m", "cxrlib.cluster", "install", "--account", "a1", "--partition", "p1"],
+        env={**os.environ, **env, "PYTHONPATH": str(ROOT)}, check=True, capture_output=True,
+    )  # fmt: skip
+    args = ("--profile", "slurm", "-n", "results/data/cache/train.npz",
+            "--configfile", "tests/config/test.yaml")  # fmt: skip
+    dry = run_snakemake(workdir, *args, env=env)
+    assert "default-resources mem_mb_per_cpu" not in dry.stdout + dry.stderr
+    profile = home / "snakemake/slurm/config.yaml"
+    account = '  slurm_account: "a1"\n'
+    profile.write_text(profile.read_text().replace(account, account + "  mem_mb_per_cpu: 3000\n"))
+    dry = run_snakemake(workdir, *args, env=env)
+    assert "mem_mb_per_cpu (3000) replaces every rule's mem_mb" in dry.stdout + dry.stderr

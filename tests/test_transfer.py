@@ -5,7 +5,6 @@ file's code, and its kimg-0 snapshot is exactly the imported generator."""
 from __future__ import annotations
 
 import hashlib
-import re
 from pathlib import Path
 
 import pytest
@@ -105,21 +104,110 @@ def _tiny(**overrides: object) -> tr.StyleGanSettings:
     return tiny_settings(**{"total_kimg": 0.008, "snapshot_kimg": 0.008, **overrides})
 
 
-@pytest.mark.parametrize(
-    ("content", "message"),
-    [(b"", "is empty (a failed download?)"), (None, "is a directory")],
-)
-def test_a_start_file_that_is_no_network_fails_saying_what_it_is(
-    tmp_path: Path, content: bytes | None, message: str
-) -> None:
-    start = tmp_path / "start.pkl"
-    if content is None:
-        start.mkdir()
+class _Opaque:
+    """An object torch's weights_only loader refuses (its message suggests weights_only=False,
+    advice that would run code from a file)."""
+
+
+def _torch_file_of_objects(path: Path) -> None:
+    torch.save({"model": _Opaque()}, path)
+
+
+def _png(path: Path) -> None:
+    from PIL import Image
+
+    Image.new("L", (8, 8)).save(path, format="PNG")
+
+
+# (what the file holds, what the refusal must say): files people hand over as resume_from
+START_FILES = {
+    "empty": (b"", "is an empty file (a failed download?), not a network file"),
+    "folder": (None, "is a directory, not a network file"),
+    "png": (_png, "is a PNG image, not a network file"),
+    "text": (b"epoch,loss\n1,0.5\n", "is a text file (it starts 'epoch,loss"),
+    "page": (b"<!DOCTYPE html><html>Sign in</html>", "is an HTML/XML page"),
+    "zip": (None, "a damaged zip archive or one that torch.save did not write"),
+    "objects": (_torch_file_of_objects, "holds objects other than tensors and plain data"),
+}
+
+
+def _write_start(path: Path, kind: str) -> None:
+    content = START_FILES[kind][0]
+    if kind == "folder":
+        path.mkdir()
+    elif kind == "zip":
+        import zipfile
+
+        with zipfile.ZipFile(path, "w") as archive:
+            archive.writestr("images/a.txt", "not a network")
+    elif callable(content):
+        content(path)
     else:
-        start.write_bytes(content)
+        path.write_bytes(content)
+
+
+@pytest.mark.parametrize("kind", sorted(START_FILES))
+def test_a_start_file_that_is_no_network_fails_saying_what_it_is(tmp_path: Path, kind: str) -> None:
+    start = tmp_path / "start.pkl"
+    _write_start(start, kind)
     images = torch.zeros(4, 1, 32, 32)
-    with pytest.raises(ValueError, match=re.escape(message)):
+    with pytest.raises(ValueError) as refused:
         tr.StyleGan2AdaTrainer(images, _tiny(resume_from=str(start)))
+    text = str(refused.value)
+    assert START_FILES[kind][1] in text and str(start) in text
+    assert "weights_only=False" not in text  # never the advice to run the file's code
+    assert kind in ("objects", "folder") or "give one of this project's" in text
+
+
+@pytest.mark.parametrize("kind", ["png", "text", "folder"])
+def test_a_start_file_that_is_no_network_fails_at_dag_build(workflow_copy: Path, kind: str) -> None:
+    """Found before any job is submitted (on a cluster each retry would be a new GPU job)."""
+    _write_start(workflow_copy / "start.pkl", kind)
+    (workflow_copy / "start.yaml").write_text(
+        "stylegan2ada:\n  runs:\n    ada: {resume_from: start.pkl}\n"
+    )
+    proc = run_snakemake(workflow_copy, "-n", *TEST_CONFIG, "start.yaml", check=False)
+    text = proc.stdout + proc.stderr
+    assert proc.returncode != 0
+    assert f"stylegan2ada.runs.ada: resume_from: start.pkl {START_FILES[kind][1]}" in text
+
+
+def test_a_published_network_of_another_resolution_fails_at_dag_build(
+    workflow_copy: Path,
+) -> None:
+    """ffhq256 (config.yaml: resolution 256) for the test study's 32 px run: refused before the
+    download, naming both sizes."""
+    (workflow_copy / "ffhq.yaml").write_text(
+        "stylegan2ada:\n  runs:\n    ada: {resume_from: ffhq256}\n"
+    )
+    proc = run_snakemake(workflow_copy, "-n", *TEST_CONFIG, "ffhq.yaml", check=False)
+    text = proc.stdout + proc.stderr
+    assert proc.returncode != 0
+    assert "resume_from ffhq256 is a 256 px network" in text
+    assert "the run has resolution 32: set resolution: 256" in text
+
+
+def test_an_own_snapshot_of_other_sizes_names_the_sizes_that_differ(tmp_path: Path) -> None:
+    wider = tr.StyleGan2AdaTrainer(torch.zeros(4, 1, 32, 32), _tiny(channel_max=16))
+    start = tmp_path / "kimg000008.pt"
+    kwargs = _tiny(channel_max=16).generator_kwargs()
+    save_snapshot(start, "stylegan2ada", kwargs, wider.G_ema, {"kimg": 0}, "x", 0)
+    with pytest.raises(ValueError) as refused:
+        tr.StyleGan2AdaTrainer(torch.zeros(4, 1, 32, 32), _tiny(resume_from=str(start)))
+    text = str(refused.value)
+    ours = _tiny().channel_max
+    assert f"(channel_max 16 in the file, {ours} in this run)" in text
+    assert "resolution" not in text.split("(", 1)[1].split(")", 1)[0]  # only what differs
+
+
+def test_a_dcgan_snapshot_as_start_is_named_as_one(tmp_path: Path) -> None:
+    from cxrlib.models.dcgan import Generator as DcganGenerator
+
+    start = tmp_path / "epoch0010.pt"
+    kwargs = {"nz": 8, "ngf": 8, "channels": 1, "image_size": 64}
+    save_snapshot(start, "dcgan", kwargs, DcganGenerator(**kwargs), {"epoch": 10}, "x", 0)
+    with pytest.raises(ValueError, match=r"is a dcgan snapshot, neither a stylegan2ada"):
+        tr.StyleGan2AdaTrainer(torch.zeros(4, 1, 32, 32), _tiny(resume_from=str(start)))
 
 
 def test_a_networks_file_without_its_discriminator_is_refused_naming_it(tmp_path: Path) -> None:
@@ -152,7 +240,7 @@ def test_fetching_a_page_that_is_not_a_network_fails_and_keeps_nothing(tmp_path:
     page = tmp_path / "moved.html"
     page.write_text("<!DOCTYPE html><html><body>Sign in</body></html>")
     target = tmp_path / "weights/stylegan2ada/ffhq256.pkl"
-    with pytest.raises(WeightsError, match="gave an HTML page, not a network pickle"):
+    with pytest.raises(WeightsError, match=r"gave an HTML/XML page .*, not a network pickle"):
         fetch_pretrained("ffhq256", page.as_uri(), target)
     assert not target.exists()
 

@@ -11,13 +11,14 @@ exhaust memory or time.
 from __future__ import annotations
 
 import math
-import reprlib
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
 import torch
+
+from cxrlib.file_kinds import describe_head, short  # noqa: F401 (re-exported)
 
 MAX_TENSOR_ELEMENTS = 2**31  # one tensor; official ones are below 2^25
 MAX_TENSOR_DIMS = 8  # official tensors are at most 4-D
@@ -29,23 +30,11 @@ MAX_PLAIN_VALUES = 200_000  # attribute and _init_kwargs values of one network, 
 # defence turns them into OfficialNetworkError (the original kept as __cause__).
 MALFORMED = (RecursionError, AttributeError, IndexError, KeyError, TypeError, ValueError)
 _PLAIN_LEAVES = (type(None), bool, int, float, complex, str, bytes)
-_SHORT = reprlib.Repr()
-_SHORT.maxstring = _SHORT.maxother = 60
-_SHORT.maxlevel, _SHORT.maxlist, _SHORT.maxdict, _SHORT.maxtuple = 3, 6, 4, 6
 
 
 class OfficialNetworkError(ValueError):
     """An official network pickle that is refused: unsafe, unreadable, malformed, or not
     mappable onto this run. The message names the file, what was found and what to change."""
-
-
-def short(value: Any) -> str:
-    """A bounded repr of a value from the file, for messages (never expands a whole structure,
-    nor fails on an integer too long to print)."""
-    try:
-        return _SHORT.repr(value)
-    except ValueError:  # int too long for str(): Python's digit limit
-        return f"<an int of {value.bit_length()} bits>" if isinstance(value, int) else "<?>"
 
 
 @contextmanager
@@ -68,54 +57,8 @@ def refuse_malformed(path: Path, doing: str) -> Iterator[None]:
 # --------------------------------------------------------------------------------------------
 # The file itself.
 
-# (magic bytes, offset, what it is) of the files people hand over instead of a network pickle.
-_MAGIC = (
-    (b"\x89PNG\r\n\x1a\n", 0, "a PNG image"),
-    (b"\xff\xd8\xff", 0, "a JPEG image"),
-    (b"GIF8", 0, "a GIF image"),
-    (b"II*\x00", 0, "a TIFF image"),
-    (b"MM\x00*", 0, "a TIFF image"),
-    (b"DICM", 128, "a DICOM image"),
-    (b"PK\x03\x04", 0, "a zip archive"),
-    (b"\x1f\x8b", 0, "a gzip-compressed file (decompress it first)"),
-    (b"BZh", 0, "a bzip2-compressed file (decompress it first)"),
-    (b"\xfd7zXZ\x00", 0, "an xz-compressed file (decompress it first)"),
-    (b"7z\xbc\xaf\x27\x1c", 0, "a 7-Zip archive"),
-    (b"ustar", 257, "a tar archive (extract it first)"),
-    (b"\x89HDF\r\n\x1a\n", 0, "an HDF5 file (e.g. a Keras model)"),
-    (b"\x93NUMPY", 0, "a numpy .npy array"),
-    (b"%PDF", 0, "a PDF document"),
-)
-# How pickles of protocol 0 (text) and 1 usually start: a dict, list, tuple or global.
-_OLD_PICKLES = (b"(dp", b"(lp", b"(tp", b"(i", b"}q", b"]q", b"c__builtin__", b"ccopy_reg")
-
-
-def describe_head(head: bytes) -> str:
-    """What the first bytes of a file (512 or fewer) say it is, for a file that does not start
-    as a pickle of protocol 2-5 (PROTO opcode 0x80 and the protocol number)."""
-    if not head:
-        return "an empty file (a failed download?)"
-    for magic, at, what in _MAGIC:
-        if head[at : at + len(magic)] == magic:
-            return what
-    if len(head) >= 10 and head[8:10] == b'{"':
-        return "a safetensors file (not an official network pickle)"
-    text = head.lstrip(b"\xef\xbb\xbf \t\r\n").lower()
-    if text.startswith(b"version https://git-lfs"):
-        return "a Git LFS pointer, not the file itself (fetch it with `git lfs pull`)"
-    if text.startswith((b"<!doctype html", b"<html", b"<head", b"<?xml", b"<error")):
-        return "an HTML/XML page (a download link that returned a web page?)"
-    if head.startswith(_OLD_PICKLES):
-        return "a pickle of protocol 0 or 1 (official network pickles use 2 or later)"
-    try:
-        decoded = head.decode("utf-8")
-    except UnicodeDecodeError as exc:  # a character cut at the end of the head is fine
-        decoded = head[: exc.start].decode("utf-8") if exc.start >= len(head) - 3 else None
-    if decoded and all(c.isprintable() or c in "\t\r\n" for c in decoded):
-        return f"a text file (it starts {short(decoded[:40])})"
-    if head[:1] == b"\x80":
-        return f"a pickle of protocol {head[1] if len(head) > 1 else '?'}"
-    return f"not a pickle (it starts {short(head[:8])})"
+# What a file is from its first bytes: cxrlib.file_kinds (describe_head, short), shared with the
+# workflow's DAG-build checks and the other weights readers.
 
 
 # --------------------------------------------------------------------------------------------

@@ -44,11 +44,12 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import MappingProxyType
-from typing import Any, Literal
+from typing import Any
 
 import numpy as np
 import torch
 
+from cxrlib.file_kinds import container_kind
 from cxrlib.models.official_checks import (
     MAX_ARRAY_ELEMENTS,
     MAX_MODULE_DEPTH,
@@ -65,7 +66,6 @@ from cxrlib.models.official_checks import (
 SETTINGS = "stylegan2ada.settings"  # where the run's sizes are configured
 PERSISTENCE_VERSION = 6  # torch_utils.persistence._version of every official release
 NETWORK_KEYS = ("G", "D", "G_ema")
-_ZIP_MAGIC = b"PK\x03\x04"
 # struct formats of the numpy scalar types an official pickle holds (weight gains, ...).
 _NUMPY_SCALARS = {
     "f2": "e", "f4": "f", "f8": "d", "i1": "b", "i2": "h", "i4": "i", "i8": "q",
@@ -416,25 +416,12 @@ class SafeNetworkUnpickler(pickle.Unpickler):
         )
 
 
-def _file_kind(head: bytes) -> Literal["pickle", "zip", "torch_legacy", "other"]:
-    """What the first 16 bytes of a file say it is."""
-    if head.startswith(_ZIP_MAGIC):
-        return "zip"  # torch.save's default format
-    if len(head) < 3 or head[0] != 0x80 or head[1] not in range(2, 6):
-        return "other"  # no pickle protocol 2+ header
-    rest = head[2:]
-    if rest[:1] == b"\x95":  # FRAME (protocol 4+) and its 8-byte length
-        rest = rest[9:]
-    # LONG1 first: torch.save's legacy format, which starts with its magic number.
-    return "torch_legacy" if rest[:1] == b"\x8a" else "pickle"
-
-
 def is_official_pickle(path: str | Path) -> bool:
     """Cheap sniff (first 16 bytes): a plain pickle (protocol 2+ header), not a torch.save file
     (zip, or the legacy format whose first object is its magic number). True means: hand it
     to `read_official_pickle`, which checks everything else."""
     with open(path, "rb") as f:
-        return _file_kind(f.read(16)) == "pickle"
+        return container_kind(f.read(16)) == "pickle"
 
 
 def _open_checked(path: Path) -> io.BufferedReader:
@@ -461,7 +448,7 @@ def read_official_pickle(path: str | Path) -> OfficialNetworks:
     path = Path(path)
     with _open_checked(path) as f:
         head = f.read(512)
-        kind = _file_kind(head[:16])
+        kind = container_kind(head[:16])
         if kind in ("zip", "torch_legacy"):
             raise OfficialNetworkError(
                 f"{path}: is a torch.save file ({kind}), not an official network pickle; a "

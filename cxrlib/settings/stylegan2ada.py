@@ -11,9 +11,16 @@ from __future__ import annotations
 
 import math
 from dataclasses import asdict, dataclass, fields
-from typing import Any
+from pathlib import Path
+from typing import Any, Literal
+
+from cxrlib.file_kinds import network_file_kind
 
 PRESETS: tuple[str, ...] = ("auto", "paper256")
+START_FILES = (
+    "give one of this project's StyleGAN2-ADA snapshots (.pt), a finished run's "
+    "state/networks.pt or an official StyleGAN2-ADA / StyleGAN3 network pickle (.pkl)"
+)
 AUGMENT_MODES: tuple[str, ...] = ("ada", "fixed", "off")
 
 
@@ -269,3 +276,20 @@ def snapshot_step(kimg: float, batch_size: int) -> int:
     """The step after which the snapshot of boundary `kimg` is taken: the first step at which
     step * batch_size >= kimg * 1000 images have been shown (0: before training)."""
     return max(0, math.ceil(kimg * 1000 / batch_size - 1e-9))
+
+
+def check_start_file(path: str | Path) -> Literal["torch", "pickle"]:
+    """What a run's `resume_from` file is by its first bytes: "torch" (a torch.save file: one
+    of this project's snapshots or networks.pt) or "pickle" (read as an official network
+    pickle). Cheap (no torch): the workflow calls it at DAG build, the trainer again.
+
+    Raises FileNotFoundError for a missing file or broken link, ValueError saying what the
+    file is instead (an image, a web page, a text file, an empty file, a folder, ...) and
+    what to give.
+    """
+    try:
+        return network_file_kind(path)
+    except FileNotFoundError as exc:
+        raise FileNotFoundError(f"resume_from: {exc}") from None
+    except (IsADirectoryError, ValueError) as exc:
+        raise ValueError(f"resume_from: {exc}; {START_FILES}") from None

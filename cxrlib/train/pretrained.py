@@ -13,14 +13,10 @@ from __future__ import annotations
 import logging
 from pathlib import Path
 
+from cxrlib.file_kinds import container_kind, describe_head, read_head
 from cxrlib.metrics.weights import WeightsError, fetch_weights
 
 log = logging.getLogger(__name__)
-
-# An official network pickle starts with the PROTO opcode (protocol 2-5); this project's own
-# networks.pt / snapshots are torch.save zip files.
-_NETWORK_HEADS = (b"\x80\x02", b"\x80\x03", b"\x80\x04", b"\x80\x05", b"PK\x03\x04")
-
 
 def fetch_pretrained(name: str, url: str, target: str | Path, sha256: str = "") -> str:
     """Download network `name` from `url` to `target` (atomically); returns its sha256.
@@ -57,16 +53,9 @@ def fetch_pretrained(name: str, url: str, target: str | Path, sha256: str = "") 
 
 
 def _looks_like(path: Path) -> str | None:
-    """None for a file that starts like a network file; else what it looks like instead."""
-    with open(path, "rb") as fh:
-        head = fh.read(512)
-    if head.startswith(_NETWORK_HEADS):
+    """None for a file that starts like a network file (a pickle of protocol 2-5 or a
+    torch.save file); else what it looks like instead."""
+    head = read_head(path)
+    if container_kind(head[:16]) != "other":
         return None
-    if not head:
-        return "an empty file"
-    text = head.lstrip().lower()
-    if text.startswith((b"<!doctype html", b"<html")) or b"<html" in text:
-        return "an HTML page"
-    if text.startswith((b"{", b"[")):
-        return "a JSON document"
-    return f"a file starting with {head[:16]!r}"
+    return describe_head(head)
