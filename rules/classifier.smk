@@ -29,7 +29,7 @@ rule train_classifier:
         settings=get_classifier_settings,
         positive_label=get_positive_label(),
         synthetic_class=config["data"]["synthetic_class"],
-        state="results/classifier/{arm}/ratio{ratio}/seed{seed}/state",
+        state=STATE_DIRS["train_classifier"],
     script:
         "../scripts/train_classifier.py"
 

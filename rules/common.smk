@@ -116,11 +116,55 @@ def check_rule_requests():
         )
 
 
+# Resume state of each training rule (an undeclared folder: it survives a failed job).
+STATE_DIRS = {
+    "train_dcgan": "results/dcgan/{run}/state",
+    "train_stylegan2ada": "results/stylegan2ada/{run}/state",
+    "train_classifier": "results/classifier/{arm}/ratio{ratio}/seed{seed}/state",
+    "train_domain_extractor": "results/metrics/domain_extractor/state",
+}
+_told_futile = set()
+
+
 def get_resources(rule):
     """Resources of `rule`'s jobs (mem_mb, runtime, gpu, ...), given at the level of the rule
     itself, so a profile's default-resources fill other keys and its set-resources override
-    these."""
-    return rule_requests().resources(rule)
+    these. A training rule's runtime and mem_mb depend on the attempt: a retry of a job
+    whose last attempt in this snakemake run failed for a reason retrying cannot fix (it
+    fails at once, cxrlib.train.attempts) asks for the smallest request, not another long
+    GPU job."""
+    resources = rule_requests().resources(rule)
+    if rule not in STATE_DIRS:
+        return resources
+    from cxrlib.train.attempts import FUTILE_REQUEST
+
+    for key in FUTILE_REQUEST:
+        if key in resources:
+            resources[key] = _request_of_attempt(rule, key, resources[key])
+    return resources
+
+
+def _request_of_attempt(rule, key, value):
+    def request(wildcards, attempt):
+        if attempt == 1 or not workflow.is_main_process:
+            return value
+        from cxrlib.train.attempts import FUTILE_REQUEST, recorded_failure
+
+        state = STATE_DIRS[rule].format(**dict(wildcards.items()))
+        failure = recorded_failure(state, os.environ.get("CXR_SNAKEMAKE_RUN"))
+        if failure is None:
+            return value  # a stop at the time limit (or a kill): worth the full request
+        if state not in _told_futile:
+            _told_futile.add(state)
+            logger.warning(
+                f"{rule} ({state}) failed in this snakemake run for a reason a retry cannot "
+                f"fix ({failure}); its remaining retries fail at once and ask for "
+                f"{FUTILE_REQUEST['runtime']} minutes and {FUTILE_REQUEST['mem_mb']} MB. Fix "
+                "it, then run snakemake again."
+            )
+        return min(value, FUTILE_REQUEST[key])
+
+    return request
 
 
 HEADLINE_PAGE = "results/report/workflow.rst"
@@ -289,7 +333,7 @@ def pretrained_gan_path(name):
 def resolve_resume_from(run, value):
     """A run's resume_from as a file path: a name in stylegan2ada.pretrained becomes the file
     fetch_pretrained_gan writes; anything else is a file that must exist now and start like a
-    network file (not an image, a web page, a text file...), checked before any job runs."""
+    network file (not an image, a web page, a text file...): checked before any job."""
     pretrained = config["stylegan2ada"].get("pretrained") or {}
     if not isinstance(value, str) or not value:
         raise WorkflowError(

@@ -29,7 +29,7 @@ rule train_dcgan:
         label=config["data"]["synthetic_class"],
         out_dir="results/dcgan/{run}",
         # Resume state: not an output, so it survives a failed (killed) job.
-        state="results/dcgan/{run}/state",
+        state=STATE_DIRS["train_dcgan"],
     script:
         "../scripts/train_dcgan.py"
 

@@ -94,7 +94,7 @@ rule train_domain_extractor:
     params:
         settings=get_domain_extractor_settings,
         positive_label=get_positive_label(),
-        state="results/metrics/domain_extractor/state",
+        state=STATE_DIRS["train_domain_extractor"],
     script:
         "../scripts/train_domain_extractor.py"
 

@@ -50,7 +50,7 @@ rule train_stylegan2ada:
         label=config["data"]["synthetic_class"],
         out_dir="results/stylegan2ada/{run}",
         # Resume state: not an output, so it survives a failed (killed) job.
-        state="results/stylegan2ada/{run}/state",
+        state=STATE_DIRS["train_stylegan2ada"],
     script:
         "../scripts/train_stylegan2ada.py"
 

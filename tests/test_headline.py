@@ -12,7 +12,9 @@ from cxrlib.report.headline import (
     classifier_conclusion,
     classifier_rows,
     data_summary,
+    format_model_rows,
     headline_section,
+    model_notes,
     model_rows,
     rst_escape,
 )
@@ -75,6 +77,40 @@ def test_classifier_rows_and_conclusion_state_only_what_the_verdicts_support() -
 
     quiet = classifier_conclusion(_comparison({("real_dcgan", "0.5"): NO_EVIDENCE}))
     assert "helped" not in quiet and quiet.startswith("All 1 arm(s) show no evidence")
+
+
+def test_real_floors_of_precision_to_coverage_stand_beside_the_scores() -> None:
+    """What real images score (train half vs half) is shown with each pair: a perfect
+    generator's values, which small sets pull below 1."""
+    sweep = _sweep("dcgan", "baseline", "epoch", [30.0, 12.5]).assign(
+        real_floor_precision=0.61, real_floor_recall=0.58, real_floor_density=0.97,
+        real_floor_coverage=0.93, real_floor_fid=11.0,
+    )  # fmt: skip
+    shown = format_model_rows(model_rows([sweep], {})).iloc[0]
+    assert shown["precision / recall"] == "0.50 / 0.25 (real 0.61 / 0.58)"
+    assert shown["density / coverage"] == "1.20 / 0.75 (real 0.97 / 0.93)"
+    older = format_model_rows(model_rows([_sweep("dcgan", "baseline", "epoch", [3.0])], {}))
+    assert older.iloc[0]["density / coverage"] == "1.20 / 0.75"  # tables without floors
+
+
+def test_zero_precision_to_coverage_beside_a_fid_near_its_floor_is_explained() -> None:
+    sweep = _sweep("dcgan", "baseline", "epoch", [30.0, 12.5]).assign(
+        precision=0.0, recall=0.0, density=0.01, coverage=0.0, real_floor_fid=11.0
+    )
+    notes = " ".join(model_notes(model_rows([sweep], {})))
+    assert "precision, recall, density and coverage are all near 0" in notes
+    assert "FID compares only the mean and covariance" in notes
+    fine = " ".join(model_notes(model_rows([_sweep("dcgan", "baseline", "epoch", [3.0])], {})))
+    assert "all near 0" not in fine
+
+
+def test_a_real_only_classifier_at_chance_is_said_to_be_so() -> None:
+    comparison = _comparison({("real_dcgan", "0.5"): NO_EVIDENCE})
+    assert "near chance" not in classifier_conclusion(comparison)  # AUROC 0.9
+    comparison.loc[comparison.verdict == "baseline", "mean"] = 0.52
+    text = classifier_conclusion(comparison)
+    assert "test AUROC (0.520) is near chance (0.5)" in text
+    assert "no arm can show a difference" in text
 
 
 def test_rst_escape_keeps_names_literal() -> None:

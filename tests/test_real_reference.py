@@ -194,7 +194,8 @@ def _floors() -> pd.DataFrame:
     return pd.DataFrame(
         [
             {"extractor": "cxr", "resolution": 64, "set_a": a, "set_b": b, "fid": fid,
-             "kid_mean": kid, NOT_COMPUTABLE: ""}
+             "kid_mean": kid, "precision": 0.7, "recall": 0.6, "density": 0.98,
+             "coverage": 0.95, NOT_COMPUTABLE: ""}
             for a, b, fid, kid in rows
         ]
     )  # fmt: skip
@@ -208,7 +209,8 @@ def _scores(train_fids: list[float], test_fids: list[float]) -> pd.DataFrame:
                 {"model": "dcgan", "run": "baseline", "snapshot": f"epoch{epoch:04d}",
                  "epoch": epoch, "kimg": np.nan, "extractor": "cxr", "reference": reference,
                  "fid": fid, "kid_mean": fid / 1000, "kid_std": 0.0, "precision": 0.5,
-                 "recall": 0.5, "diversity_ratio": 0.9, NOT_COMPUTABLE: ""}
+                 "recall": 0.5, "density": 0.4, "coverage": 0.3, "diversity_ratio": 0.9,
+                 NOT_COMPUTABLE: ""}
             )  # fmt: skip
     return pd.DataFrame(rows)
 
@@ -266,6 +268,11 @@ def test_sweep_figure_draws_a_labelled_floor_per_reference(tmp_path: Path) -> No
     )
     lines = floor_lines(sweep)
     assert [(f["reference"], f["fid"]) for f in lines] == [("test", 1067.0), ("train", 4.8)]
+    # density and coverage panels get their floors too
+    assert [(f["density"], f["coverage"]) for f in lines] == [(0.98, 0.95)] * 2
+    assert (sweep["real_floor_precision"] == 0.7).all() and (
+        sweep["real_floor_recall"] == 0.6
+    ).all()
     assert [f["label"] for f in lines] == [
         "real train vs test (cxr) = 1,067",
         "real train half vs half (cxr) = 4.8",

@@ -352,3 +352,36 @@ def test_training_needing_more_attempts_than_retries_finishes_in_one_run(
     assert events.count("resumed at step") == len(training) - 1
     log = pd.read_csv(workdir / "results/dcgan/baseline/train_log.csv")
     assert log["epoch"].tolist() == list(range(1, 601))
+
+
+def test_a_failure_no_retry_can_fix_is_resubmitted_small(slurm, tmp_path: Path) -> None:
+    """An unreadable resume state, a failure no retry can fix: snakemake still resubmits the
+    job (the rule's own retries), but each retry fails at once and asks SLURM for 5 minutes
+    and 1000 MB, not for another job of the first attempt's 4 hours and 16 GB."""
+    workdir = copy_workflow(tmp_path / "wf")
+    resources = workdir / "profiles/default/resources.yaml"
+    many = "  train_dcgan:\n    retries: 20\n"
+    assert many in resources.read_text()
+    resources.write_text(resources.read_text().replace(many, "  train_dcgan:\n    retries: 2\n"))
+    config = ("--configfile", "tests/config/test.yaml")
+    run_snakemake(workdir, "--cores", "2", "results/data/cache/train.npz", *config)
+    state = workdir / "results/dcgan/baseline/state"
+    state.mkdir(parents=True)
+    (state / "state.pt").write_bytes(b"not a checkpoint")
+    env = _user(tmp_path)
+    _site_profile(env)
+    proc = run_snakemake(
+        workdir, "--profile", "slurm", "results/dcgan/baseline/train_log.csv", *FAST_STATUS,
+        *config, env=env, check=False, timeout=900,
+    )  # fmt: skip
+    assert proc.returncode != 0
+    training = submitted(workdir).query("rule == 'train_dcgan'")
+    assert len(training) == 3 and (training["state"] == "FAILED").all(), training
+    assert (training["partition"] == PARTITION).all() and (training["account"] == ACCOUNT).all()
+    first, retries = training.iloc[0], training.iloc[1:]
+    assert (first["runtime"], first["mem_mb"]) == (240, 16000)
+    assert (retries["runtime"] == 5).all() and (retries["mem_mb"] == 1000).all(), training
+    out = proc.stdout + proc.stderr
+    assert out.count("failed in this snakemake run for a reason a retry cannot fix") == 1
+    events = (state / "events.log").read_text()
+    assert events.count("failed in snakemake run") == 1 and "delete the folder" in events

@@ -20,8 +20,10 @@ settings and the same feature files as the scores:
 share of set_a inside set_b's manifold, recall the share of set_b inside set_a's), `set_b` the
 reference's. FID: Heusel et al. 2017; KID: Binkowski et al. 2018; precision/recall:
 Kynkaanniemi et al. 2019; density/coverage: Naeem et al. 2020 (set_a counted in set_b's
-k-NN balls; for two sets of one distribution density is about 1, coverage about 1 -
-C(n_b - 1, k) / C(n_a + n_b - 1, k), so the floors' sizes matter: compare at like sizes).
+k-NN balls, set_b the reference side; for two sets of one distribution density has expectation
+1 at any size, only its spread growing as the sets shrink, and coverage has expectation
+1 - C(n_b - 1, k) / C(n_a + n_b - 1, k), 1 - 2^-k for n_a = n_b: Naeem et al. 2020, section 3.2,
+so coverage floors at other sizes than the scores' differ a little: compare at like sizes).
 
 The shift flag: the test images are "much farther" from the training images than held-out
 training patients are when FID(train, test) > `shift_factor` x max(FID(train, val),
@@ -81,7 +83,9 @@ REFERENCE_COLUMNS = [
 # far" in words; above it "farther", and above metrics.shift_factor it is flagged.
 NEAR = 1.5
 # Columns added to score tables (sweeps, summary) by `attach_floors`.
-FLOOR_COLUMNS = ["resolution", "real_floor", "real_floor_fid", "real_floor_kid_mean"]
+# real_floor_<score>: the floor comparison's value of each score (FLOOR_SCORES).
+FLOOR_SCORES = ("fid", "kid_mean", "precision", "recall", "density", "coverage")
+FLOOR_COLUMNS = ["resolution", "real_floor", *(f"real_floor_{s}" for s in FLOOR_SCORES)]
 _PHRASES = {
     ("train", "val"): "real train vs val",
     ("train", "test"): "real train vs test",
@@ -346,9 +350,10 @@ def attach_floors(
 
     `resolutions` maps (model, run) to the run's image side (px). Each row gets the
     comparison FLOOR_OF its reference at its extractor and resolution: `real_floor` names it
-    ("train_half_a vs train_half_b"), `real_floor_fid` and `real_floor_kid_mean` are its
-    values (NaN where not computable or `floors` is None), `below_real_floor` is True where the
-    row's FID is below the floor's (False where either is NaN).
+    ("train_half_a vs train_half_b"), `real_floor_fid`, `real_floor_kid_mean`,
+    `real_floor_precision` ... `real_floor_coverage` are its values (NaN where not
+    computable or `floors` is None), `below_real_floor` is True where the row's FID is below
+    the floor's (False where either is NaN).
     """
     out = scores.copy()
     res = [
@@ -358,18 +363,20 @@ def attach_floors(
     out["resolution"] = pd.array(
         [int(v) if math.isfinite(v) else pd.NA for v in map(float, res)], dtype="Int64"
     )
-    labels, fids, kids = [], [], []
+    labels = []
+    values: dict[str, list[float]] = {score: [] for score in FLOOR_SCORES}
     for row, resolution in zip(out.itertuples(), res, strict=True):
         pair = FLOOR_OF.get(str(row.reference))
         found = None
         if pair is not None and floors is not None and math.isfinite(float(resolution)):
             found = _row(floors, row.extractor, int(resolution), pair)
         labels.append(f"{pair[0]} vs {pair[1]}" if pair else "")
-        fids.append(float(found.fid) if found is not None else math.nan)
-        kids.append(float(found.kid_mean) if found is not None else math.nan)
+        for score, column in values.items():
+            value = found.get(score, math.nan) if found is not None else math.nan
+            column.append(float(value) if value is not None else math.nan)
     out["real_floor"] = labels
-    out["real_floor_fid"] = fids
-    out["real_floor_kid_mean"] = kids
+    for score, column in values.items():
+        out[f"real_floor_{score}"] = column
     fid = out["fid"].to_numpy(float)
     floor = out["real_floor_fid"].to_numpy(float)
     with np.errstate(invalid="ignore"):

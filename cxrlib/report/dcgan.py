@@ -86,9 +86,9 @@ def floor_lines(sweep: pd.DataFrame) -> list[dict[str, object]]:
     """The real-vs-real floor of each (extractor, reference) of a sweep table, as drawn.
 
     One dict per pair whose rows carry a finite `real_floor_fid` (see
-    cxrlib.metrics.reference.attach_floors): extractor, reference, fid, kid_mean (NaN where
-    not computed) and label ("real train half vs half (cxr) = 4.8"). Tables without floors
-    give [].
+    cxrlib.metrics.reference.attach_floors): extractor, reference, fid, kid_mean, density,
+    coverage (NaN where not computed or not in the table) and label ("real train half vs
+    half (cxr) = 4.8"). Tables without floors give [].
     """
     if "real_floor_fid" not in sweep.columns or "reference" not in sweep.columns:
         return []
@@ -98,13 +98,16 @@ def floor_lines(sweep: pd.DataFrame) -> list[dict[str, object]]:
         if not np.isfinite(fid):
             continue
         set_a, _, set_b = str(rows["real_floor"].iloc[0]).partition(" vs ")
-        kid = rows.get("real_floor_kid_mean", pd.Series([np.nan]))
+        other = {
+            key: float(rows.get(f"real_floor_{key}", pd.Series([np.nan])).iloc[0])
+            for key in ("kid_mean", "density", "coverage")
+        }
         out.append(
             {
                 "extractor": str(extractor),
                 "reference": str(reference),
                 "fid": fid,
-                "kid_mean": float(kid.iloc[0]),
+                **other,
                 "label": f"{floor_label(set_a, set_b)} ({extractor}) = {format_fid(fid)}",
             }
         )
@@ -139,9 +142,10 @@ def plot_sweep(
     split too small for a metric) leave gaps, and the reasons from the `not_computable` column
     are printed under the axes ("n/a: ...").
 
-    Rows carrying their real floors (`real_floor_fid`, `real_floor_kid_mean`, `real_floor`)
-    get a thin horizontal line per (extractor, reference) in the curve's colour and style at
-    the matching real-vs-real value, labelled in the legend and at the line ("real train vs
+    Rows carrying their real floors (`real_floor_fid`, `real_floor_kid_mean`,
+    `real_floor_density`, `real_floor_coverage`, `real_floor`) get a thin horizontal line per
+    (extractor, reference) on each of those panels, in the curve's colour and style at the
+    matching real-vs-real value, labelled in the legend and at the line ("real train vs
     test (cxr) = 1,067"): a score at its line is as far as real images are from each other.
     FID (and KID when positive) switch to a log axis when the values span more than 50x, so a
     FID of 2 against train and 1,000 against test are both readable.
@@ -200,8 +204,8 @@ def plot_sweep(
     for floor in floors:
         color = colors.get(str(floor["extractor"]), "gray")
         style = styles.get(str(floor["reference"]), "-")
-        for ax, key in ((ax_fid, "fid"), (ax_kid, "kid_mean")):
-            if not np.isfinite(float(floor[key])):
+        for ax, key in panels:
+            if key not in floor or not np.isfinite(float(floor[key])):
                 continue
             ax.axhline(
                 float(floor[key]),
@@ -249,7 +253,8 @@ def plot_sweep(
     ax_div.set_ylabel("diversity ratio\n(generated / real)")
     ax_div.set_xlabel(progress)
     if ax_fid.get_legend_handles_labels()[0]:
-        ax_fid.legend(fontsize=8)
+        # beside the axes, never over the curves ("tight" saving makes room for it)
+        ax_fid.legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.01, 1.0), borderaxespad=0)
     fig.suptitle(f"{title} snapshots: fidelity and diversity by {progress}", fontsize=10)
     shown = ("FID", "KID", *(("density/coverage",) if has_dc else ()), "diversity ratio")
     notes = not_computable_lines(sweep, metrics=shown)

@@ -108,6 +108,11 @@ _MODEL_CELLS = {
     "recall": ("train", "recall"),
     "density": ("train", "density"),
     "coverage": ("train", "coverage"),
+    # what real images score (train half vs half): a perfect generator's values
+    "real precision": ("train", "real_floor_precision"),
+    "real recall": ("train", "real_floor_recall"),
+    "real density": ("train", "real_floor_density"),
+    "real coverage": ("train", "real_floor_coverage"),
     "diversity": ("train", "diversity_ratio"),
 }
 
@@ -210,16 +215,23 @@ def format_model_rows(rows: pd.DataFrame) -> pd.DataFrame:
         rows["not computable"] if "not computable" in rows else pd.Series([{}] * len(rows))
     ).map(lambda r: r if isinstance(r, Mapping) else {})
 
-    def pair(a: str, b: str, digits: int) -> list[str]:
+    def pair(a: str, b: str, digits: int, real: bool = False) -> list[str]:
+        """ "a / b"; with `real`, "(real x / y)" after it: the real floors of both scores."""
         cells = []
-        for x, y, why in zip(rows[a], rows[b], reasons, strict=True):
+        for i, (x, y, why) in enumerate(zip(rows[a], rows[b], reasons, strict=True)):
             left, right = _cell(x, digits, why.get(a)), _cell(y, digits, why.get(b))
-            cells.append(left if left == right and left.startswith("n/a") else f"{left} / {right}")
+            cell = left if left == right and left.startswith("n/a") else f"{left} / {right}"
+            if real:
+                fa, fb = (_num(rows[f"real {c}"].iloc[i], digits) for c in (a, b))
+                if fa != "–" or fb != "–":
+                    cell += f" (real {fa} / {fb})"
+            cells.append(cell)
         return cells
 
     best_by = rows["best by"] if "best by" in rows else pd.Series([""] * len(rows))
     # tables written before these scores existed: shown as missing ('–')
-    for cell in ("real floor (train)", "real floor (test)", "density", "coverage"):
+    real_cells = [f"real {c}" for c in ("precision", "recall", "density", "coverage")]
+    for cell in ("real floor (train)", "real floor (test)", "density", "coverage", *real_cells):
         if cell not in rows:
             rows = rows.assign(**{cell: math.nan})
     return pd.DataFrame(
@@ -230,8 +242,8 @@ def format_model_rows(rows: pd.DataFrame) -> pd.DataFrame:
             "features": rows.features,
             "FID train / test": pair("FID (train)", "FID (test)", 1),
             "real floor train / test": pair("real floor (train)", "real floor (test)", 1),
-            "precision / recall": pair("precision", "recall", 2),
-            "density / coverage": pair("density", "coverage", 2),
+            "precision / recall": pair("precision", "recall", 2, real=True),
+            "density / coverage": pair("density", "coverage", 2, real=True),
             "diversity": [
                 _cell(v, 2, why.get("diversity"))
                 for v, why in zip(rows.diversity, reasons, strict=True)
@@ -283,6 +295,10 @@ def generated_vs_test_sentence(fid_test: float, floor_test: float) -> str | None
     )
 
 
+# Precision, recall, density and coverage all below this: samples off the real manifold.
+OFF_MANIFOLD = 0.05
+
+
 def model_notes(rows: pd.DataFrame) -> list[str]:
     """One sentence per model row with something to say about its floors: the test FID
     against the real train-vs-test distance, and a best snapshot whose FID vs train is below
@@ -298,6 +314,19 @@ def model_notes(rows: pd.DataFrame) -> list[str]:
         )
         if test:
             notes.append(f"{who}: {test}.")
+        manifold = [_float(row.get(c)) for c in ("precision", "recall", "density", "coverage")]
+        if all(math.isfinite(v) and v < OFF_MANIFOLD for v in manifold):
+            fid = _float(row.get("FID (train)"))
+            notes.append(
+                f"{who}: precision, recall, density and coverage are all near 0 "
+                + (f"while FID vs train is {format_fid(fid)}" if math.isfinite(fid) else "")
+                + ": hardly any sample lies within the nearest-neighbour radius of a real "
+                "image, nor any real image near a sample, in this feature space. FID compares "
+                "only the mean and covariance of the features, so a FID near its floor and "
+                "these zeros are not in conflict: the samples match the real images' feature "
+                "statistics as a cloud without resembling any of them closely. Trust the "
+                "zeros for how realistic single samples are."
+            )
         if row.get("below floor (train)"):
             notes.append(
                 f"{who}: the best snapshot {row['best snapshot']} has FID vs train "
@@ -312,6 +341,9 @@ def model_notes(rows: pd.DataFrame) -> list[str]:
 
 
 # -- classifier ------------------------------------------------------------------------------
+
+# Below this mean test AUROC the real-only classifier is said to be near chance.
+CHANCE_AUROC = 0.6
 
 
 def classifier_rows(comparison: pd.DataFrame, metric: str = "auroc") -> pd.DataFrame:
@@ -343,9 +375,21 @@ def classifier_rows(comparison: pd.DataFrame, metric: str = "auroc") -> pd.DataF
 
 def classifier_conclusion(comparison: pd.DataFrame, metric: str = "auroc") -> str:
     """What the comparison supports, and no more."""
+    base = comparison[(comparison.metric == metric) & (comparison.verdict == "baseline")]
+    chance = ""
+    if metric == "auroc" and len(base) and float(base["mean"].iloc[0]) < CHANCE_AUROC:
+        chance = (
+            f" The real-only classifier's test AUROC ({_num(base['mean'].iloc[0])}) is near "
+            "chance (0.5): at this scale it has not learnt the task, so no arm can show a "
+            "difference; a larger data set, more epochs or a larger image size are needed "
+            "before this comparison means anything."
+        )
     rows = comparison[(comparison.metric == metric) & (comparison.verdict != "baseline")]
     if rows.empty:
-        return "No synthetic-data arm was trained, so nothing is compared with real-only data."
+        return (
+            "No synthetic-data arm was trained, so nothing is compared with real-only data."
+            + chance
+        )
 
     def names(verdict: str) -> list[str]:
         picked = rows[rows.verdict == verdict]
@@ -375,7 +419,7 @@ def classifier_conclusion(comparison: pd.DataFrame, metric: str = "auroc") -> st
         "A verdict needs both the interval over seeds and the patient bootstrap interval to "
         "exclude zero on the same side."
     )
-    return " ".join(sentences)
+    return " ".join(sentences) + chance
 
 
 # -- runtime ---------------------------------------------------------------------------------
@@ -445,11 +489,13 @@ def headline_section(
             "test images). A generated-vs-test FID at its floor is as far from the test "
             "images as the real training images are. Precision / recall and density / "
             "coverage are against the training images, in the row's feature space: density "
-            "near 1 and coverage near 1 for samples spread like the real images (density "
+            "about 1 and coverage near 1 for samples spread like the real images (density "
             "above 1: samples crowd dense real regions; coverage is the share of real images "
-            "with a sample among their nearest neighbours; both biased at small sample "
-            "sizes). Diversity is the samples' mean pairwise feature distance over the real "
-            "images' (below 0.5 for long: collapse). "
+            "with a sample among their nearest neighbours); *(real ...)* gives what real "
+            "images score in the same comparison (two halves of the training images), the "
+            "value a perfect generator reaches here, which small sets pull below 1 for "
+            "precision, recall and coverage. Diversity is the samples' mean pairwise "
+            "feature distance over the real images' (below 0.5 for long: collapse). "
             "Near-copies: samples of the snapshot used for the classifier that the "
             "memorisation audit flags. Full tables under Scoring, DCGAN and StyleGAN2-ADA.",
             "",

@@ -42,6 +42,7 @@ import torch
 import torch.distributed as dist
 
 from cxrlib.io import atomic_path, write_json
+from cxrlib.train.attempts import RUN_ENV, failure_line, recorded_failure
 from cxrlib.train.resume import RECORD_FILE, ResumeContract, check_resume, read_record
 
 log = logging.getLogger(__name__)
@@ -69,9 +70,6 @@ class RepeatedFailure(RuntimeError):
     """A retry of an attempt that failed for a reason retrying cannot change."""
 
 
-RUN_ENV = "CXR_SNAKEMAKE_RUN"  # one id per snakemake invocation (set in rules/common.smk)
-
-
 @contextlib.contextmanager
 def attempt_guard(state_dir: str | Path, run_id: str | None = None) -> Iterator[None]:
     """One attempt of a training job.
@@ -84,24 +82,19 @@ def attempt_guard(state_dir: str | Path, run_id: str | None = None) -> Iterator[
     retry many times, for time limits). Running snakemake again always tries afresh.
     """
     run_id = run_id if run_id is not None else os.environ.get(RUN_ENV)
-    events = Path(state_dir) / "events.log"
-    if run_id and events.is_file():
-        lines = events.read_text().splitlines()
-        mark = f" failed in snakemake run {run_id}: "
-        if lines and mark in lines[-1]:
-            raise RepeatedFailure(
-                f"not repeating this run's earlier failure ({lines[-1].split(mark, 1)[1]}); "
-                "fix it, then run snakemake again"
-            )
+    earlier = recorded_failure(state_dir, run_id)
+    if earlier is not None:
+        raise RepeatedFailure(
+            f"not repeating this run's earlier failure ({earlier}); fix it, then run "
+            "snakemake again"
+        )
     try:
         yield
     except JobInterrupted:
         raise
     except Exception as exc:
         first = str(exc).splitlines()[0] if str(exc) else ""
-        StateStore(state_dir).record(
-            f"failed in snakemake run {run_id or '-'}: {type(exc).__name__}: {first}"
-        )
+        StateStore(state_dir).record(failure_line(run_id, f"{type(exc).__name__}: {first}"))
         raise
 
 
