@@ -15,19 +15,19 @@ $(VENV)/.installed: pyproject.toml
 	$(BIN)/pip install --quiet --disable-pip-version-check -e '.[dev]'
 	touch $@
 
-# The run writes results/report.html when it ends (config report.after_run).
+# The run writes results/report.html when it ends (config report.after_run) and prints its path.
 demo: install
 	$(SNAKEMAKE) --cores $(CORES) --configfile overlays/demo.yaml
-	@echo "Report: $(CURDIR)/results/report.html"
 
 report: install
 	$(SNAKEMAKE) --cores 1 --configfile overlays/demo.yaml --report results/report.html
 	@echo "Report: $(CURDIR)/results/report.html"
 
 # The `slurm` profile that `snakemake --profile slurm` reads, where you have none:
-# make cluster-profile ACCOUNT=myaccount PARTITION=gpu  (an existing profile is kept, and shown)
+# make cluster-profile ACCOUNT=myaccount PARTITION=cpu GPU_PARTITION=gpu  (an existing profile
+# is kept, and shown; PARTITION: every job's, GPU_PARTITION: the jobs that ask for a GPU)
 cluster-profile: install
-	$(BIN)/python -m cxrlib.cluster install $(if $(ACCOUNT),--account $(ACCOUNT)) $(if $(PARTITION),--partition $(PARTITION))
+	$(BIN)/python -m cxrlib.cluster install $(if $(ACCOUNT),--account $(ACCOUNT)) $(if $(PARTITION),--partition $(PARTITION)) $(if $(GPU_PARTITION),--gpu-partition $(GPU_PARTITION))
 
 test: install
 	$(BIN)/pytest

@@ -32,7 +32,7 @@ OUT = Path(__file__).resolve().parent / "out"
 
 def _phantoms(n: int, size: int, workers: int) -> Path:
     root = OUT / f"phantom_{n}_{size}"
-    if not (root / "README.txt").exists():
+    if not (root / "PHANTOM_README.txt").exists():
         shutil.rmtree(root, ignore_errors=True)
         spec = PhantomSpec(
             counts={"train": {"NORMAL": n, "PNEUMONIA": 8}, "test": {"NORMAL": 8, "PNEUMONIA": 8}},

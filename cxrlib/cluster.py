@@ -89,9 +89,7 @@ def _check_requests(where: str, values: Any, source: Path) -> dict[str, Any]:
                     f"{source}: {where}.{key} must be an integer >= {low}, got {value!r}"
                 )
         elif not isinstance(value, str | int | float) or isinstance(value, bool):
-            raise ValueError(
-                f"{source}: {where}.{key} must be a number or a string, got {value!r}"
-            )
+            raise ValueError(f"{source}: {where}.{key} must be a number or a string, got {value!r}")
     return dict(values)
 
 
@@ -185,17 +183,38 @@ def _fill(template: str, values: Mapping[str, str | None]) -> str:
     return "\n".join(lines) + "\n"
 
 
+def gpu_rules(requests: RuleRequests) -> list[str]:
+    """The rules whose jobs ask for at least one GPU (`gpu` in the requests file), sorted."""
+    return sorted(r for r in requests.rules if int(requests.resources(r).get("gpu", 0) or 0) > 0)
+
+
+def _gpu_partition_block(partition: str, requests: RuleRequests) -> str:
+    """A `set-resources` block sending every GPU rule's jobs to `partition`."""
+    value = yaml.safe_dump(partition, default_style=chr(34)).strip()
+    lines = [
+        f"# The GPU rules ({requests.source.name}: gpu >= 1) to the GPU partition; the other",
+        "# jobs go to default-resources' slurm_partition.",
+        "set-resources:",
+        *(f"  {rule}: {{slurm_partition: {value}}}" for rule in gpu_rules(requests)),
+    ]
+    return "\n".join(lines) + "\n"
+
+
 def install_profile(
     template: str | Path,
     *,
     account: str | None = None,
     partition: str | None = None,
+    gpu_partition: str | None = None,
     cwd: str | Path | None = None,
 ) -> tuple[Path, bool]:
     """Install the project's cluster profile as the user's `slurm` profile, unless one exists.
 
-    Returns (the config file `--profile slurm` reads, whether this call wrote it). An existing
-    profile (the user's, the site's, or one in `cwd`) is never changed.
+    `partition` is every job's (default-resources slurm_partition); `gpu_partition`, where
+    given, that of the rules that ask for a GPU (set-resources), read from the requests file
+    beside the template (../default/resources.yaml). Returns (the config file `--profile
+    slurm` reads, whether this call wrote it). An existing profile (the user's, the site's,
+    or one in `cwd`) is never changed.
     """
     existing = find_profile(PROFILE_NAME, cwd)
     if existing is not None:
@@ -207,6 +226,9 @@ def install_profile(
     text = _fill(
         Path(template).read_text(), {"slurm_account": account, "slurm_partition": partition}
     )
+    if gpu_partition:
+        requests = load_rule_requests(Path(template).parent.parent / "default/resources.yaml")
+        text += _gpu_partition_block(gpu_partition, requests)
     tmp = target.with_suffix(".tmp")
     tmp.write_text(text)
     tmp.replace(target)
@@ -253,6 +275,9 @@ def main(argv: list[str] | None = None) -> int:
     inst.add_argument("--template", default=str(template), help="the profile to install")
     inst.add_argument("--account", help="slurm_account for every job (sbatch -A)")
     inst.add_argument("--partition", help="slurm_partition for every job (sbatch -p)")
+    inst.add_argument(
+        "--gpu-partition", help="slurm_partition for the jobs that ask for a GPU (set-resources)"
+    )
     sub.add_parser("show", help="which file --profile slurm reads, and what it sets")
     args = parser.parse_args(argv)
     try:
@@ -265,7 +290,10 @@ def main(argv: list[str] | None = None) -> int:
 def _run(args: argparse.Namespace) -> int:
     if args.command == "install":
         path, written = install_profile(
-            args.template, account=args.account, partition=args.partition
+            args.template,
+            account=args.account,
+            partition=args.partition,
+            gpu_partition=args.gpu_partition,
         )
         if written:
             print(f"installed the cluster profile {path} (from {args.template})")
@@ -273,8 +301,8 @@ def _run(args: argparse.Namespace) -> int:
                 print("  set slurm_account / slurm_partition there if your cluster has no defaults")
         else:
             print(f"kept your existing profile {path}: `snakemake --profile slurm` reads it")
-            if args.account or args.partition:
-                print("  --account/--partition were not applied: edit that file instead")
+            if args.account or args.partition or args.gpu_partition:
+                print("  --account/--partition/--gpu-partition were not applied: edit that file")
     else:
         path = find_profile()
         if path is None:

@@ -14,6 +14,8 @@ import yaml
 from cxrlib.cluster import find_profile, install_profile, load_rule_requests
 from tests.conftest import ROOT, copy_workflow, run_snakemake
 
+REQUESTS = load_rule_requests(ROOT / "profiles/default/resources.yaml")
+
 RESOURCES = ROOT / "profiles/default/resources.yaml"
 GPU_RULES = {
     "train_dcgan", "train_stylegan2ada", "generate_samples", "real_features", "score_dcgan",
@@ -216,3 +218,34 @@ def test_mem_mb_per_cpu_warning_only_where_a_profile_sets_it(tmp_path: Path) -> 
     profile.write_text(profile.read_text().replace(account, account + "  mem_mb_per_cpu: 3000\n"))
     dry = run_snakemake(workdir, *args, env=env)
     assert "mem_mb_per_cpu (3000) replaces every rule's mem_mb" in dry.stdout + dry.stderr
+
+
+def test_gpu_partition_sends_only_the_gpu_rules_there(tmp_path: Path) -> None:
+    """`make cluster-profile ACCOUNT=a1 PARTITION=cpu1 GPU_PARTITION=gpu1` as snakemake then
+    reads it (the dry run's resources): GPU rules to gpu1, every other job to cpu1."""
+    workdir = copy_workflow(tmp_path / "wf")
+    home = tmp_path / "home"
+    env = {"XDG_CONFIG_HOME": str(home)}
+    subprocess.run(
+        # -o: the install step counts as done; BIN: this interpreter's environment
+        ["make", "-s", "-C", str(ROOT), "-o", ".venv/.installed", "cluster-profile",
+         "ACCOUNT=a1", "PARTITION=cpu1", "GPU_PARTITION=gpu1",
+         f"BIN={Path(sys.executable).parent}"],
+        env={**os.environ, **env}, check=True, capture_output=True, text=True,
+    )  # fmt: skip
+    profile = yaml.safe_load((home / "snakemake/slurm/config.yaml").read_text())
+    gpu = {r for r in REQUESTS.rules if REQUESTS.resources(r).get("gpu", 0) > 0}
+    assert set(profile["set-resources"]) == gpu and "train_stylegan2ada" in gpu
+    dry = run_snakemake(
+        workdir, "--profile", "slurm", "-n", "results/dcgan/baseline/train_log.csv",
+        "--configfile", "tests/config/test.yaml", env=env,
+    )  # fmt: skip
+    partitions = {}
+    rule = None
+    for line in (dry.stdout + dry.stderr).splitlines():
+        if line.startswith("rule "):
+            rule = line.removeprefix("rule ").rstrip(":")
+        elif "slurm_partition=" in line:
+            partitions[rule] = line.split("slurm_partition=", 1)[1].split(",")[0]
+    assert partitions["train_dcgan"] == "gpu1"
+    assert partitions["prepare_data"] == partitions["make_phantom"] == "cpu1"

@@ -80,7 +80,7 @@ def test_layout_and_exact_counts(dataset: tuple[Path, list[Path]]) -> None:
     images = sorted(p for p in root.rglob("*.jpeg"))
     assert paths == images
     assert paths == sorted(paths)
-    assert {p.name for p in root.iterdir() if p.is_file()} == {"README.txt"}
+    assert {p.name for p in root.iterdir() if p.is_file()} == {"PHANTOM_README.txt"}
 
 
 def test_file_names_carry_patient_ids_of_the_right_scheme(
@@ -133,7 +133,7 @@ def test_image_sizes_within_range(dataset: tuple[Path, list[Path]]) -> None:
 
 def test_readme_says_synthetic(dataset: tuple[Path, list[Path]]) -> None:
     root, _ = dataset
-    text = (root / "README.txt").read_text(encoding="utf-8")
+    text = (root / "PHANTOM_README.txt").read_text(encoding="utf-8")
     assert "synthetic" in text.lower()
     assert f"seed: {SPEC.seed}" in text
     assert "train/NORMAL: 9" in text
@@ -171,7 +171,7 @@ def test_test_shift_redraws_only_the_test_images_with_the_same_plan(tmp_path: Pa
         assert same == (not name.startswith("test/")), name
         with Image.open(tmp_path / "plain" / name) as a, Image.open(tmp_path / "shift" / name) as b:
             assert a.size == b.size
-    assert "test_shift: 1.0" in shifted["README.txt"].decode()
+    assert "test_shift: 1.0" in shifted["PHANTOM_README.txt"].decode()
 
 
 def test_shifted_pose_survives_histogram_equalisation() -> None:

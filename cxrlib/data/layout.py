@@ -21,6 +21,9 @@ OPTIONAL_SPLITS: tuple[str, ...] = ("val",)
 SYSTEM_FILE_NAMES = frozenset({".DS_Store", "Thumbs.db", "desktop.ini"})
 # Snakemake's own marker in a directory() output (the generated phantom folder): not data.
 WORKFLOW_MARKERS = frozenset({".snakemake_timestamp"})
+# The note the phantom generator writes at the root of its data set (cxrlib.data.phantom): the
+# workflow's own file, not data, so neither an image nor a rejected file. Only at the root.
+PHANTOM_NOTE = "PHANTOM_README.txt"
 
 
 class DataError(Exception):
@@ -143,7 +146,7 @@ def _walk(root: Path, follow_links: str) -> list[_Walked]:
             return
         for entry in entries:
             path = Path(entry.path)
-            if entry.name in WORKFLOW_MARKERS:
+            if entry.name in WORKFLOW_MARKERS or (not rel and entry.name == PHANTOM_NOTE):
                 continue
             problem = None
             if not _is_utf8(entry.name):

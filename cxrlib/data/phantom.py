@@ -27,6 +27,8 @@ import numpy as np
 from PIL import Image, ImageDraw
 from scipy import ndimage
 
+from cxrlib.data.layout import PHANTOM_NOTE
+
 LABELS: tuple[str, str] = ("NORMAL", "PNEUMONIA")
 
 # Keys that separate the generator streams derived from one seed, so that e.g. adding an image
@@ -964,7 +966,8 @@ def _readme(spec: PhantomSpec, n_images: int, n_patients: int) -> str:
 
 
 def make_phantom_dataset(root: Path, spec: PhantomSpec, workers: int = 1) -> list[Path]:
-    """Write {root}/{split}/{label}/<name>.jpeg for every image plus {root}/README.txt.
+    """Write {root}/{split}/{label}/<name>.jpeg for every image plus {root}/PHANTOM_README.txt
+    (cxrlib.data.layout.PHANTOM_NOTE: not counted as data).
 
     Returns the image paths, sorted. Every split gets a folder for every label (even with a
     count of 0) because the data-set reader requires the same classes in each split.
@@ -982,5 +985,5 @@ def make_phantom_dataset(root: Path, spec: PhantomSpec, workers: int = 1) -> lis
     else:
         paths = [_write(job) for job in jobs]
     n_patients = len({job.patient_key for job in jobs})
-    (root / "README.txt").write_text(_readme(spec, len(jobs), n_patients), encoding="utf-8")
+    (root / PHANTOM_NOTE).write_text(_readme(spec, len(jobs), n_patients), encoding="utf-8")
     return sorted(paths)

@@ -263,9 +263,9 @@ def _write_rejected(rejected: pd.DataFrame, outputs: PrepareOutputs) -> None:
         log.info("rejected %s: %s", row.path, row.reason)
     if not rejected.empty:
         log.warning(
-            "%d files rejected (reasons and paths in this job's log and rejected.csv)",
-            len(rejected),
-        )
+            "%d file%s rejected (reasons and paths in this job's log and rejected.csv)",
+            len(rejected), "" if len(rejected) == 1 else "s",
+        )  # fmt: skip
     for target in (outputs.rejected, outputs.rejected_log):
         if target is not None:
             write_csv(rejected, target)
