@@ -13,7 +13,8 @@ stays at a target, stops the drift. This script checks that on a CPU scale:
    reference, so the score measures the distribution, not memorisation of the training set;
 2. feature space: Inception weights cannot be downloaded here, so a resnet18 is trained from
    scratch on other phantoms, NORMAL vs PNEUMONIA (`train_classifier`), and its pooled
-   penultimate layer (512-d, `DomainExtractor`) is the space of FID/KID/precision/recall;
+   penultimate layer (512-d, `DomainExtractor`) is the space of FID/KID/precision/recall
+   (and density/coverage, added after the run recorded in benchmarks/README.md);
 3. two runs with the same seed, settings and kimg budget, augment='ada' and augment='off',
    run as two processes side by side (`--jobs 2`) with `--threads` torch threads each;
 4. at every snapshot: the G_ema snapshot file (`save_snapshot`, the workflow's format), ADA's
@@ -83,8 +84,8 @@ log = logging.getLogger("ada_ablation")
 ARMS: tuple[str, ...] = ("ada", "off")
 COLUMNS = (
     "arm", "kimg", "kimg_shown", "step", "train_s", "fid", "kid_mean", "kid_std",
-    "precision", "recall", "ada_p", "ada_rt", "d_sign_train", "d_sign_heldout",
-    "d_sign_fake", "n_fake", "n_real",
+    "precision", "recall", "density", "coverage", "ada_p", "ada_rt", "d_sign_train",
+    "d_sign_heldout", "d_sign_fake", "n_fake", "n_real",
 )  # fmt: skip
 # What training records per snapshot, written after every snapshot to <arm folder>/TRAIN_ROWS,
 # so that the snapshots of a run stopped early can still be scored (`--score-only`).
@@ -232,7 +233,8 @@ def score_arm(job: ArmJob, rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
         scores = score_features(job.reference_features, fake)
         out.append({**row, "fid": scores.fid, "kid_mean": scores.kid_mean,
                     "kid_std": scores.kid_std, "precision": scores.precision,
-                    "recall": scores.recall, "n_fake": scores.n_fake,
+                    "recall": scores.recall, "density": scores.density,
+                    "coverage": scores.coverage, "n_fake": scores.n_fake,
                     "n_real": scores.n_real})  # fmt: skip
         log.info("%s kimg %g: FID %.2f KID %.4f", job.arm, row["kimg"], scores.fid,
                  scores.kid_mean)  # fmt: skip
@@ -340,7 +342,8 @@ def main() -> None:
         sc = score_features(reference, real_features(extractor, reals[name]))
         rows.append({"arm": f"real:{name}", "fid": sc.fid, "kid_mean": sc.kid_mean,
                      "kid_std": sc.kid_std, "precision": sc.precision, "recall": sc.recall,
-                     "n_fake": sc.n_fake, "n_real": sc.n_real})  # fmt: skip
+                     "density": sc.density, "coverage": sc.coverage, "n_fake": sc.n_fake,
+                     "n_real": sc.n_real})  # fmt: skip
         log.info("reference row real:%s: FID %.2f KID %.4f", name, sc.fid, sc.kid_mean)
 
     jobs = [
