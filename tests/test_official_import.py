@@ -885,3 +885,22 @@ def test_attribute_and_init_kwarg_types_are_checked(
         off.import_official(path, *kwargs())
     msg = str(err.value)
     assert expected in msg and str(path) in msg and "settings.resolution: [" not in msg, msg
+
+
+@pytest.mark.parametrize(
+    ("stream", "message"),
+    [
+        # 7 bytes asking CPython's unpickler for a 16 GiB memo, zero-filled
+        (b"\x80\x04Nr" + (2**31).to_bytes(4, "little") + b".", "memo index 2147483648"),
+        (b"\x80\x05\x96" + (3).to_bytes(8, "little") + b"abc.", r"BYTEARRAY8 \(protocol 5"),
+        (b"\x80\x04\x8e" + (2**40).to_bytes(8, "little") + b"ab", "malformed pickle stream"),
+    ],
+)
+def test_pickles_that_would_make_the_unpickler_allocate_are_refused_first(
+    tmp_path: Path, stream: bytes, message: str
+) -> None:
+    """Checked opcode by opcode before the unpickler sees the file (cxrlib.pickle_scan)."""
+    path = tmp_path / "net.pkl"
+    path.write_bytes(stream)
+    with pytest.raises(op.OfficialNetworkError, match=message):
+        op.read_official_pickle(path)

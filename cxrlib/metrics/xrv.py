@@ -34,7 +34,6 @@ import io
 import logging
 import math
 import pickle
-import pickletools
 import reprlib
 import struct
 import sys
@@ -49,6 +48,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from cxrlib.metrics.weights import XRV_FIX, WeightsError, file_sha256
+from cxrlib.pickle_scan import scan_pickle
 
 # torchxrayvision adds a process-wide "ignore every warning" filter when imported (and a few
 # more); the catch_warnings block puts the process's own filters back.
@@ -348,21 +348,9 @@ _INERT_GLOBALS: dict[str, object] = {
 
 
 def _scan_pickle(f: io.BytesIO) -> None:
-    """Walk the pickle at f's position opcode by opcode (pickletools, no objects made) before
-    the unpickler reads it, refusing what would make the unpickler allocate what the file
-    asks for: a memo index beyond those a pickler assigns (they count up from 0; the C
-    unpickler sizes its memo to the index, 16 bytes an entry: 14 bytes could ask for 64 GiB)
-    and protocol 5's out-of-band buffers (BYTEARRAY8 allocates its declared length first).
-    Lengths past the end of the data stop the walk too. f is left where it was."""
-    start, memoized = f.tell(), 0
-    for op, arg, _ in pickletools.genops(f):
-        if op.proto > 4:
-            raise _Refused(f"pickle opcode {op.name} (protocol {op.proto}; torch.save writes 2)")
-        if op.name in ("PUT", "BINPUT", "LONG_BINPUT", "MEMOIZE"):
-            if op.name != "MEMOIZE" and arg > memoized:
-                raise _Refused(f"pickle memo index {arg} where a pickler would use {memoized}")
-            memoized += 1
-    f.seek(start)
+    """cxrlib.pickle_scan.scan_pickle (memo indices, protocol 5, truncation) before any
+    unpickler reads f; torch.save writes protocol 2."""
+    scan_pickle(f, _Refused)
 
 
 class _PlainUnpickler(pickle.Unpickler):

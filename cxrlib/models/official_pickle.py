@@ -62,6 +62,7 @@ from cxrlib.models.official_checks import (
     short,
     whole_number,
 )
+from cxrlib.pickle_scan import scan_pickle
 
 SETTINGS = "stylegan2ada.settings"  # where the run's sizes are configured
 PERSISTENCE_VERSION = 6  # torch_utils.persistence._version of every official release
@@ -385,6 +386,9 @@ class SafeNetworkUnpickler(pickle.Unpickler):
     OfficialNetworkError naming the file and the global, before it is called."""
 
     def __init__(self, file: io.BufferedIOBase, path: Path):
+        # memo indices and lengths the file declares, checked before the C unpickler
+        # allocates for them (cxrlib.pickle_scan)
+        scan_pickle(file, OfficialNetworkError)
         super().__init__(file)
         self.path = path
         self.allowed: Mapping[tuple[str, str], Any] = MappingProxyType(_ALLOWED)
