@@ -452,7 +452,8 @@ def test_tiny_run_trains_snapshots_and_resumes_bitwise(
     assert names == ["kimg000000", "kimg000000.020", "kimg000000.040"]
     assert sorted(p.stem for p in (out / "snapshots").glob("*.pt")) == names
     assert sorted(p.stem for p in (out / "grids").glob("*.png")) == names
-    assert Image.open(out / "grids" / "kimg000000.png").size == (64, 64)  # 2 x 2 images
+    # 2 x 2 images of 32 px, each pixel shown as 2 x 2 (tiles of GRID_MIN_TILE = 64 px)
+    assert Image.open(out / "grids" / "kimg000000.png").size == (128, 128)
     logged = pd.read_csv(out / "train_log.csv")
     assert list(logged.columns) == list(tr.LOG_COLUMNS)
     assert logged["step"].tolist() == [2, 4, 6, 8, 10] and logged["kimg"].iloc[-1] == 0.04
@@ -514,8 +515,14 @@ def test_transfer_learning_starts_from_a_snapshot_or_networks(tmp_path: Path) ->
         x, tiny_settings(seed=9), resume_from=tmp_path / "src" / "state" / tr.NETWORKS_FILE
     )
     assert all(torch.equal(t2.D.state_dict()[k], v) for k, v in nets["D"].items())
-    with pytest.raises(ValueError, match="does not fit"):
+    with pytest.raises(ValueError, match=r"\(channel_base 512 in the file, 1024 in this run\)"):
         tr.StyleGan2AdaTrainer(x, tiny_settings(channel_base=1024), resume_from=snap)
+    # a file without its sizes recorded: the state dict's shapes still refuse it
+    bare = tmp_path / "bare.pt"
+    payload = torch.load(snap, weights_only=True)
+    torch.save({**payload, "kwargs": None}, bare)
+    with pytest.raises(ValueError, match="does not fit"):
+        tr.StyleGan2AdaTrainer(x, tiny_settings(channel_base=1024), resume_from=bare)
     with pytest.raises(FileNotFoundError):
         tr.StyleGan2AdaTrainer(x, s, resume_from=tmp_path / "missing.pt")
 

@@ -697,8 +697,16 @@ class StyleGan2AdaTrainer:
 # Snapshots, grids, the training job.
 
 
+GRID_MIN_TILE = 64  # px: smaller images are enlarged (nearest neighbour) in grids to be seen
+
+
 def save_grid(images: torch.Tensor, columns: int, path: str | Path) -> None:
-    """(N, C, H, W) in [-1, 1] -> one PNG, `columns` images per row (gray or RGB)."""
+    """(N, C, H, W) in [-1, 1] -> one PNG, `columns` images per row (gray or RGB). Images
+    under GRID_MIN_TILE px are enlarged by the smallest whole factor that reaches it, each
+    pixel a square block (a 32 px run's grids show 64 px tiles, nothing interpolated)."""
+    factor = max(1, math.ceil(GRID_MIN_TILE / min(images.shape[-2:])))
+    if factor > 1:
+        images = images.repeat_interleave(factor, dim=-2).repeat_interleave(factor, dim=-1)
     n, c, h, w = images.shape
     rows = math.ceil(n / columns)
     x = ((images.detach().float().cpu().clamp(-1, 1) + 1) * 127.5).round().to(torch.uint8)
