@@ -295,6 +295,7 @@ def test_headline_puts_each_floor_beside_its_score_and_says_what_it_means() -> N
     assert row["real floor (train)"] == 4.8 and row["real floor (test)"] == 1067.0
     assert row["below floor (train)"]
     shown = format_model_rows(rows)
+    assert shown["px"].iloc[0] == "64"  # the run's resolution
     assert shown["FID train / test"].iloc[0] == "1.5 / 1058.0"
     assert shown["real floor train / test"].iloc[0] == "4.8 / 1067.0"
     assert shown["chosen by"].iloc[0] == "lowest FID against train (cxr features)"

@@ -183,6 +183,8 @@ def model_rows(
                     "run": run,
                     "best snapshot": str(rows_x.snapshot.iloc[0]),
                     "features": str(extractor),
+                    # the run's image side, px (score tables with floors carry it)
+                    "resolution": _resolution(rows_x),
                     **values,
                     "below floor (train)": below,
                     "collapse at": (
@@ -196,6 +198,13 @@ def model_rows(
                 }
             )
     return pd.DataFrame(rows)
+
+
+def _resolution(rows: pd.DataFrame) -> int | None:
+    """The image side (px) of a sweep's rows, None where the table does not say."""
+    if "resolution" not in rows or rows["resolution"].isna().all():
+        return None
+    return int(rows["resolution"].dropna().iloc[0])
 
 
 def _cell(value: Any, digits: int, reason: str | None) -> str:
@@ -240,6 +249,10 @@ def format_model_rows(rows: pd.DataFrame) -> pd.DataFrame:
             "best snapshot": rows["best snapshot"],
             "chosen by": ["–" if str(b).startswith("none") or not b else b for b in best_by],
             "features": rows.features,
+            "px": [
+                "–" if r is None or pd.isna(r) else str(int(r))
+                for r in (rows["resolution"] if "resolution" in rows else [None] * len(rows))
+            ],
             "FID train / test": pair("FID (train)", "FID (test)", 1),
             "real floor train / test": pair("real floor (train)", "real floor (test)", 1),
             "precision / recall": pair("precision", "recall", 2, real=True),
