@@ -904,3 +904,30 @@ def test_pickles_that_would_make_the_unpickler_allocate_are_refused_first(
     path.write_bytes(stream)
     with pytest.raises(op.OfficialNetworkError, match=message):
         op.read_official_pickle(path)
+
+
+def _shared_tuple_key(levels: int) -> bytes:
+    """A dict whose key is t = (t, t) nested `levels` deep through memo references: a few
+    hundred bytes that the C unpickler would hash, 2^levels tuple visits, as it sets the key."""
+    out = b"\x80\x04}" + b"N\x85q\x000"  # {}; t0 = (None,) into memo 0, popped
+    for i in range(levels):  # t(i+1) = (t(i), t(i)) into memo i + 1, popped but the last
+        out += b"h" + bytes([i]) + b"h" + bytes([i]) + b"\x86q" + bytes([i + 1])
+        out += b"0" if i < levels - 1 else b""
+    return out + b"K\x01s."  # {t: 1}
+
+
+def test_a_shared_tuple_key_that_would_take_forever_to_hash_is_refused_first(
+    tmp_path: Path,
+) -> None:
+    path = tmp_path / "net.pkl"
+    path.write_bytes(_shared_tuple_key(60))
+    started = time.perf_counter()
+    with pytest.raises(op.OfficialNetworkError, match="expands to more than 1048576 entries"):
+        op.read_official_pickle(path)
+    assert time.perf_counter() - started < 5  # refused at the scan, never hashed
+    # the same structure, small, is only refused later (not a network pickle at all)
+    assert pickle.loads(_shared_tuple_key(3))
+    path.write_bytes(_shared_tuple_key(3))
+    with pytest.raises(op.OfficialNetworkError) as small:
+        op.read_official_pickle(path)
+    assert "expands" not in str(small.value)
