@@ -922,7 +922,9 @@ def test_a_shared_tuple_key_that_would_take_forever_to_hash_is_refused_first(
     path = tmp_path / "net.pkl"
     path.write_bytes(_shared_tuple_key(60))
     started = time.perf_counter()
-    with pytest.raises(op.OfficialNetworkError, match="expands to more than 1048576 entries"):
+    with pytest.raises(
+        op.OfficialNetworkError, match=r"a tuple nested \d+ deep or expanding to \d+ entries"
+    ):
         op.read_official_pickle(path)
     assert time.perf_counter() - started < 5  # refused at the scan, never hashed
     # the same structure, small, is only refused later (not a network pickle at all)
@@ -930,4 +932,60 @@ def test_a_shared_tuple_key_that_would_take_forever_to_hash_is_refused_first(
     path.write_bytes(_shared_tuple_key(3))
     with pytest.raises(op.OfficialNetworkError) as small:
         op.read_official_pickle(path)
-    assert "expands" not in str(small.value)
+    assert "expanding" not in str(small.value)
+
+
+def _deep_tuple_key(depth: int) -> bytes:
+    """{((((),),),...): None}: a key the C unpickler hashes by recursion, `depth` deep."""
+    return b"\x80\x02}" + b")" + b"\x85" * depth + b"Ns."
+
+
+def _repeated_key_set(repeats: int) -> bytes:
+    """A set holding one memoised tuple of 2^19 shared entries `repeats` times: each
+    insertion hashes it again (tuple hashes are not cached)."""
+    big = b")" + b"2\x86" * 19  # () then (t, t) nineteen times, each a new tuple
+    return b"\x80\x04" + big + b"r\x00\x00\x00\x000" + b"\x8f(" + b"h\x00" * repeats + b"\x90."
+
+
+def _colliding_int_keys(n: int) -> bytes:
+    """A dict of `n` int keys k * (2^61 - 1), all of which hash to 0 in CPython."""
+    out = b"\x80\x02}("
+    for k in range(1, n + 1):
+        value = (k * (2**61 - 1)).to_bytes(10, "little", signed=True)
+        out += b"\x8a" + bytes([len(value)]) + value + b"N"
+    return out + b"u."
+
+
+@pytest.mark.parametrize(
+    ("stream", "message"),
+    [
+        (_deep_tuple_key(200_000), r"a tuple nested 101 deep"),  # crashed the process
+        (_repeated_key_set(100), r"take over \d+ steps to hash"),
+        (_colliding_int_keys(20_000), r"over 10000 dict keys or set members that are not"),
+    ],
+    ids=["deep", "repeated", "colliding"],
+)
+def test_keys_that_would_take_the_unpickler_long_or_crash_it_are_refused_first(
+    tmp_path: Path, stream: bytes, message: str
+) -> None:
+    """Found in a break-it review: each made read_official_pickle crash or run for minutes."""
+    path = tmp_path / "net.pkl"
+    path.write_bytes(stream)
+    started = time.perf_counter()
+    with pytest.raises(op.OfficialNetworkError, match=message):
+        op.read_official_pickle(path)
+    assert time.perf_counter() - started < 10
+
+
+def test_the_scan_passes_plain_pickles_of_every_protocol() -> None:
+    """Shared and nested plain data as pickle writes it (protocols 2-4; what torch.save and
+    the official code write) is never refused by the scan."""
+    import io
+
+    from cxrlib.pickle_scan import scan_pickle
+
+    shared = ("a", 1, 2.0)
+    data = {"t": (shared, shared, ((shared,),)), "l": [shared] * 50, "s": frozenset(range(100)),
+            "d": {i: (i, str(i)) for i in range(2000)}, "n": None, "b": b"x" * 1000}  # fmt: skip
+    for protocol in (2, 3, 4):
+        scan_pickle(io.BytesIO(pickle.dumps(data, protocol=protocol)))

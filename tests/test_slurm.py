@@ -328,9 +328,10 @@ def test_training_needing_more_attempts_than_retries_finishes_in_one_run(
     each attempt stops before its limit with the state saved and the next one continues,
     until it is done, in one snakemake run."""
     workdir = copy_workflow(tmp_path / "wf")
-    # about 2 minutes of training on one CPU of this machine
-    settings = {"image_size": 64, "ngf": 32, "ndf": 32, "nz": 64, "epochs": 600,
-                "snapshot_every_epochs": 200}  # fmt: skip
+    # 2,000 epochs: 2-3 minutes of training on one idle CPU of this machine (600 took 50 s),
+    # so more than one 2-minute attempt however fast the machine is, and more when loaded
+    settings = {"image_size": 64, "ngf": 32, "ndf": 32, "nz": 64, "epochs": 2000,
+                "snapshot_every_epochs": 500}  # fmt: skip
     (workdir / "long.yaml").write_text(yaml.safe_dump({"dcgan": {"settings": settings}}))
     env = _user(tmp_path)
     _site_profile(env, {"set-resources": {"train_dcgan": {"runtime": 2}}, "set-threads":
@@ -351,13 +352,14 @@ def test_training_needing_more_attempts_than_retries_finishes_in_one_run(
     assert events.count("the job's time limit") == len(training) - 1
     assert events.count("resumed at step") == len(training) - 1
     log = pd.read_csv(workdir / "results/dcgan/baseline/train_log.csv")
-    assert log["epoch"].tolist() == list(range(1, 601))
+    assert log["epoch"].tolist() == list(range(1, 2001))
 
 
 def test_a_failure_no_retry_can_fix_is_resubmitted_small(slurm, tmp_path: Path) -> None:
-    """An unreadable resume state, a failure no retry can fix: snakemake still resubmits the
-    job (the rule's own retries), but each retry fails at once and asks SLURM for 5 minutes
-    and 1000 MB, not for another job of the first attempt's 4 hours and 16 GB."""
+    """A training split that cannot be read (truncated after the data stage wrote it), a
+    failure no retry can fix that only the job can find: snakemake still resubmits the job
+    (the rule's own retries), but each retry fails at once and asks SLURM for 5 minutes and
+    1000 MB, not for another job of the first attempt's 4 hours and 16 GB."""
     workdir = copy_workflow(tmp_path / "wf")
     resources = workdir / "profiles/default/resources.yaml"
     many = "  train_dcgan:\n    retries: 20\n"
@@ -365,9 +367,9 @@ def test_a_failure_no_retry_can_fix_is_resubmitted_small(slurm, tmp_path: Path) 
     resources.write_text(resources.read_text().replace(many, "  train_dcgan:\n    retries: 2\n"))
     config = ("--configfile", "tests/config/test.yaml")
     run_snakemake(workdir, "--cores", "2", "results/data/cache/train.npz", *config)
+    cache = workdir / "results/data/cache/train.npz"
+    cache.write_bytes(cache.read_bytes()[:1000])  # newer than its inputs: not rebuilt
     state = workdir / "results/dcgan/baseline/state"
-    state.mkdir(parents=True)
-    (state / "state.pt").write_bytes(b"not a checkpoint")
     env = _user(tmp_path)
     _site_profile(env)
     proc = run_snakemake(
@@ -384,4 +386,5 @@ def test_a_failure_no_retry_can_fix_is_resubmitted_small(slurm, tmp_path: Path) 
     out = proc.stdout + proc.stderr
     assert out.count("failed in this snakemake run for a reason a retry cannot fix") == 1
     events = (state / "events.log").read_text()
-    assert events.count("failed in snakemake run") == 1 and "delete the folder" in events
+    assert events.count("failed in snakemake run") == 1
+    assert "train.npz cannot be read" in events and "rerun the prepare_data rule" in events

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import zipfile
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -27,16 +28,25 @@ class SplitArrays:
 
 
 def load_split(path: str | Path) -> SplitArrays:
-    """Load `results/data/cache/{split}.npz` (no pickles: safe to load from anywhere)."""
+    """Load `results/data/cache/{split}.npz` (no pickles: safe to load from anywhere).
+
+    Raises FileNotFoundError for a missing file, ValueError naming the file for one that
+    cannot be read (truncated, another format, arrays missing)."""
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"{path} does not exist; run the prepare_data rule first")
-    with np.load(path, allow_pickle=False) as npz:
-        return SplitArrays(
-            images=npz["images"],
-            labels=npz["labels"],
-            label_names=tuple(str(x) for x in npz["label_names"]),
-            patient_ids=npz["patient_ids"],
-            paths=npz["paths"],
-            sha256=npz["sha256"],
-        )
+    try:
+        with np.load(path, allow_pickle=False) as npz:
+            return SplitArrays(
+                images=npz["images"],
+                labels=npz["labels"],
+                label_names=tuple(str(x) for x in npz["label_names"]),
+                patient_ids=npz["patient_ids"],
+                paths=npz["paths"],
+                sha256=npz["sha256"],
+            )
+    except (OSError, ValueError, KeyError, EOFError, zipfile.BadZipFile) as exc:
+        raise ValueError(
+            f"{path} cannot be read ({type(exc).__name__}: {str(exc)[:200]}): truncated or "
+            "not written by this workflow; delete it and rerun the prepare_data rule"
+        ) from exc
