@@ -344,6 +344,14 @@ def resolve_resume_from(run, value):
         return pretrained_gan_path(value)
     from cxrlib.settings.stylegan2ada import START_FILES, check_start_file
 
+    value = os.path.expanduser(value)  # ~/nets/x.pkl as a shell would read it
+    if _stylegan_run_of(value) == run:
+        raise WorkflowError(
+            f"stylegan2ada.runs.{run}: resume_from {value} is a file of this run itself; to "
+            "continue it, raise its total_kimg; to start a new run from it, give that run "
+            "another name"
+        )
+
     if not Path(value).exists() and not Path(value).is_symlink():
         raise WorkflowError(
             f"stylegan2ada.runs.{run}: resume_from {value} is neither a file nor a name in "
@@ -358,14 +366,39 @@ def resolve_resume_from(run, value):
     return value
 
 
+def _stylegan_run_of(path):
+    """The StyleGAN2-ADA run whose folder (results/stylegan2ada/<run>/) holds `path`, or None."""
+    own = Path("results/stylegan2ada").resolve()
+    resolved = Path(path).resolve()
+    if resolved.is_relative_to(own) and resolved != own:
+        return resolved.relative_to(own).parts[0]
+    return None
+
+
 def get_stylegan_train_inputs(wildcards):
     """The training split, and the file the run starts from (transfer learning) when it has
-    one, so a fetch_pretrained_gan job runs before it and a changed file reruns it."""
+    one, so a fetch_pretrained_gan job runs before it and a changed file reruns it; a file
+    of another run (results/stylegan2ada/<other>/...) brings that run's train_log.csv, so
+    the other run finishes, or reruns, first."""
     inputs = {"cache": "results/data/cache/train.npz"}
     start = stylegan_settings_of(wildcards.run).resume_from
     if start is not None:
         inputs["start"] = start
+        other = _stylegan_run_of(start)
+        if other in config["stylegan2ada"]["runs"]:
+            inputs["start_run"] = f"results/stylegan2ada/{other}/train_log.csv"
     return inputs
+
+
+def get_start_pin(wildcards):
+    """{name, sha256} of the published network a run starts from when its config pins a
+    sha256 (the job checks the file against it), else {}."""
+    start = _merged("stylegan2ada", wildcards.run).get("resume_from")
+    pretrained = config["stylegan2ada"].get("pretrained") or {}
+    if not isinstance(start, str) or start not in pretrained:
+        return {}
+    sha256 = pretrained[start].get("sha256") or ""
+    return {"name": start, "sha256": sha256} if sha256 else {}
 
 
 def get_pretrained_url(wildcards):

@@ -47,6 +47,8 @@ rule train_stylegan2ada:
         **get_resources("train_stylegan2ada"),
     params:
         settings=get_stylegan_settings,
+        # checked against the start file in the job: a file not fetched by this config
+        start_pin=get_start_pin,
         label=config["data"]["synthetic_class"],
         out_dir="results/stylegan2ada/{run}",
         # Resume state: not an output, so it survives a failed (killed) job.

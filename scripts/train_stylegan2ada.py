@@ -9,11 +9,14 @@ from cxrlib.data.cache import load_split
 from cxrlib.device import setup_torch
 from cxrlib.logs import job_logging
 from cxrlib.train.distributed import launch, usable_gpus
+from cxrlib.train.pretrained import check_pinned
 from cxrlib.train.stylegan2ada import train_worker
 from cxrlib.train.survival import attempt_guard, slurm_job_end_time
 
 with job_logging(snakemake.log[0]), attempt_guard(snakemake.params.state):
     params = snakemake.params
+    if params.start_pin:  # a published network (stylegan2ada.pretrained) with its sha256
+        check_pinned(snakemake.input.start, **params.start_pin)
     device = setup_torch(snakemake.threads)
     images = load_split(snakemake.input.cache).of_label(params.label)
     world = usable_gpus(int(snakemake.resources.get("gpu", 0) or 0))

@@ -151,3 +151,16 @@ def test_unknown_rst_would_fail_the_parser() -> None:
             writer="html",
             settings_overrides={"halt_level": docutils.utils.Reporter.WARNING_LEVEL},
         )
+
+
+def test_missing_flags_in_a_table_are_not_read_as_true() -> None:
+    """NaN in `best` or `below_real_floor` (an edited or merged table) is no flag: bool(NaN)
+    would be True and claim a best snapshot or a value below the floor."""
+    sweep = _sweep("dcgan", "baseline", "epoch", [30.0, 12.5, 20.0])
+    sweep["best"] = sweep["best"].astype(object)
+    sweep.loc[sweep.snapshot == "s0", "best"] = float("nan")
+    sweep["below_real_floor"] = float("nan")
+    rows = model_rows([sweep], {})
+    assert rows["best snapshot"].tolist() == ["s1"]
+    assert not rows["below floor (train)"].iloc[0]
+    assert not any("below the real" in n for n in model_notes(rows))

@@ -5,6 +5,7 @@ file's code, and its kimg-0 snapshot is exactly the imported generator."""
 from __future__ import annotations
 
 import hashlib
+import re
 from pathlib import Path
 
 import pytest
@@ -81,6 +82,35 @@ def test_a_run_starts_from_a_fetched_official_pickle(
     )  # fmt: skip
     assert proc.returncode != 0
     assert "resume_from" in proc.stdout + proc.stderr
+
+
+def test_a_hand_placed_network_that_is_not_the_pinned_one_is_refused_in_the_job(
+    workflow_copy: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A file put where fetch_pretrained_gan would write it (so nothing is fetched) is checked
+    against the configured sha256 by the training job before it is read."""
+    published = _official_rgb_pickle(tmp_path / "net.pkl", tmp_path / "ran", monkeypatch)
+    placed = workflow_copy / "resources/weights/stylegan2ada/odd.pkl"
+    placed.parent.mkdir(parents=True)
+    placed.write_bytes(published.read_bytes())
+    (workflow_copy / "odd.yaml").write_text(
+        "stylegan2ada:\n"
+        "  pretrained:\n"
+        "    odd: {url: 'http://example.invalid/odd.pkl', sha256: deadbeefdeadbeef}\n"
+        "  runs:\n"
+        "    ada: {resume_from: odd}\n"
+        "metrics:\n  weights_dir: resources/weights\n"
+    )
+    target = "results/stylegan2ada/ada/train_log.csv"
+    proc = run_snakemake(
+        workflow_copy, target, "--cores", "2", *TEST_CONFIG, "odd.yaml", check=False
+    )
+    assert proc.returncode != 0
+    assert "fetch_pretrained_gan" not in proc.stdout + proc.stderr  # the file was there
+    log = (workflow_copy / "logs/train_stylegan2ada/ada.log").read_text()
+    digest = hashlib.sha256(placed.read_bytes()).hexdigest()
+    assert f"has sha256 {digest}, but stylegan2ada.pretrained.odd.sha256 pins deadbeef" in log
+    assert "starting from" not in log  # refused before it was read
 
 
 def test_a_missing_start_file_fails_at_dag_build_naming_it(workflow_copy: Path) -> None:
@@ -172,6 +202,30 @@ def test_a_start_file_that_is_no_network_fails_at_dag_build(workflow_copy: Path,
     assert f"stylegan2ada.runs.ada: resume_from: start.pkl {START_FILES[kind][1]}" in text
 
 
+def test_a_start_from_another_runs_snapshot_depends_on_that_run(workflow_copy: Path) -> None:
+    """A snapshot of run ada as the start of run ft: ada's training is a dependency of ft's
+    (so ada finishes or reruns first); a run cannot start from a file of its own."""
+    snapshot = workflow_copy / "results/stylegan2ada/ada/snapshots/kimg000000.pt"
+    snapshot.parent.mkdir(parents=True)
+    torch.save({"model": "stylegan2ada"}, snapshot)  # only its kind is read at DAG build
+    (workflow_copy / "ft.yaml").write_text(
+        "stylegan2ada:\n  runs:\n    ada: {}\n"
+        "    ft: {resume_from: results/stylegan2ada/ada/snapshots/kimg000000.pt}\n"
+    )
+    target = "results/stylegan2ada/ft/train_log.csv"
+    dry = run_snakemake(workflow_copy, "-n", target, *TEST_CONFIG, "ft.yaml")
+    planned = re.findall(r"^rule train_stylegan2ada:\n(?:    .*\n)*?    wildcards: run=(\w+)",
+                         dry.stdout, flags=re.M)  # fmt: skip
+    assert sorted(planned) == ["ada", "ft"], dry.stdout[-3000:]
+    (workflow_copy / "self.yaml").write_text(
+        "stylegan2ada:\n  runs:\n    ada: {resume_from: results/stylegan2ada/ada/snapshots/"
+        "kimg000000.pt}\n"
+    )
+    proc = run_snakemake(workflow_copy, "-n", *TEST_CONFIG, "self.yaml", check=False)
+    assert proc.returncode != 0
+    assert "is a file of this run itself" in proc.stdout + proc.stderr
+
+
 def test_a_published_network_of_another_resolution_fails_at_dag_build(
     workflow_copy: Path,
 ) -> None:
@@ -200,6 +254,16 @@ def test_an_own_snapshot_of_other_sizes_names_the_sizes_that_differ(tmp_path: Pa
     assert "resolution" not in text.split("(", 1)[1].split(")", 1)[0]  # only what differs
 
 
+def test_a_diverged_snapshot_is_refused_naming_the_tensor(tmp_path: Path) -> None:
+    trainer = tr.StyleGan2AdaTrainer(torch.zeros(4, 1, 32, 32), _tiny())
+    name, first = next(iter(trainer.G_ema.state_dict().items()))
+    first.fill_(float("nan"))  # the state dict shares the tensors
+    start = tmp_path / "kimg000008.pt"
+    save_snapshot(start, "stylegan2ada", _tiny().generator_kwargs(), trainer.G_ema, {}, "x", 0)
+    with pytest.raises(ValueError, match=rf"G\.{re.escape(name)} holds NaN or infinite"):
+        tr.StyleGan2AdaTrainer(torch.zeros(4, 1, 32, 32), _tiny(resume_from=str(start)))
+
+
 def test_a_dcgan_snapshot_as_start_is_named_as_one(tmp_path: Path) -> None:
     from cxrlib.models.dcgan import Generator as DcganGenerator
 
@@ -213,7 +277,7 @@ def test_a_dcgan_snapshot_as_start_is_named_as_one(tmp_path: Path) -> None:
 def test_a_networks_file_without_its_discriminator_is_refused_naming_it(tmp_path: Path) -> None:
     start = tmp_path / "networks.pt"
     torch.save({"networks_format": tr.NETWORKS_FORMAT, "G": {}, "G_ema": {}}, start)
-    with pytest.raises(ValueError, match=r"networks.pt without the state of D"):
+    with pytest.raises(ValueError, match=r"networks.pt is without the state of D"):
         tr.StyleGan2AdaTrainer(torch.zeros(4, 1, 32, 32), _tiny(resume_from=str(start)))
 
 

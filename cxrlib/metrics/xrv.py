@@ -33,6 +33,7 @@ from __future__ import annotations
 import io
 import logging
 import math
+import os
 import pickle
 import reprlib
 import struct
@@ -639,7 +640,10 @@ def load_xrv_state_dict(path: str | Path) -> dict[str, torch.Tensor]:
         if sys.byteorder != "little":
             raise _Refused("this reader assumes a little-endian machine")  # as torch's files
         with path.open("rb") as f:
-            raw = f.read(_MAX_FILE_BYTES + 1)
+            # read(n) reserves n bytes first: ask for no more than the file holds (a
+            # virtual-memory limit would otherwise refuse every file)
+            size = os.fstat(f.fileno()).st_size
+            raw = f.read(min(size, _MAX_FILE_BYTES) + 1)
         if len(raw) > _MAX_FILE_BYTES:
             raise _Refused(f"it has over {_MAX_FILE_BYTES} bytes (the release file: 28 MB)")
         if raw.startswith(_ZIP_MAGIC):

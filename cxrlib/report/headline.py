@@ -17,6 +17,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pandas as pd
 
 from cxrlib.io import write_atomic
@@ -138,7 +139,7 @@ def model_rows(
     """
     rows = []
     for sweep in sweeps:
-        best = sweep[sweep.best.astype(bool)]
+        best = sweep[sweep.best.map(_flag)]
         model, run = str(sweep.model.iloc[0]), str(sweep.run.iloc[0])
         progress = "epoch" if "collapse_epoch" in sweep else "kimg"
         audit = memorisation.get((model, run), {})
@@ -173,7 +174,7 @@ def model_rows(
                 why = column_reasons(row.get(NOT_COMPUTABLE, "")).get(column)
                 if why and not math.isfinite(values[cell]):
                     reasons[cell] = why
-            below = "train" in by_ref.index and bool(
+            below = "train" in by_ref.index and _flag(
                 by_ref.loc["train"].get("below_real_floor", False)
             )
             collapse = sweep.loc[sweep.extractor == extractor, f"collapse_{progress}"].dropna()
@@ -198,6 +199,11 @@ def model_rows(
                 }
             )
     return pd.DataFrame(rows)
+
+
+def _flag(value: Any) -> bool:
+    """A table's boolean cell: True only for a true bool (NaN, None and text are not)."""
+    return isinstance(value, bool | np.bool_) and bool(value)
 
 
 def _resolution(rows: pd.DataFrame) -> int | None:
@@ -328,7 +334,7 @@ def model_notes(rows: pd.DataFrame) -> list[str]:
         if test:
             notes.append(f"{who}: {test}.")
         manifold = [_float(row.get(c)) for c in ("precision", "recall", "density", "coverage")]
-        if all(math.isfinite(v) and v < OFF_MANIFOLD for v in manifold):
+        if all(math.isfinite(v) and 0 <= v < OFF_MANIFOLD for v in manifold):
             fid = _float(row.get("FID (train)"))
             notes.append(
                 f"{who}: precision, recall, density and coverage are all near 0 "

@@ -14,7 +14,7 @@ import logging
 from pathlib import Path
 
 from cxrlib.file_kinds import container_kind, describe_head, read_head
-from cxrlib.metrics.weights import WeightsError, fetch_weights
+from cxrlib.metrics.weights import WeightsError, fetch_weights, file_sha256
 
 log = logging.getLogger(__name__)
 
@@ -59,3 +59,20 @@ def _looks_like(path: Path) -> str | None:
     if container_kind(head[:16]) != "other":
         return None
     return describe_head(head)
+
+
+def check_pinned(path: str | Path, name: str, sha256: str) -> None:
+    """A fetched network file against its pinned `stylegan2ada.pretrained.<name>.sha256`
+    (full or a prefix of 8+ hex digits; empty: nothing to check), in the training job before
+    the file is read: a file put there by hand, or fetched before the pin was set, is
+    refused when it is not the pinned one. Raises WeightsError naming both digests."""
+    pinned = (sha256 or "").strip().lower()
+    if not pinned:
+        return
+    actual = file_sha256(path)
+    if not actual.startswith(pinned):
+        raise WeightsError(
+            f"{path} has sha256 {actual}, but stylegan2ada.pretrained.{name}.sha256 pins "
+            f"{pinned}: it is not the pinned file. Delete it to fetch the pinned one again "
+            f"(`snakemake --cores 1 {path}` on the login node), or pin the file you mean"
+        )

@@ -84,13 +84,10 @@ from PIL import Image
 from cxrlib.io import atomic_path, publish_file, write_atomic, write_csv
 from cxrlib.logs import format_eta
 from cxrlib.metrics.weights import file_sha256
-from cxrlib.models.official import import_official
-from cxrlib.models.snapshot import read_snapshot, save_snapshot
+from cxrlib.models.snapshot import save_snapshot
 from cxrlib.models.stylegan2 import Discriminator, Generator
 from cxrlib.settings.stylegan2ada import (
-    START_FILES,
     StyleGanSettings,
-    check_start_file,
     snapshot_kimgs,
     snapshot_name,
     snapshot_step,
@@ -102,19 +99,19 @@ from cxrlib.train.resume import (
     missing_snapshots,
     refuse_missing_snapshots,
 )
+from cxrlib.train.start import (
+    MODEL_NAME,
+    NETWORKS_FILE,
+    NETWORKS_FORMAT,
+    load_error,
+    start_networks,
+)
 from cxrlib.train.survival import StateStore, run_resumable
 
 log = logging.getLogger(__name__)
 
-MODEL_NAME = "stylegan2ada"
 LOG_COLUMNS = (
     "kimg", "step", "loss_g", "loss_d", "r1", "pl", "ada_p", "ada_rt", "seconds", "s_per_kimg",
-)  # fmt: skip
-NETWORKS_FILE = "networks.pt"  # G, D, G_ema of the finished run, for transfer learning
-NETWORKS_FORMAT = 1
-# Constructor arguments that set tensor shapes: they must match to start from a file.
-_SHAPE_KEYS = (
-    "resolution", "channels", "z_dim", "w_dim", "channel_base", "channel_max", "mapping_layers",
 )  # fmt: skip
 
 
@@ -263,93 +260,18 @@ class StyleGan2AdaTrainer:
         return pipe.to(self.device), ada
 
     def _transfer(self, path: Path) -> None:
-        """Load G (and G_ema, D when stored) from a snapshot, a networks file, or an official
-        StyleGAN2-ADA / StyleGAN3 network pickle (read without running its code)."""
-        kind = check_start_file(path)
-        if kind == "pickle":
-            s = self.settings
-            nets = import_official(path, s.generator_kwargs(), s.discriminator_kwargs())
-            parts = {"G": nets.G, "G_ema": nets.G_ema}
-            if nets.D is not None:
-                parts["D"] = nets.D
-            for note in nets.notes:
-                log.info("resume_from: %s", note)
-        else:
-            parts, kwargs = self._own_networks(path)
-            self._check_sizes(path, kwargs)
+        """Load G (and G_ema, D when stored) from the run's start file (cxrlib.train.start)."""
+        parts = start_networks(path, self.settings)
         for name, state in parts.items():
-            module = getattr(self, name)
             try:
-                module.load_state_dict(state)
+                getattr(self, name).load_state_dict(state)
             except RuntimeError as exc:
                 raise ValueError(
                     f"cannot start from {path}: its {name} does not fit this run's settings "
                     f"(resolution, channels, channel_base/max, mapping_layers, z/w dims must "
-                    f"match): {_first_line(exc)}"
+                    f"match): {load_error(exc)}"
                 ) from exc
         log.info("starting from %s (%s)", path, ", ".join(parts))
-
-    def _check_sizes(self, path: Path, kwargs: Any) -> None:
-        """The network sizes stored with one of this project's files against this run's:
-        each difference named (a state-dict shape error would only list tensors)."""
-        if not isinstance(kwargs, dict):
-            return  # no sizes stored: load_state_dict still checks every shape
-        ours = self.settings.generator_kwargs()
-        differ = [
-            f"{key} {kwargs[key]!r} in the file, {ours[key]!r} in this run"
-            for key in _SHAPE_KEYS
-            if key in kwargs and kwargs[key] != ours[key]
-        ]
-        if differ:
-            raise ValueError(
-                f"cannot start from {path}: it was trained with other network sizes "
-                f"({'; '.join(differ)}). Set these in the run's stylegan2ada settings as the "
-                "file has them, or start from a file of this run's sizes"
-            )
-
-    @staticmethod
-    def _own_networks(path: Path) -> tuple[dict[str, dict[str, torch.Tensor]], Any]:
-        """G, G_ema (and D) of one of this project's snapshots or networks files, and the
-        generator's constructor arguments stored with them."""
-        try:
-            payload = torch.load(path, map_location="cpu", weights_only=True)
-        except Exception as exc:  # a pickle torch refuses, a truncated zip, not a file of ours
-            text = str(exc)
-            # torch's message suggests weights_only=False, which would run code from the file
-            reason = (
-                "it holds objects other than tensors and plain data, which are not loaded"
-                if "weights_only" in text or "Unsupported global" in text
-                else f"{type(exc).__name__}: {_first_line(exc)}"
-            )
-            raise ValueError(
-                f"resume_from {path} is a torch.save file but not a readable {MODEL_NAME} "
-                f"snapshot or {NETWORKS_FILE} ({reason}); {START_FILES}"
-            ) from None
-        if not isinstance(payload, dict):
-            payload = {}
-        if payload.get("model") == MODEL_NAME:
-            payload = read_snapshot(path)
-            # A snapshot holds G_ema only: it becomes both G and G_ema; D starts fresh.
-            parts = {"G": payload["generator"], "G_ema": payload["generator"]}
-            return parts, payload.get("kwargs")
-        if payload.get("networks_format") == NETWORKS_FORMAT:
-            parts = {k: payload.get(k) for k in ("G", "D", "G_ema")}
-            bad = [k for k, v in parts.items() if not isinstance(v, dict)]
-            if bad:
-                raise ValueError(
-                    f"resume_from {path} is a {NETWORKS_FILE} without the state of "
-                    f"{', '.join(bad)}: not a finished run's file (truncated or edited?)"
-                )
-            return parts, payload.get("G_kwargs")
-        what = (
-            f"a {payload['model']} snapshot"
-            if isinstance(payload.get("model"), str)
-            else ("a torch.save file of something else")
-        )
-        raise ValueError(
-            f"resume_from {path} is {what}, neither a {MODEL_NAME} snapshot nor a "
-            f"{NETWORKS_FILE} of a finished run; {START_FILES}"
-        )
 
     # -- one step --------------------------------------------------------------------------
 
