@@ -183,6 +183,9 @@ def _fill(template: str, values: Mapping[str, str | None]) -> str:
     return "\n".join(lines) + "\n"
 
 
+_SLURM_NAME = re.compile(r"[A-Za-z0-9_.+-]+")
+
+
 def gpu_rules(requests: RuleRequests) -> list[str]:
     """The rules whose jobs ask for at least one GPU (`gpu` in the requests file), sorted."""
     return sorted(r for r in requests.rules if int(requests.resources(r).get("gpu", 0) or 0) > 0)
@@ -216,6 +219,13 @@ def install_profile(
     slurm` reads, whether this call wrote it). An existing profile (the user's, the site's,
     or one in `cwd`) is never changed.
     """
+    for option, value in (("account", account), ("partition", partition),
+                          ("gpu-partition", gpu_partition)):  # fmt: skip
+        if value and not _SLURM_NAME.fullmatch(value):
+            raise ValueError(
+                f"--{option} {value!r}: SLURM account and partition names hold letters, "
+                "digits and _ . - + only (the plugin passes them through a shell)"
+            )
     existing = find_profile(PROFILE_NAME, cwd)
     if existing is not None:
         return existing, False
@@ -282,7 +292,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     try:
         return _run(args)
-    except ProfileShadowed as exc:
+    except (ProfileShadowed, ValueError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 1
 

@@ -249,3 +249,13 @@ def test_gpu_partition_sends_only_the_gpu_rules_there(tmp_path: Path) -> None:
             partitions[rule] = line.split("slurm_partition=", 1)[1].split(",")[0]
     assert partitions["train_dcgan"] == "gpu1"
     assert partitions["prepare_data"] == partitions["make_phantom"] == "cpu1"
+
+
+@pytest.mark.parametrize("name", ["my account", "acct;rm -rf x", "p\nq", "'gpu'"])
+def test_names_sbatch_cannot_take_are_refused_before_a_profile_is_written(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, name: str
+) -> None:
+    home, _, cwd = _dirs(tmp_path, monkeypatch)
+    with pytest.raises(ValueError, match="names hold letters, digits and"):
+        install_profile(ROOT / "profiles/slurm/config.yaml", account="ok", partition=name, cwd=cwd)
+    assert not (home / "snakemake").exists()
