@@ -245,15 +245,37 @@ def install_profile(
     return target, True
 
 
+def duplicate_top_keys(text: str) -> dict[str, int]:
+    """Top-level keys written more than once in a YAML mapping document (yaml.safe_load keeps
+    the last silently: a second `set-resources:` pasted below the first erases it)."""
+    try:
+        node = yaml.compose(text, Loader=yaml.SafeLoader)
+    except yaml.YAMLError:
+        return {}
+    if not isinstance(node, yaml.MappingNode):
+        return {}
+    counts: dict[str, int] = {}
+    for key, _ in node.value:
+        if isinstance(key, yaml.ScalarNode):
+            counts[key.value] = counts.get(key.value, 0) + 1
+    return {k: n for k, n in counts.items() if n > 1}
+
+
 def describe_profile(path: Path) -> list[str]:
     """Lines saying what a profile sets that reaches sbatch (for `show`)."""
     try:
-        data = yaml.safe_load(path.read_text())
+        text = path.read_text()
+        data = yaml.safe_load(text)
     except (OSError, yaml.YAMLError, UnicodeDecodeError) as exc:
         return [f"cannot read {path} as a profile: {exc}"]
+    twice = duplicate_top_keys(text)
     if not isinstance(data, Mapping) or not data:
         return [f"{path} is not a profile (YAML mapping of snakemake options)"]
     out = [f"executor: {data.get('executor', '(not set: jobs run on this machine!)')}"]
+    out += [
+        f"WARNING: {key} appears {n} times in {path}; YAML keeps only the last one: merge them"
+        for key, n in twice.items()
+    ]
     defaults = data.get("default-resources") or {}
     if isinstance(defaults, list):  # the `key=value` list form
         defaults = dict(item.split("=", 1) for item in defaults if "=" in item)

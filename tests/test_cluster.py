@@ -259,3 +259,21 @@ def test_names_sbatch_cannot_take_are_refused_before_a_profile_is_written(
     with pytest.raises(ValueError, match="names hold letters, digits and"):
         install_profile(ROOT / "profiles/slurm/config.yaml", account="ok", partition=name, cwd=cwd)
     assert not (home / "snakemake").exists()
+
+
+def test_show_warns_of_a_second_set_resources_that_erases_the_first(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture
+) -> None:
+    """The README's small-node lines pasted below the GPU_PARTITION block of the installed
+    profile: the later `set-resources:` replaces the earlier one, which `show` says."""
+    from cxrlib.cluster import main
+
+    _home, _, cwd = _dirs(tmp_path, monkeypatch)
+    monkeypatch.chdir(cwd)
+    path, _ = install_profile(
+        ROOT / "profiles/slurm/config.yaml", account="a1", partition="cpu", gpu_partition="gpu"
+    )
+    path.write_text(path.read_text() + "set-resources:\n  train_classifier: {mem_mb: 20000}\n")
+    assert main(["show"]) == 0
+    out = capsys.readouterr().out
+    assert "WARNING: set-resources appears 2 times" in out and "merge them" in out

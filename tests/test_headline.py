@@ -99,7 +99,11 @@ def test_zero_precision_to_coverage_beside_a_fid_near_its_floor_is_explained() -
     )
     notes = " ".join(model_notes(model_rows([sweep], {})))
     assert "precision, recall, density and coverage are all near 0" in notes
+    assert "near its real floor (11.0)" in notes
     assert "FID compares only the mean and covariance" in notes
+    far = " ".join(model_notes(model_rows([sweep.assign(real_floor_fid=2.0)], {})))
+    assert "all near 0" in far and "(FID vs train 12.5): the samples are unlike" in far
+    assert "near its real floor" not in far  # 12.5 is 6 times the floor: not near it
     fine = " ".join(model_notes(model_rows([_sweep("dcgan", "baseline", "epoch", [3.0])], {})))
     assert "all near 0" not in fine
 

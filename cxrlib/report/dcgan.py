@@ -254,7 +254,9 @@ def plot_sweep(
     ax_div.set_xlabel(progress)
     if ax_fid.get_legend_handles_labels()[0]:
         # beside the axes, never over the curves ("tight" saving makes room for it)
-        ax_fid.legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.01, 1.0), borderaxespad=0)
+        # long handles: a dashed reference's line must read as dashed beside its marker
+        ax_fid.legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.01, 1.0),
+                      borderaxespad=0, handlelength=4.5)  # fmt: skip
     fig.suptitle(f"{title} snapshots: fidelity and diversity by {progress}", fontsize=10)
     shown = ("FID", "KID", *(("density/coverage",) if has_dc else ()), "diversity ratio")
     notes = not_computable_lines(sweep, metrics=shown)

@@ -23,7 +23,7 @@ import pandas as pd
 from cxrlib.io import write_atomic
 from cxrlib.metrics.classification import INSUFFICIENT, NO_EVIDENCE
 from cxrlib.metrics.feasibility import NOT_COMPUTABLE, column_reasons
-from cxrlib.metrics.reference import ShiftFinding, format_fid, shift_sentence
+from cxrlib.metrics.reference import NEAR, ShiftFinding, format_fid, shift_sentence
 
 _RST_SPECIAL = re.compile(r"([\\`*_|<>\[\]])")
 
@@ -294,8 +294,10 @@ def generated_vs_test_sentence(fid_test: float, floor_test: float) -> str | None
         return (
             f"{shown} is below {floor}; {ratio:.2f} times it): the samples are closer to the "
             "test images than the real training images are (at small sample sizes partly "
-            "FID's bias), so against test this score cannot show a generator worse than its "
-            "training data; judge quality against train"
+            "FID's bias; where the test split is shifted, samples unlike the training images, "
+            "blurry ones say, can land near the shifted test images), so against test this "
+            "score cannot show a generator worse than its training data; judge quality "
+            "against train"
         )
     if ratio <= 1.0:
         return (
@@ -318,6 +320,27 @@ def generated_vs_test_sentence(fid_test: float, floor_test: float) -> str | None
 OFF_MANIFOLD = 0.05
 
 
+def off_manifold_sentence(row: Mapping[str, Any]) -> str:
+    """Why precision, recall, density and coverage can all be near 0: reconciled with the
+    FID when that is near its floor (FID compares only the features' mean and covariance)."""
+    fid, floor = _float(row.get("FID (train)")), _float(row.get("real floor (train)"))
+    base = (
+        "precision, recall, density and coverage are all near 0: hardly any sample lies within "
+        "the nearest-neighbour radius of a real image, nor any real image near a sample, in "
+        "this feature space"
+    )
+    if math.isfinite(fid) and math.isfinite(floor) and floor > 0 and fid <= NEAR * floor:
+        return (
+            f"{base}, while FID vs train ({format_fid(fid)}) is near its real floor "
+            f"({format_fid(floor)}). FID compares only the mean and covariance of the "
+            "features, so the two do not conflict: the samples match the real images' feature "
+            "statistics as a cloud without resembling any of them closely. Trust the zeros "
+            "for how realistic single samples are."
+        )
+    shown = f" (FID vs train {format_fid(fid)})" if math.isfinite(fid) else ""
+    return f"{base}{shown}: the samples are unlike the real images here."
+
+
 def model_notes(rows: pd.DataFrame) -> list[str]:
     """One sentence per model row with something to say about its floors: the test FID
     against the real train-vs-test distance, and a best snapshot whose FID vs train is below
@@ -335,17 +358,7 @@ def model_notes(rows: pd.DataFrame) -> list[str]:
             notes.append(f"{who}: {test}.")
         manifold = [_float(row.get(c)) for c in ("precision", "recall", "density", "coverage")]
         if all(math.isfinite(v) and 0 <= v < OFF_MANIFOLD for v in manifold):
-            fid = _float(row.get("FID (train)"))
-            notes.append(
-                f"{who}: precision, recall, density and coverage are all near 0 "
-                + (f"while FID vs train is {format_fid(fid)}" if math.isfinite(fid) else "")
-                + ": hardly any sample lies within the nearest-neighbour radius of a real "
-                "image, nor any real image near a sample, in this feature space. FID compares "
-                "only the mean and covariance of the features, so a FID near its floor and "
-                "these zeros are not in conflict: the samples match the real images' feature "
-                "statistics as a cloud without resembling any of them closely. Trust the "
-                "zeros for how realistic single samples are."
-            )
+            notes.append(f"{who}: {off_manifold_sentence(row)}")
         if row.get("below floor (train)"):
             notes.append(
                 f"{who}: the best snapshot {row['best snapshot']} has FID vs train "
@@ -514,7 +527,8 @@ def headline_section(
             "images score in the same comparison (two halves of the training images), the "
             "value a perfect generator reaches here, which small sets pull below 1 for "
             "precision, recall and coverage. Diversity is the samples' mean pairwise "
-            "feature distance over the real images' (below 0.5 for long: collapse). "
+            "feature distance over the real images'; *collapse at* is where it fell below "
+            "0.5 after its best snapshot (low values early in training are warm-up). "
             "Near-copies: samples of the snapshot used for the classifier that the "
             "memorisation audit flags. Full tables under Scoring, DCGAN and StyleGAN2-ADA.",
             "",

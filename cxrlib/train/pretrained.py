@@ -18,6 +18,7 @@ from cxrlib.metrics.weights import WeightsError, fetch_weights, file_sha256
 
 log = logging.getLogger(__name__)
 
+
 def fetch_pretrained(name: str, url: str, target: str | Path, sha256: str = "") -> str:
     """Download network `name` from `url` to `target` (atomically); returns its sha256.
 
@@ -31,7 +32,8 @@ def fetch_pretrained(name: str, url: str, target: str | Path, sha256: str = "") 
             "give at least 8 hex digits, or the full sha256, or leave it empty"
         )
     fix = (
-        f"run `snakemake {target}` where there is internet (the login node), or download "
+        f"run `snakemake --cores 1 {target}` on a machine with internet (clusters' login nodes "
+        f"usually have it: if this is one, it has none), or download "
         f"stylegan2ada.pretrained.{name}.url yourself and set the run's resume_from to the file"
     )
     digest = fetch_weights(url, target, pinned, fix=fix)
