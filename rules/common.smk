@@ -116,7 +116,7 @@ def check_rule_requests():
         )
 
 
-# Resume state of each training rule (an undeclared folder: it survives a failed job).
+# Resume state of each training rule's runs, in an undeclared folder that survives a failed job.
 STATE_DIRS = {
     "train_dcgan": "results/dcgan/{run}/state",
     "train_stylegan2ada": "results/stylegan2ada/{run}/state",
@@ -126,38 +126,38 @@ STATE_DIRS = {
 _told_futile = set()
 
 
-def get_resources(rule):
-    """Resources of `rule`'s jobs (mem_mb, runtime, gpu, ...), given at the level of the rule
+def get_resources(name):
+    """Resources of rule `name`'s jobs (mem_mb, runtime, gpu, ...), given at the level of the rule
     itself, so a profile's default-resources fill other keys and its set-resources override
     these. A training rule's runtime and mem_mb depend on the attempt: a retry of a job
     whose last attempt in this snakemake run failed for a reason retrying cannot fix (it
     fails at once, cxrlib.train.attempts) asks for the smallest request, not another long
     GPU job."""
-    resources = rule_requests().resources(rule)
-    if rule not in STATE_DIRS:
+    resources = rule_requests().resources(name)
+    if name not in STATE_DIRS:
         return resources
     from cxrlib.train.attempts import FUTILE_REQUEST
 
     for key in FUTILE_REQUEST:
         if key in resources:
-            resources[key] = _request_of_attempt(rule, key, resources[key])
+            resources[key] = _request_of_attempt(name, key, resources[key])
     return resources
 
 
-def _request_of_attempt(rule, key, value):
+def _request_of_attempt(name, key, value):
     def request(wildcards, attempt):
         if attempt == 1 or not workflow.is_main_process:
             return value
         from cxrlib.train.attempts import FUTILE_REQUEST, recorded_failure
 
-        state = STATE_DIRS[rule].format(**dict(wildcards.items()))
+        state = STATE_DIRS[name].format(**dict(wildcards.items()))
         failure = recorded_failure(state, os.environ.get("CXR_SNAKEMAKE_RUN"))
         if failure is None:
             return value  # a stop at the time limit (or a kill): worth the full request
         if state not in _told_futile:
             _told_futile.add(state)
             logger.warning(
-                f"{rule} ({state}) failed in this snakemake run for a reason a retry cannot "
+                f"{name} ({state}) failed in this snakemake run for a reason a retry cannot "
                 f"fix ({failure}); its remaining retries fail at once and ask for "
                 f"{FUTILE_REQUEST['runtime']} minutes and {FUTILE_REQUEST['mem_mb']} MB. Fix "
                 "it, then run snakemake again."

@@ -24,6 +24,11 @@ rule make_phantom:
         "../scripts/make_phantom.py"
 
 
+# data.root checked while the Snakefile is read: a clean error, naming the fix, before any
+# job is planned (its tree is hashed only when prepare_data is planned).
+get_data_root()
+
+
 rule prepare_data:
     input:
         # the phantom folder when generated; a data.root of one's own is read through params
