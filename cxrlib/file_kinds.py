@@ -117,6 +117,22 @@ def is_torch_zip(path: str | Path) -> bool:
     return any(name.count("/") == 1 and name.endswith("/data.pkl") for name in names)
 
 
+def check_regular_file(
+    path: Path, expected: str, not_regular: type[Exception] = ValueError, sep: str = ""
+) -> None:
+    """Say plainly what is wrong with a path that should be `expected` ("a network file"):
+    IsADirectoryError for a folder, FileNotFoundError for a missing path or a broken link,
+    `not_regular` for a device, fifo or socket (its message: path, `sep`, the reason)."""
+    if path.is_dir():
+        raise IsADirectoryError(f"{path} is a directory, not {expected}")
+    if not path.exists():
+        if path.is_symlink():
+            raise FileNotFoundError(f"{path} is a broken symbolic link (to {path.readlink()})")
+        raise FileNotFoundError(f"{path} does not exist")
+    if not path.is_file():
+        raise not_regular(f"{path}{sep} is not a regular file (a device, fifo or socket)")
+
+
 def network_file_kind(path: str | Path) -> Literal["torch", "pickle"]:
     """ "torch" for a torch.save file (zip or legacy format), "pickle" for a plain pickle of
     protocol 2-5 (what official StyleGAN2-ADA network pickles are).
@@ -126,14 +142,7 @@ def network_file_kind(path: str | Path) -> Literal["torch", "pickle"]:
     FileNotFoundError for a missing path or a broken link.
     """
     path = Path(path)
-    if path.is_dir():
-        raise IsADirectoryError(f"{path} is a directory, not a network file")
-    if not path.exists():
-        if path.is_symlink():
-            raise FileNotFoundError(f"{path} is a broken symbolic link (to {path.readlink()})")
-        raise FileNotFoundError(f"{path} does not exist")
-    if not path.is_file():
-        raise ValueError(f"{path} is not a regular file (a device, fifo or socket)")
+    check_regular_file(path, "a network file")
     head = read_head(path)
     kind = container_kind(head[:16])
     if kind == "pickle":

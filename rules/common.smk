@@ -351,7 +351,6 @@ def resolve_resume_from(run, value):
             "continue it, raise its total_kimg; to start a new run from it, give that run "
             "another name"
         )
-
     if not Path(value).exists() and not Path(value).is_symlink():
         raise WorkflowError(
             f"stylegan2ada.runs.{run}: resume_from {value} is neither a file nor a name in "

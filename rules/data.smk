@@ -74,8 +74,8 @@ rule prepare_data:
         root=lambda wildcards: get_data_root(),  # a function's value is not formatted
         data=config["data"],
         preprocess=config["preprocess"],
-        # when the job is planned, not when the Snakefile is read: targets that do not need
-        # the data (fetch_weights, a weights file) work before data.root is in place
+        # hashed when this job is planned, not each time the Snakefile is read (every
+        # cluster job reads it again)
         tree=lambda wildcards: get_data_tree_signature(),
     script:
         "../scripts/prepare_data.py"

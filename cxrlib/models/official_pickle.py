@@ -49,7 +49,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from cxrlib.file_kinds import container_kind
+from cxrlib.file_kinds import check_regular_file, container_kind
 from cxrlib.models.official_checks import (
     MAX_ARRAY_ELEMENTS,
     MAX_MODULE_DEPTH,
@@ -430,14 +430,7 @@ def is_official_pickle(path: str | Path) -> bool:
 
 def _open_checked(path: Path) -> io.BufferedReader:
     """The file opened for reading, after saying plainly what is wrong with the path."""
-    if path.is_dir():
-        raise IsADirectoryError(f"{path} is a directory, not an official network pickle file")
-    if not path.exists():
-        if path.is_symlink():
-            raise FileNotFoundError(f"{path} is a broken symbolic link (to {path.readlink()})")
-        raise FileNotFoundError(f"{path} does not exist")
-    if not path.is_file():
-        raise OfficialNetworkError(f"{path}: is not a regular file (a device, fifo or socket)")
+    check_regular_file(path, "an official network pickle file", OfficialNetworkError, sep=":")
     return open(path, "rb")
 
 
