@@ -3,6 +3,7 @@
 
 
 localrules:
+    evaluate_classifier,
     compare_classifiers,
 
 
@@ -11,10 +12,13 @@ rule train_classifier:
         unpack(get_classifier_inputs),
         train="results/data/cache/train.npz",
         val="results/data/cache/val.npz",
+        # predicted once the model is final; training and model selection never see it
+        test="results/data/cache/test.npz",
     output:
         model="results/classifier/{arm}/ratio{ratio}/seed{seed}/model.pt",
         history="results/classifier/{arm}/ratio{ratio}/seed{seed}/history.csv",
         composition="results/classifier/{arm}/ratio{ratio}/seed{seed}/train_composition.json",
+        predictions="results/classifier/{arm}/ratio{ratio}/seed{seed}/predictions.csv",
     log:
         "logs/train_classifier/{arm}_ratio{ratio}_seed{seed}.log",
     benchmark:
@@ -34,12 +38,12 @@ rule train_classifier:
         "../scripts/train_classifier.py"
 
 
+# Metrics with patient-bootstrap CIs from the test predictions: torch-free and seconds long, so
+# a local rule (no GPU job for a bootstrap); changing n_boot reruns only this.
 rule evaluate_classifier:
     input:
-        model="results/classifier/{arm}/ratio{ratio}/seed{seed}/model.pt",
-        test="results/data/cache/test.npz",
-    output:
         predictions="results/classifier/{arm}/ratio{ratio}/seed{seed}/predictions.csv",
+    output:
         metrics="results/classifier/{arm}/ratio{ratio}/seed{seed}/metrics.csv",
     log:
         "logs/evaluate_classifier/{arm}_ratio{ratio}_seed{seed}.log",

@@ -182,10 +182,17 @@ def get_final_output():
 
 def get_headline_inputs(wildcards):
     """The tables the front page summarises (see cxrlib/report/headline.py), with the
-    real-to-real floors where some GAN run is scored."""
+    real-to-real floors where some GAN run is scored, and each run's chosen samples (the
+    summary figure)."""
     inputs = get_run_tables()
     if get_floor_resolutions():
         inputs["real_reference"] = REAL_REFERENCE
+    inputs["samples"] = [
+        folder
+        for model in STAGED_MODELS
+        if model_enabled(model)
+        for folder in chosen_samples(model)
+    ]
     return inputs
 
 

@@ -47,9 +47,30 @@ rule headline:
         rejected="results/data/rejected.csv",
         comparison="results/classifier/comparison.csv",
         runtime="results/benchmarks/runtime_by_rule.csv",
+        # the summary figure's real rows
+        train_cache="results/data/cache/train.npz",
+        test_cache="results/data/cache/test.npz",
     output:
         page=HEADLINE_PAGE,
         record="results/report/headline.json",
+        figure=report(
+            "results/report/summary.png",
+            caption="../report/headline_summary.rst",
+            category="Headline tables",
+            labels={"page": "summary figure"},
+        ),
+        models=report(
+            "results/report/models.html",
+            caption="../report/headline_models.rst",
+            category="Headline tables",
+            labels={"page": "best snapshot per GAN run"},
+        ),
+        classifier=report(
+            "results/report/classifier.html",
+            caption="../report/headline_classifier.rst",
+            category="Headline tables",
+            labels={"page": "classifier arms against real-only"},
+        ),
     log:
         "logs/headline.log",
     benchmark:
@@ -66,5 +87,8 @@ rule headline:
             if config["data"]["source"] == "phantom"
             else 0.0
         ),
+        label=config["data"]["synthetic_class"],
+        arch=config["classifier"]["settings"].get("arch", "resnet50"),
+        synthetic=config["data"]["source"] == "phantom",
     script:
         "../scripts/headline.py"

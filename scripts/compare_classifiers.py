@@ -15,16 +15,15 @@ with job_logging(snakemake.log[0]):
     write_csv(summary, out.summary)
     comparison = build_comparison(summary, inp.predictions, n_boot=params.n_boot)
     write_csv(comparison, out.comparison)
-    # Figures: one curve / matrix per arm and ratio, from its first seed (all seeds are in
-    # the tables; pooling seeds' scores would blur models that differ).
-    first = {}
+    # Figures: every seed of every arm and ratio (ROC: each seed and their mean)
+    by_arm = {}
     for path in sorted(inp.predictions, key=lambda p: run_key(p)[2]):
         arm, ratio, _seed = run_key(path)
-        label = arm if ratio == "0" else f"{arm} x{ratio}"
-        first.setdefault(label, pd.read_csv(path))
+        label = arm if ratio == "0" else f"{arm} (ratio {ratio})"
+        by_arm.setdefault(label, []).append(pd.read_csv(path))
     classes = (params.synthetic_class, params.positive_label)
-    plot_roc(first, Path(out.roc), synthetic=params.synthetic)
-    plot_confusion(first, Path(out.confusion), class_names=classes, synthetic=params.synthetic)
+    plot_roc(by_arm, Path(out.roc), synthetic=params.synthetic)
+    plot_confusion(by_arm, Path(out.confusion), class_names=classes, synthetic=params.synthetic)
     plot_metric_vs_ratio(
         summary.drop(columns="ratio").rename(columns={"ratio_value": "ratio"}),
         Path(out.vs_ratio),

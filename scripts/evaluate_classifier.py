@@ -1,19 +1,13 @@
-"""Predictions of one classifier on the real test set, and its metrics with patient-level CIs."""
+"""Metrics of one classifier on the real test set, with patient-level bootstrap CIs."""
 
-from pathlib import Path
+import pandas as pd
 
-from cxrlib.data.cache import load_split
-from cxrlib.device import setup_torch
 from cxrlib.io import write_csv
 from cxrlib.logs import job_logging
 from cxrlib.metrics.classification import metrics_table
-from cxrlib.train.classifier import evaluate_split
 
 with job_logging(snakemake.log[0]):
-    inp, out = snakemake.input, snakemake.output
-    device = setup_torch(snakemake.threads)
-    predictions = evaluate_split(Path(inp.model), load_split(inp.test), device)
-    write_csv(predictions, out.predictions)
+    predictions = pd.read_csv(snakemake.input.predictions, dtype={"patient_id": str})
     table = metrics_table(
         predictions.y_true,
         predictions.score,
@@ -21,4 +15,4 @@ with job_logging(snakemake.log[0]):
         n_boot=snakemake.params.n_boot,
         seed=int(snakemake.wildcards.seed),
     )
-    write_csv(table, out.metrics)
+    write_csv(table, snakemake.output.metrics)

@@ -1,4 +1,4 @@
-"""The report's front page: the study description plus headline results from the result tables."""
+"""The report's front page (one line per stage, the summary figure) and its detailed tables."""
 
 import json
 from pathlib import Path
@@ -10,31 +10,93 @@ from cxrlib.logs import job_logging
 from cxrlib.metrics.features import optional_path
 from cxrlib.metrics.reference import read_reference, shift_findings
 from cxrlib.report.headline import (
-    classifier_conclusion,
-    classifier_rows,
+    MODEL_NAMES,
     data_summary,
+    data_uri,
     headline_record,
     headline_section,
-    model_rows,
     read_memorisation,
+    training_course,
     write_front_page,
 )
+from cxrlib.report.headline_tables import (
+    CLASSIFIER_INTRO,
+    MODELS_INTRO,
+    classifier_conclusion,
+    classifier_rows,
+    format_model_rows,
+    model_notes,
+    model_rows,
+    tables_page,
+    write_page,
+)
+from cxrlib.report.summary_figure import plot_summary, real_row, sample_row
 
 with job_logging(snakemake.log[0]):
-    inp, out = snakemake.input, snakemake.output
+    inp, out, params = snakemake.input, snakemake.output, snakemake.params
     data = data_summary(pd.read_csv(inp.class_counts), pd.read_csv(inp.rejected))
-    models = model_rows(
-        [pd.read_csv(p) for p in inp.sweeps], read_memorisation(list(inp.memorisation))
-    )
+    sweeps = [pd.read_csv(p) for p in inp.sweeps]
+    models = model_rows(sweeps, read_memorisation(list(inp.memorisation)))
+    courses = {}
+    for sweep in sweeps:
+        key = (str(sweep.model.iloc[0]), str(sweep.run.iloc[0]))
+        chosen = models[(models.model == key[0]) & (models.run == key[1])]
+        if len(chosen):
+            courses[key] = training_course(sweep, str(chosen.features.iloc[0]))
     comparison = pd.read_csv(inp.comparison)
     classifier = classifier_rows(comparison)
     conclusion = classifier_conclusion(comparison)
-    runtime = pd.read_csv(inp.runtime)
     floors = optional_path(inp, "real_reference")
-    shift = shift_findings(read_reference(floors), snakemake.params.shift_factor) if floors else []
+    shift = shift_findings(read_reference(floors), params.shift_factor) if floors else []
+
+    # the summary figure: real train | real test | each run's chosen samples
+    n = 6
+    label = params.label
+    rows = [
+        real_row(inp.train_cache, label, n, f"real train\n{label}"),
+        real_row(inp.test_cache, label, n, f"real test\n{label}"),
+    ]
+    for folder in inp.samples:
+        index = pd.read_csv(Path(folder) / "index.csv", nrows=1).iloc[0]
+        name = MODEL_NAMES.get(str(index.model), str(index.model))
+        rows.append(sample_row(folder, n, f"{name}\n{index.run}, {index.snapshot}"))
+    plot_summary(
+        rows,
+        Path(out.figure),
+        title=f"{label} images: real, and each GAN's samples (chosen snapshot)",
+        synthetic=params.synthetic,
+    )
+
     section = headline_section(
-        data, models, classifier, conclusion, runtime, shift, snakemake.params.phantom_test_shift
+        data,
+        models,
+        courses,
+        comparison,
+        pd.read_csv(inp.runtime),
+        shift,
+        params.phantom_test_shift,
+        figure=data_uri(out.figure),
+        arch=params.arch,
     )
     write_front_page(Path(inp.template), section, Path(out.page))
+    write_page(
+        out.models,
+        tables_page(
+            "Best snapshot per GAN run",
+            format_model_rows(models) if len(models) else pd.DataFrame(),
+            intro=MODELS_INTRO,
+            notes=model_notes(models) if len(models) else [],
+            synthetic=params.synthetic,
+        ),
+    )
+    write_page(
+        out.classifier,
+        tables_page(
+            "Classifier arms against real-only (test AUROC)",
+            classifier,
+            intro=(*CLASSIFIER_INTRO, conclusion),
+            synthetic=params.synthetic,
+        ),
+    )
     record = headline_record(data, models, classifier, conclusion, shift)
     write_atomic(out.record, lambda tmp: tmp.write_text(json.dumps(record, indent=2) + "\n"))

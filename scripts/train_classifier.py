@@ -1,12 +1,13 @@
-"""Train one classifier (arm, ratio, seed): real images, plus synthetic ones in GAN arms."""
+"""Train one classifier (arm, ratio, seed): real images, plus synthetic ones in GAN arms; then
+predict the real test set with the final model."""
 
 from pathlib import Path
 
 from cxrlib.data.cache import load_split
 from cxrlib.device import setup_torch
-from cxrlib.io import write_json
+from cxrlib.io import write_csv, write_json
 from cxrlib.logs import job_logging
-from cxrlib.train.classifier import classifier_settings, train_classifier
+from cxrlib.train.classifier import classifier_settings, evaluate_split, train_classifier
 from cxrlib.train.mixing import mix_synthetic
 from cxrlib.train.survival import attempt_guard, slurm_job_end_time
 
@@ -35,3 +36,4 @@ with job_logging(snakemake.log[0]), attempt_guard(snakemake.params.state):
         device=device,
         deadline=slurm_job_end_time(),
     )
+    write_csv(evaluate_split(Path(out.model), load_split(inp.test), device), out.predictions)

@@ -26,8 +26,14 @@ class ReportView:
     """What the browser showed."""
 
     front_page: str = ""  # the text of the workflow description
+    # at load, before any scrolling: element -> its box (x, y, width, height) in the window
+    front_page_boxes: dict[str, tuple[float, float, float, float]] = field(default_factory=dict)
+    viewport: tuple[int, int] = (0, 0)  # window width, height
     categories: dict[str, list[str]] = field(default_factory=dict)  # category -> subcategories
     images: dict[str, tuple[int, int]] = field(default_factory=dict)  # result -> decoded w, h
+    # result -> where the image is drawn in the window (x, y, width, height)
+    image_boxes: dict[str, tuple[float, float, float, float]] = field(default_factory=dict)
+    pages: dict[str, str] = field(default_factory=dict)  # HTML result -> its text in the frame
     tables: dict[str, str] = field(default_factory=dict)  # result -> text shown for a table
     failures: dict[str, str] = field(default_factory=dict)  # result -> what went wrong
     errors: list[str] = field(default_factory=list)  # page errors and console errors
@@ -36,9 +42,35 @@ class ReportView:
 _SHOWN_IMAGE = """() => {
     const img = document.querySelector('img[src^="data:image/png"], img[src^="data:image/svg"]'
         + ':not([src*="filename=logo"])');
-    return img && img.complete && img.naturalWidth > 0
-        ? [img.naturalWidth, img.naturalHeight] : null;
+    if (!(img && img.complete && img.naturalWidth > 0)) return null;
+    const r = img.getBoundingClientRect();
+    return [img.naturalWidth, img.naturalHeight, r.x, r.y, r.width, r.height];
 }"""
+
+# An HTML result is shown in a frame whose source is the page as a data URI (so the frame's
+# document is another origin's): the frame must be drawn, and its source is what it shows.
+_SHOWN_FRAME = """() => {
+    const f = document.querySelector('iframe');
+    if (!f || !f.src.startsWith('data:text/html')) return null;
+    const r = f.getBoundingClientRect();
+    return r.width > 0 && r.height > 0 ? f.src : null;
+}"""
+
+# The front page at load: its title and its first image (the summary figure), where drawn.
+_FRONT_PAGE_BOXES = """() => {
+    const box = el => { if (!el) return null; const r = el.getBoundingClientRect();
+                        return [r.x, r.y, r.width, r.height]; };
+    const page = document.querySelector('.prose');
+    return {title: box(page && page.querySelector('h1')),
+            figure: box(page && page.querySelector('img')),
+            page: box(page)};
+}"""
+
+
+def inside(box: tuple[float, float, float, float], viewport: tuple[int, int]) -> bool:
+    """Whether a box (x, y, width, height) lies whole inside a window of `viewport`."""
+    x, y, w, h = box
+    return x >= 0 and y >= 0 and x + w <= viewport[0] and y + h <= viewport[1]
 
 
 def _open(page, category: str, subcategory: str, timeout_ms: int) -> None:
@@ -67,13 +99,21 @@ def _show(page, button, results: dict, view: ReportView, timeout_ms: int) -> Non
         return
     button.click()
     path = page.evaluate("app.state.resultPath")
+    html = str(path).endswith(".html")
     try:
         handle = page.wait_for_function(
-            "p => app.state.resultPath === p && (" + _SHOWN_IMAGE + ")()",
+            "p => app.state.resultPath === p && ("
+            + (_SHOWN_FRAME if html else _SHOWN_IMAGE)
+            + ")()",
             arg=path,
             timeout=timeout_ms,
         )
-        view.images[path] = tuple(handle.json_value())
+        if html:
+            view.pages[path] = _decode_data_uri(handle.json_value())
+        else:
+            width, height, *box = handle.json_value()
+            view.images[path] = (width, height)
+            view.image_boxes[path] = tuple(box)
     except PlaywrightError as exc:
         view.failures[str(path)] = str(exc)
 
@@ -86,15 +126,19 @@ def _decode_data_uri(uri: str) -> str:
     return data.decode("utf-8", errors="replace")
 
 
-def browse_report(report: Path, timeout_ms: int = 15_000) -> ReportView:
-    """Click through every result of `report` in headless Chromium."""
+def browse_report(
+    report: Path, timeout_ms: int = 15_000, viewport: tuple[int, int] = (1400, 900)
+) -> ReportView:
+    """Click through every result of `report` in headless Chromium, in a window of `viewport`
+    (a laptop's, by default)."""
     from playwright.sync_api import sync_playwright
 
     view = ReportView()
     with sync_playwright() as p:
         browser = p.chromium.launch(executable_path=chromium_path(), args=["--no-sandbox"])
         try:
-            page = browser.new_page(viewport={"width": 1400, "height": 1000})
+            page = browser.new_page(viewport={"width": viewport[0], "height": viewport[1]})
+            view.viewport = viewport
             page.on("pageerror", lambda e: view.errors.append(f"page error: {e}"))
             page.on(
                 "console",
@@ -103,6 +147,13 @@ def browse_report(report: Path, timeout_ms: int = 15_000) -> ReportView:
             page.goto(report.resolve().as_uri())
             page.wait_for_function("typeof app !== 'undefined'", timeout=timeout_ms)
             view.front_page = page.inner_text("#workflow-description, body")
+            page.wait_for_function(
+                "() => { const i = document.querySelector('.prose img');"
+                " return !i || i.complete; }",
+                timeout=timeout_ms,
+            )
+            boxes = page.evaluate(_FRONT_PAGE_BOXES)
+            view.front_page_boxes = {k: tuple(v) for k, v in boxes.items() if v}
             results = page.evaluate("results")
             categories = page.evaluate("categories")
             for category, subcategories in categories.items():
@@ -117,7 +168,7 @@ def browse_report(report: Path, timeout_ms: int = 15_000) -> ReportView:
                         buttons = page.locator('a[iconname="eye"]')
                         for i in range(buttons.count()):
                             _show(page, buttons.nth(i), results, view, timeout_ms)
-                    missing = set(paths) - set(view.images) - set(view.tables)
+                    missing = set(paths) - set(view.images) - set(view.tables) - set(view.pages)
                     if missing:
                         view.failures[f"{category}/{subcategory}"] = f"never shown: {missing}"
         finally:

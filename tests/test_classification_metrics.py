@@ -23,7 +23,12 @@ from cxrlib.metrics.classification import (
     patient_resamples,
     weighted_metrics,
 )
-from cxrlib.report.classifier import plot_confusion, plot_metric_vs_ratio, plot_roc
+from cxrlib.report.classifier import (
+    mean_interval,
+    plot_confusion,
+    plot_metric_vs_ratio,
+    plot_roc,
+)
 
 # y:      0    0    0    1     1    1
 # score: .1   .4   .6   .35   .8   .9
@@ -203,7 +208,7 @@ def test_compare_arms_verdicts_on_constructed_arms() -> None:
     assert table.loc["same", "verdict"] == NO_EVIDENCE
     assert table.loc["noisy", "verdict"] == NO_EVIDENCE
     assert table.loc["single", "verdict"] == INSUFFICIENT
-    assert "n seeds < 2" in table.loc["single", "t_note"]
+    assert "1 seed(s): too few seeds for an interval" in table.loc["single", "t_note"]
 
     syn = table.loc["synthetic"]
     real_auc = summary[summary.arm == "real"].sort_values("seed").auroc.to_numpy()
@@ -219,6 +224,25 @@ def test_compare_arms_verdicts_on_constructed_arms() -> None:
     same = table.loc["same"]
     assert same["diff_mean"] == same["boot_ci_low"] == same["boot_ci_high"] == 0.0
     assert same["boot_pvalue"] == 1.0
+
+
+def test_two_seeds_give_no_interval_and_intervals_stay_inside_the_metric_range() -> None:
+    """t with 1 degree of freedom (2 seeds) is 12.7: the interval spanned several times an
+    AUROC difference's range (the demo printed -2.021 to 1.932). Two seeds: no interval and
+    no verdict, the note says why; from 3 seeds on, an interval that would leave [-1, 1] is
+    cut at the range's ends."""
+    summary = pd.DataFrame(
+        {"arm": ["real"] * 3 + ["syn"] * 3, "ratio": [0.0] * 3 + [1.0] * 3,
+         "seed": [0, 1, 2] * 2, "auroc": [0.95, 0.05, 0.90, 0.10, 0.99, 0.2]}
+    )  # fmt: skip
+    two = compare_arms(summary[summary.seed < 2]).set_index("arm").loc["syn"]
+    assert math.isnan(two["diff_ci_low"]) and math.isnan(two["diff_ci_high"])
+    assert two["verdict"] == INSUFFICIENT and "fewer than 3 seeds" in two["verdict"]
+    assert "2 seed(s): too few seeds for an interval over seeds" in two["t_note"]
+    assert two["diff_mean"] == pytest.approx(((0.10 - 0.95) + (0.99 - 0.05)) / 2)
+    three = compare_arms(summary).set_index("arm").loc["syn"]
+    assert three["diff_ci_low"] == -1.0 and three["diff_ci_high"] == 1.0  # cut at the range
+    assert three["verdict"] == NO_EVIDENCE
 
 
 def test_compare_arms_without_predictions_uses_seed_t_interval_only() -> None:
@@ -253,9 +277,20 @@ def test_paired_bootstrap_aligns_predictions_by_path() -> None:
 # -- figures -------------------------------------------------------------------------------
 
 
+def test_mean_interval_over_seeds_stays_in_the_metric_range() -> None:
+    assert all(math.isnan(v) for v in mean_interval(np.array([0.2, 0.9]))[1:])
+    mean, low, high = mean_interval(np.array([0.99, 0.2, 0.98]))
+    assert mean == pytest.approx(0.7233, abs=1e-3) and low == 0.0 and high == 1.0
+    mean, low, high = mean_interval(np.array([0.90, 0.91, 0.92]))
+    assert 0.87 < low < 0.90 < 0.92 < high < 0.95
+
+
 def test_figures_are_written(tmp_path: Path) -> None:
     summary, predictions = _arms_fixture(seeds=3)
-    chosen = {f"{a} {r}": predictions[(a, r, 0)] for a, r in [("real", 0.0), ("synthetic", 1.0)]}
+    chosen = {
+        f"{a} {r}": [predictions[(a, r, s)] for s in range(3)]
+        for a, r in [("real", 0.0), ("synthetic", 1.0)]
+    }
     targets = [tmp_path / name for name in ("roc.png", "ratio.png", "confusion.png")]
     plot_roc(chosen, targets[0], synthetic=True)
     plot_metric_vs_ratio(summary, targets[1], "auroc")

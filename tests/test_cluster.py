@@ -19,7 +19,7 @@ REQUESTS = load_rule_requests(ROOT / "profiles/default/resources.yaml")
 RESOURCES = ROOT / "profiles/default/resources.yaml"
 GPU_RULES = {
     "train_dcgan", "train_stylegan2ada", "generate_samples", "real_features", "score_dcgan",
-    "score_stylegan", "train_domain_extractor", "train_classifier", "evaluate_classifier",
+    "score_stylegan", "train_domain_extractor", "train_classifier",
 }  # fmt: skip
 TRAINING = {"train_dcgan", "train_stylegan2ada", "train_domain_extractor", "train_classifier"}
 

@@ -2,21 +2,34 @@
 
 from __future__ import annotations
 
+import re
+from pathlib import Path
+
 import docutils.core
 import docutils.utils
+import numpy as np
 import pandas as pd
 import pytest
+from PIL import Image
 
 from cxrlib.metrics.classification import INSUFFICIENT, NO_EVIDENCE
+from cxrlib.metrics.reference import ShiftFinding
 from cxrlib.report.headline import (
+    classifier_line,
+    data_line,
+    data_summary,
+    data_uri,
+    headline_section,
+    rst_escape,
+    training_course,
+)
+from cxrlib.report.headline_tables import (
     classifier_conclusion,
     classifier_rows,
-    data_summary,
     format_model_rows,
-    headline_section,
     model_notes,
     model_rows,
-    rst_escape,
+    tables_page,
 )
 
 
@@ -123,28 +136,96 @@ def test_rst_escape_keeps_names_literal() -> None:
     assert "{{" not in rst_escape("{{ x }}")
 
 
-def test_headline_section_is_valid_rst_with_the_numbers() -> None:
-    counts = pd.DataFrame(
-        {"split": ["train", "train", "test", "test"], "label": ["NORMAL", "PNEUMONIA"] * 2,
-         "n_images": [10, 20, 5, 5], "n_patients": [8, 15, 5, 4]}
-    )  # fmt: skip
-    data = data_summary(counts, pd.DataFrame({"path": ["x.txt"], "reason": ["not an image"]}))
-    assert data["images"] == 40 and data["rejected"] == 1
-    models = model_rows([_sweep("stylegan2ada", "ada", "kimg", [50.0, 40.0])], {})
-    comparison = _comparison({("real_stylegan2ada", "0.5"): "hurt"})
-    runtime = pd.DataFrame({"rule": ["a", "b"], "jobs": [1, 3], "total_s": [60.0, 600.0]})
-    section = headline_section(
-        data, models, classifier_rows(comparison), classifier_conclusion(comparison), runtime
-    )
-    html = docutils.core.publish_parts(
+def _render(section: str) -> str:
+    return docutils.core.publish_parts(
         "Title\n=====\n\n" + section,
         writer="html",
         settings_overrides={"halt_level": docutils.utils.Reporter.WARNING_LEVEL},
     )["html_body"]
-    for expected in ("40 prepared images", "<td>s1</td>", "40.0", "45.0", "0.910 ± 0.020",
-                     "hurt", "11.0 job-minutes", "b (10.0 min over 3 job(s))",
-                     "density / coverage", "1.20 / 0.75"):  # fmt: skip
+
+
+def _counts() -> pd.DataFrame:
+    return pd.DataFrame(
+        {"split": ["train", "train", "test", "test"], "label": ["NORMAL", "PNEUMONIA"] * 2,
+         "n_images": [10, 20, 5, 5], "n_patients": [8, 15, 5, 4]}
+    )  # fmt: skip
+
+
+def test_headline_section_is_one_short_line_per_stage_with_the_figure(tmp_path: Path) -> None:
+    """The front page fits a laptop's window: the figure, then one line per stage, each
+    stage said once, well under 400 words; valid RST with the numbers."""
+    data = data_summary(_counts(), pd.DataFrame({"path": ["x.txt"], "reason": ["not an image"]}))
+    assert data["images"] == 40 and data["rejected"] == 1
+    sweeps = [
+        _sweep("dcgan", "baseline", "epoch", [50.0, 40.0, 45.0]),
+        _sweep("stylegan2ada", "ada", "kimg", [50.0, 40.0]),
+    ]
+    models = model_rows(sweeps, {("dcgan", "baseline"): {"n_near_copies": 3, "n_fake": 200}})
+    courses = {
+        (str(s.model.iloc[0]), str(s.run.iloc[0])): training_course(s, "cxr") for s in sweeps
+    }
+    comparison = _comparison({("real_stylegan2ada", "0.5"): "hurt"})
+    runtime = pd.DataFrame({"rule": ["a", "b"], "jobs": [1, 3], "total_s": [60.0, 600.0]})
+    png = tmp_path / "f.png"
+    Image.fromarray(np.zeros((4, 4), np.uint8)).save(png)
+    section = headline_section(
+        data, models, courses, comparison, runtime, figure=data_uri(png), arch="resnet18"
+    )
+    html = _render(section)
+    for expected in (
+        "40 prepared images", "best snapshot s1", "FID vs train 40.0", "near-copies 3 of 200",
+        "real-only test AUROC 0.900 ± 0.010", "real_stylegan2ada (ratio 0.5) +0.010, hurt",
+        "11.0 job-minutes", "b (10.0 min over 3 job(s))", 'src="data:image/png;base64,',
+        "best at epoch 1 of 2; FID vs train then rose to 45.0 (1.1 times)",
+        "still improving at its last snapshot (kimg 1)",
+    ):  # fmt: skip
         assert expected in html, expected
+    for stage in ("Data", "DCGAN", "StyleGAN2-ADA", "Classifier", "Runtime"):
+        assert html.count(f"<strong>{stage}</strong>") == 1, stage
+    text = re.sub(r"data:image/png;base64,[^\n]*(\n   [^\n]*)*", "", section)
+    assert len(re.findall(r"\w+", text)) < 400, text
+
+
+def test_a_long_figure_uri_is_split_into_lines_docutils_accepts(tmp_path: Path) -> None:
+    """docutils refuses input lines over 10,000 characters: a real summary figure's data URI
+    is ~300,000, given in lines that the image directive joins again."""
+    png = tmp_path / "noise.png"
+    Image.fromarray(np.random.default_rng(0).integers(0, 255, (300, 300), np.uint8)).save(png)
+    uri = data_uri(png)
+    assert len(uri) > 10_000
+    html = _render(headline_section(data_summary(_counts(), pd.DataFrame()), pd.DataFrame(),
+                                    {}, None, None, figure=uri))  # fmt: skip
+    assert f'src="{uri}"' in html
+
+
+def test_the_data_line_says_whether_the_test_split_is_shifted() -> None:
+    data = data_summary(_counts(), pd.DataFrame())
+    plain = ShiftFinding("cxr", 64, 10.0, 8.0, 6.0, 3.0, False)
+    shifted = ShiftFinding("cxr", 32, 40.0, 8.0, 6.0, 3.0, True)
+    assert "not shifted from train (FID 10.0, 1.2 times" in data_line(data, [plain])
+    line = data_line(data, [plain, shifted], phantom_test_shift=0.3)
+    assert "flagged as shifted from train: FID 40.0 train vs test, 5.0 times" in line
+    assert "(cxr features, 32 px); drawn so on purpose (data.phantom.test_shift = 0.3)" in line
+    assert "train 10 NORMAL + 20 PNEUMONIA; val ; test 5 NORMAL + 5 PNEUMONIA" in data_line(data)
+
+
+def test_the_classifier_line_says_when_seeds_are_too_few_for_a_verdict() -> None:
+    comparison = _comparison({("real_dcgan", "0.5"): INSUFFICIENT}).assign(n_paired=2)
+    line = classifier_line(comparison, "resnet18")
+    assert "(resnet18, 3 seed(s), tested on real test images only)" in line
+    assert "real\\_dcgan (ratio 0.5) +0.010, insufficient evidence" in line
+    assert "a verdict needs at least 3 seeds" in line
+    comparison.loc[comparison.verdict == "baseline", "mean"] = 0.52
+    assert "near chance" in classifier_line(comparison)
+
+
+def test_tables_page_is_escaped_html_with_the_table_first() -> None:
+    page = tables_page(
+        "T <1>", pd.DataFrame({"a & b": ["<x>"]}), intro=["why <it>"], notes=["n & m"]
+    )
+    assert page.index("<table") < page.index("How to read this table")
+    assert "T &lt;1&gt;" in page and "&lt;x&gt;" in page and "n &amp; m" in page
+    assert "<x>" not in page and "<it>" not in page
 
 
 def test_unknown_rst_would_fail_the_parser() -> None:

@@ -35,12 +35,13 @@ from cxrlib.metrics.score import ScoreSettings
 from cxrlib.metrics.sweep import build_sweep
 from cxrlib.report.data_qc import plot_real_distances
 from cxrlib.report.dcgan import floor_lines, plot_sweep
-from cxrlib.report.headline import (
+from cxrlib.report.headline import headline_section
+from cxrlib.report.headline_tables import (
     format_model_rows,
     generated_vs_test_sentence,
-    headline_section,
     model_notes,
     model_rows,
+    tables_page,
 )
 
 SETTINGS = ScoreSettings(kid_subsets=20, kid_subset_size=50, prc_neighborhood=3, seed=7)
@@ -305,22 +306,29 @@ def test_headline_puts_each_floor_beside_its_score_and_says_what_it_means() -> N
     assert "memorisation audit (near-copies: 2 of 100)" in notes[1]
     finding = judge_shift(1067.0, 2.3, 4.8, 3.0, extractor="cxr", resolution=64)
     data = {"images": 10, "splits": {}, "rejected": 0}
-    section = headline_section(data, rows, None, None, None, [finding])
-    assert "**Data shift (flagged)**: The test images differ from the training images" in section
+    section = headline_section(data, rows, {}, None, None, [finding])
+    assert "Test images flagged as shifted from train: FID 1,067 train vs test, 222.3 times" in (
+        section
+    )
     assert "on purpose" not in section  # real data, or phantoms without a shift
     # phantoms shifted on purpose say so; a flagged shift is said beside the classifier too
-    arms = pd.DataFrame({"arm": ["real"], "AUROC mean ± sd": ["0.52 ± 0.15"]})
-    phantom = headline_section(data, rows, arms, "No evidence.", None, [finding], 1.0)
+    comparison = pd.DataFrame(
+        {"arm": ["real"], "ratio": [0.0], "metric": ["auroc"], "n_seeds": [3], "mean": [0.52],
+         "std": [0.15], "verdict": ["baseline"]}
+    )  # fmt: skip
+    phantom = headline_section(data, rows, {}, comparison, None, [finding], 1.0)
     assert "on purpose (data.phantom.test\\_shift = 1)" in phantom
-    assert "No evidence. The test split is flagged as shifted (above)" in phantom
+    assert "tested on real test images only, flagged as shifted from train" in phantom
     unflagged = judge_shift(5.0, 4.0, 4.8, 3.0, extractor="cxr", resolution=64)
-    assert "flagged as shifted" not in headline_section(data, rows, arms, "x", None, [unflagged])
-    html = docutils.core.publish_parts(
+    plain = headline_section(data, rows, {}, comparison, None, [unflagged])
+    assert "flagged as shifted" not in plain
+    docutils.core.publish_parts(
         "Title\n=====\n\n" + section,
         writer="html",
         settings_overrides={"halt_level": docutils.utils.Reporter.WARNING_LEVEL},
-    )["html_body"]
-    assert "is within the real train-vs-test distance" in html and "4.8 / 1067.0" in html
+    )
+    page = tables_page("Best snapshot per run", shown, notes=notes)
+    assert "is within the real train-vs-test distance" in page and "4.8 / 1067.0" in page
 
 
 def test_generated_vs_test_sentence_reads_within_near_or_beyond() -> None:

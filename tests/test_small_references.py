@@ -46,7 +46,8 @@ from cxrlib.metrics.sweep import (
     build_sweep,
 )
 from cxrlib.report.dcgan import plot_sweep
-from cxrlib.report.headline import format_model_rows, headline_section, list_table, model_rows
+from cxrlib.report.headline import headline_section
+from cxrlib.report.headline_tables import format_model_rows, model_notes, model_rows, tables_page
 
 ROOT = Path(__file__).resolve().parents[1]
 D = 16  # feature size of the synthetic feature vectors
@@ -292,14 +293,16 @@ def test_headline_shows_na_with_the_reason_and_stays_valid_rst() -> None:
     # no best snapshot: the row says why instead of vanishing from the table
     assert shown["best snapshot"].iloc[1].startswith("n/a (FID against train is not computable")
     assert shown["FID train / test"].iloc[1] == "– / –"
-    html = docutils.core.publish_parts(
-        "Title\n=====\n\n" + list_table(shown, "Best snapshot per run"),
+    page = tables_page("Best snapshot per run", shown, notes=model_notes(rows))
+    assert "n/a (test/NORMAL has 1 image" in page
+    # the front page's line of the run without a best snapshot says why, as valid RST
+    section = headline_section({"images": 1, "splits": {}, "rejected": 0}, rows, {}, None, None)
+    assert "no best snapshot: n/a (FID against train is not computable" in section
+    docutils.core.publish_parts(
+        "Title\n=====\n\n" + section,
         writer="html",
         settings_overrides={"halt_level": docutils.utils.Reporter.WARNING_LEVEL},
-    )["html_body"]
-    assert "n/a (test/NORMAL has 1 image" in html
-    section = headline_section({"images": 1, "splits": {}, "rejected": 0}, rows, None, None, None)
-    assert "n/a (test/NORMAL has 1 image" in section
+    )
 
 
 # -------------------------------------------------------------------------------- at DAG build

@@ -14,7 +14,7 @@ from PIL import Image
 from cxrlib.data.cache import load_split
 from cxrlib.metrics.fidelity import FidelityScores, file_sha256, score_features
 from cxrlib.metrics.reference import REFERENCE_COLUMNS, format_fid, patient_halves, shift_findings
-from tests.browser import browse_report
+from tests.browser import browse_report, inside
 from tests.conftest import run_snakemake
 from tests.test_fidelity import make_inception_weights
 from tests.test_xrv import make_xrv_weights
@@ -299,26 +299,42 @@ def test_report_front_page_has_the_headline_from_the_result_tables(
     real = comparison[(comparison.arm == "real") & (comparison.metric == "auroc")].iloc[0]
     shown = f"{real['mean']:.3f} ± {real['std']:.3f}"
     assert next(r for r in headline["classifier"] if r["arm"] == "real")["AUROC mean ± sd"] == shown
-    assert json.dumps(shown)[1:-1] in html  # the report embeds the page as a JSON string
-    assert best.snapshot in html and headline["data"]["images"] == 64
-    # the real floors beside FID vs train and vs test, and the train/test distance in words
+    # the front page (embedded in the report as a JSON string): one line per stage
+    page = (study / "results/report/workflow.rst").read_text()
+    assert f"real-only test AUROC {shown}" in page and json.dumps(shown)[1:-1] in html
+    assert f"best snapshot {best.snapshot}" in page and best.snapshot in html
+    for stage in ("**Data**", "**DCGAN**", "**StyleGAN2-ADA**", "**Classifier**", "**Runtime**"):
+        assert page.count(stage) == 1, stage
+    assert ".. image:: data:image/png;base64," in page  # the summary figure travels inside
+    assert headline["data"]["images"] == 64
+    # the real floors beside FID vs train and vs test, on the detailed page
     assert dcgan["real floor (train)"] == pytest.approx(best.real_floor_fid)
     test_row = sweep[sweep.best & (sweep.reference == "test")].iloc[0]
     assert dcgan["real floor (test)"] == pytest.approx(test_row.real_floor_fid)
     (shift,) = headline["data_shift"]
     assert shift["flagged"] is False and shift["extractor"] == "cxr" and shift["resolution"] == 32
-    assert json.dumps(shift["sentence"])[1:-1] in html
-    assert "real floor train / test" in html
+    assert "Test images are not shifted from train" in page
+    models_page = (study / "results/report/models.html").read_text()
+    assert "real floor train / test" in models_page and best.snapshot in models_page
     assert any("real train-vs-test distance" in note for note in headline["model_notes"])
+    # two seeds: no interval over seeds is printed, the page says why
+    assert "a verdict needs at least 3 seeds" in page
+    classifier_page = (study / "results/report/classifier.html").read_text()
+    assert "no interval: fewer than 3 seeds" in classifier_page
 
 
 def test_report_renders_in_headless_chromium_with_every_figure(study: Path, report: Path) -> None:
-    """Debian's chromium opens the report; every category, subcategory and result is clicked
-    as a reader would; every figure must decode at its file's size."""
+    """Debian's chromium opens the report in a laptop's window (1400 x 900); every category,
+    subcategory and result is clicked as a reader would; every figure must decode at its
+    file's size and be drawn whole inside the window; the front page's title and summary
+    figure are in view at load, without scrolling (Snakemake's report centres a page taller
+    than the window, which hid its top: snakemake#2782)."""
     view = browse_report(report)
     assert not view.errors, view.errors
     assert not view.failures, view.failures
     assert "Headline results" in view.front_page
+    for element in ("title", "figure"):
+        assert inside(view.front_page_boxes[element], view.viewport), (element, view)
     figures = {
         "results/data/qc/class_counts.png", "results/data/qc/examples.png",
         "results/data/qc/intensity_histograms.png",
@@ -331,7 +347,7 @@ def test_report_renders_in_headless_chromium_with_every_figure(study: Path, repo
         "results/stylegan2ada/ada/figures/truncation.png",
         "results/classifier/figures/roc.png", "results/classifier/figures/auroc_vs_ratio.png",
         "results/classifier/figures/confusion.png", "results/benchmarks/runtime_by_rule.png",
-        "results/data/qc/real_distances.png",
+        "results/data/qc/real_distances.png", "results/report/summary.png",
     } | {
         f"results/metrics/memorisation/{model}/best/{name}.png"
         for model in ("dcgan/baseline", "stylegan2ada/ada")
@@ -340,11 +356,15 @@ def test_report_renders_in_headless_chromium_with_every_figure(study: Path, repo
     assert set(view.images) == figures
     for path, size in view.images.items():
         assert Image.open(study / path).size == size, path
+        assert inside(view.image_boxes[path], view.viewport), (path, view.image_boxes[path])
     assert {
         "results/classifier/comparison.csv", "results/metrics/summary.csv",
         "results/metrics/real_reference.csv",
     } <= set(view.tables)  # fmt: skip
     for path, text in view.tables.items():
+        assert text == (study / path).read_text(), path
+    assert set(view.pages) == {"results/report/models.html", "results/report/classifier.html"}
+    for path, text in view.pages.items():
         assert text == (study / path).read_text(), path
 
 

@@ -67,7 +67,7 @@ def build_comparison(
     for path in prediction_files:
         arm, ratio, s = run_key(path)
         value = summary.loc[(summary.arm == arm) & (summary.ratio == ratio), "ratio_value"].iloc[0]
-        predictions[(arm, float(value), s)] = pd.read_csv(path)
+        predictions[(arm, float(value), s)] = pd.read_csv(path, dtype={"patient_id": str})
     frame = summary.drop(columns="ratio").rename(columns={"ratio_value": "ratio"})
     comparison = compare_arms(frame, "real", "auroc", predictions, n_boot=n_boot, seed=seed)
     comparison.insert(

@@ -46,7 +46,11 @@ METRICS = (
     "sensitivity",
     "specificity",
 )
-INSUFFICIENT = "insufficient evidence (n seeds < 2)"
+# A t interval over 2 seeds has 1 degree of freedom: t(0.975, 1) = 12.7 makes it span several
+# times the metric's whole range, so no interval is computed from fewer seeds than this.
+MIN_SEEDS = 3
+INSUFFICIENT = f"insufficient evidence (fewer than {MIN_SEEDS} seeds)"
+TOO_FEW_SEEDS = f"too few seeds for an interval over seeds (at least {MIN_SEEDS}: classifier.seeds)"
 NO_EVIDENCE = "no evidence of a difference"
 
 PredictionSource = (
@@ -268,16 +272,21 @@ def metrics_table(
 
 
 def _t_interval(arm: np.ndarray, base: np.ndarray, alpha: float) -> dict[str, Any]:
-    """Mean paired difference over seeds, t-based CI and paired t-test p-value."""
+    """Mean paired difference over seeds, its t-based CI and the paired t-test p-value.
+
+    With fewer than MIN_SEEDS pairs there is no interval (NaN, `t_note` says why). Every
+    metric here lies in [0, 1], so a difference lies in [-1, 1]: the interval is intersected
+    with that range, which holds the true difference, so coverage is kept.
+    """
     d = arm - base
     n = len(d)
     out: dict[str, Any] = {"n_paired": n, "diff_mean": float(d.mean()) if n else math.nan}
-    if n < 2:
+    if n < MIN_SEEDS:
         return out | {
             "diff_ci_low": math.nan,
             "diff_ci_high": math.nan,
             "t_pvalue": math.nan,
-            "t_note": "n seeds < 2: no t interval",
+            "t_note": f"{n} seed(s): {TOO_FEW_SEEDS}",
         }
     sd = float(d.std(ddof=1))
     if sd == 0.0:  # t undefined; the interval collapses onto the (exact) difference
@@ -289,8 +298,8 @@ def _t_interval(arm: np.ndarray, base: np.ndarray, alpha: float) -> dict[str, An
         }
     half = float(stats.t.ppf(1 - alpha / 2, n - 1)) * sd / math.sqrt(n)
     return out | {
-        "diff_ci_low": out["diff_mean"] - half,
-        "diff_ci_high": out["diff_mean"] + half,
+        "diff_ci_low": max(-1.0, out["diff_mean"] - half),
+        "diff_ci_high": min(1.0, out["diff_mean"] + half),
         "t_pvalue": float(stats.ttest_rel(arm, base).pvalue),
         "t_note": "",
     }
@@ -381,7 +390,7 @@ def paired_bootstrap(
 
 def _verdict(n_paired: int, intervals: list[tuple[float, float]]) -> str:
     """helped / hurt when every interval excludes 0 on the same side; else no evidence."""
-    if n_paired < 2:
+    if n_paired < MIN_SEEDS:
         return INSUFFICIENT
     if any(not (math.isfinite(lo) and math.isfinite(hi)) for lo, hi in intervals):
         return NO_EVIDENCE
@@ -416,7 +425,7 @@ def compare_arms(
     patient-level paired bootstrap: boot_diff, boot_ci_low/high, boot_pvalue, boot_n_skipped.
     verdict: "helped" / "hurt" when the t interval and (if computed) the bootstrap interval
     both exclude 0 on that side, "no evidence of a difference" otherwise,
-    "insufficient evidence (n seeds < 2)" with fewer than 2 matched seeds; the baseline row
+    INSUFFICIENT with fewer than MIN_SEEDS matched seeds (no interval over seeds); the baseline row
     says "baseline". verdict_basis names the intervals used.
     """
     need = {"arm", "ratio", "seed", metric} - set(summary.columns)

@@ -47,23 +47,39 @@ def plot_class_counts(class_counts_csv: Path, target: Path, *, synthetic: bool =
 
 
 def plot_examples(
-    cache_paths: Sequence[Path], target: Path, per_class: int, *, synthetic: bool = False
+    cache_paths: Sequence[Path],
+    target: Path,
+    per_class: int,
+    *,
+    splits: Sequence[str] = ("train", "test"),
+    synthetic: bool = False,
 ) -> None:
-    """A grid of prepared training images, one row per class (evenly spaced, not cherry-picked)."""
-    train = next(p for p in cache_paths if Path(p).stem == "train")
-    arrays = load_split(train)
-    rows = len(arrays.label_names)
-    fig, axes = plt.subplots(rows, per_class, figsize=(1.4 * per_class, 1.5 * rows), squeeze=False)
-    for r, label in enumerate(arrays.label_names):
-        images = arrays.of_label(label)
+    """Prepared images, one row per (class, split) for each of `splits` present in
+    `cache_paths` (the splits' caches), `per_class` per row, evenly spaced through the split
+    (not cherry-picked): test images right under the training images of their class, so a
+    shift between the splits shows."""
+    caches = {Path(p).stem: load_split(p) for p in cache_paths if Path(p).stem in splits}
+    shown = [s for s in splits if s in caches]
+    if not shown:
+        raise ValueError(f"no cache of the splits {', '.join(splits)} among {cache_paths}")
+    labels = list(caches[shown[0]].label_names)
+    rows = [(label, split) for label in labels for split in shown]
+    fig, axes = plt.subplots(
+        len(rows), per_class, figsize=(1.4 * per_class, 1.5 * len(rows)), squeeze=False
+    )
+    for r, (label, split) in enumerate(rows):
+        arrays = caches[split]
+        images = arrays.of_label(label) if label in arrays.label_names else arrays.images[:0]
         picks = np.linspace(0, len(images) - 1, num=min(per_class, len(images))).astype(int)
         for c in range(per_class):
             ax = axes[r, c]
             ax.axis("off")
             if c < len(picks):
                 ax.imshow(images[picks[c]], cmap="gray", vmin=0, vmax=255)
-        axes[r, 0].set_title(label, loc="left", fontsize=9)
-    fig.suptitle("Prepared training images (evenly spaced through the split)", fontsize=10)
+        axes[r, 0].set_title(f"{split}: {label} ({len(images)} images)", loc="left", fontsize=9)
+    fig.suptitle(
+        f"Prepared {' and '.join(shown)} images, evenly spaced through each split", fontsize=10
+    )
     save_figure(fig, target, synthetic=synthetic)
 
 

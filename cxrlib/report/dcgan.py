@@ -35,8 +35,8 @@ def plot_training_curves(
     ax_d.plot(log["epoch"], log["d_fake"], label="D(G(z)), generated")
     ax_d.axhline(0.5, color="gray", lw=0.8, ls=":")
     ax_d.set_ylim(0, 1)
-    ax_d.set_ylabel("mean D output")
-    ax_d.set_xlabel("epoch")
+    ax_d.set_ylabel("mean D output (probability)")
+    ax_d.set_xlabel(PROGRESS_LABELS["epoch"])
     ax_d.legend()
     fig.suptitle("DCGAN training", fontsize=10)
     save_figure(fig, Path(out_png), synthetic=synthetic)
@@ -86,9 +86,9 @@ def floor_lines(sweep: pd.DataFrame) -> list[dict[str, object]]:
     """The real-vs-real floor of each (extractor, reference) of a sweep table, as drawn.
 
     One dict per pair whose rows carry a finite `real_floor_fid` (see
-    cxrlib.metrics.reference.attach_floors): extractor, reference, fid, kid_mean, density,
-    coverage (NaN where not computed or not in the table) and label ("real train half vs
-    half (cxr) = 4.8"). Tables without floors give [].
+    cxrlib.metrics.reference.attach_floors): extractor, reference, fid, kid_mean, precision,
+    density, coverage (NaN where not computed or not in the table) and label ("real train half
+    vs half (cxr) = 4.8"). Tables without floors give [].
     """
     if "real_floor_fid" not in sweep.columns or "reference" not in sweep.columns:
         return []
@@ -100,7 +100,7 @@ def floor_lines(sweep: pd.DataFrame) -> list[dict[str, object]]:
         set_a, _, set_b = str(rows["real_floor"].iloc[0]).partition(" vs ")
         other = {
             key: float(rows.get(f"real_floor_{key}", pd.Series([np.nan])).iloc[0])
-            for key in ("kid_mean", "density", "coverage")
+            for key in ("kid_mean", "precision", "density", "coverage")
         }
         out.append(
             {
@@ -120,6 +120,22 @@ def _wide(values: list[float]) -> bool:
     return bool(finite) and min(finite) > 0 and max(finite) / min(finite) > 50
 
 
+# What the x axis counts, in words (the unit of training progress).
+PROGRESS_LABELS = {
+    "epoch": "epoch (passes over the training images)",
+    "kimg": "kimg (thousands of real images shown to D)",
+}
+# Panels of the sweep figure: (column, y-axis label with its unit, reference line or None).
+_PANELS = (
+    ("fid", "FID (squared feature distance;\nlower is better)", None),
+    ("kid_mean", "KID ± std (MMD², cubic kernel;\nunitless, lower is better)", None),
+    ("precision", "precision vs the reals\n(share of samples, 0-1)", None),
+    ("density", "density (unitless;\n~1: spread like the reals)", 1.0),
+    ("coverage", "coverage\n(share of reals covered, 0-1)", None),
+    ("diversity_ratio", "diversity ratio\n(generated / real, unitless)", 1.0),
+)
+
+
 def plot_sweep(
     sweep: pd.DataFrame,
     out_png: Path,
@@ -128,27 +144,31 @@ def plot_sweep(
     title: str = "DCGAN",
     synthetic: bool = False,
 ) -> None:
-    """FID, KID (mean +- std), density and coverage (when the table has them: Naeem et al.
-    2020, in each extractor's feature space) and diversity ratio against epoch, one colour per
-    extractor.
+    """FID, KID (mean +- std), precision, density, coverage (Naeem et al. 2020) and the
+    diversity ratio against training progress, in a 2 x 3 grid of panels that fits a laptop's
+    window; one colour per extractor, one line style per reference split. Panels whose
+    column the table lacks (older tables: precision, density, coverage) are left out.
 
     `progress` is the column on the x axis ("epoch"; "kimg" for StyleGAN2-ADA, whose collapse
-    column is then `collapse_kimg`).
+    column is then `collapse_kimg`); the title gives the run's resolution where the table
+    has a `resolution` column (FIDs of different resolutions are not comparable).
 
     `sweep`: one row per (snapshot epoch, extractor[, reference]) with SWEEP_COLUMNS and
-    optionally `reference` (the real set compared against: one line style each) and
-    `collapse_epoch` (NaN when no collapse was detected). The best snapshot (`best` true) is
-    starred on every line; a detected collapse is a red vertical line. NaN scores (a reference
-    split too small for a metric) leave gaps, and the reasons from the `not_computable` column
-    are printed under the axes ("n/a: ...").
+    optionally `reference` (the real set compared against) and `collapse_epoch` (NaN when no
+    collapse was detected). The best snapshot (`best` true) is starred on every line; a
+    detected collapse is a red vertical line. NaN scores (a reference split too small for a
+    metric) leave gaps, and the reasons from the `not_computable` column are printed under the
+    axes ("n/a: ...").
 
     Rows carrying their real floors (`real_floor_fid`, `real_floor_kid_mean`,
-    `real_floor_density`, `real_floor_coverage`, `real_floor`) get a thin horizontal line per
-    (extractor, reference) on each of those panels, in the curve's colour and style at the
-    matching real-vs-real value, labelled in the legend and at the line ("real train vs
-    test (cxr) = 1,067"): a score at its line is as far as real images are from each other.
-    FID (and KID when positive) switch to a log axis when the values span more than 50x, so a
-    FID of 2 against train and 1,000 against test are both readable.
+    `real_floor_precision`, `real_floor_density`, `real_floor_coverage`, `real_floor`) get a
+    thin horizontal line per (extractor, reference) on each of those panels, in the curve's
+    colour and style, labelled in the legend ("real train vs test (cxr) = 1,067"): a score at
+    its line is as far as real images are from each other. On the FID panel the band below
+    the real train-vs-test floor is shaded: a FID against test there cannot show a better
+    generator (small-sample bias, or a shifted test split), so a curve rising inside it is not
+    "getting worse". FID (and KID when positive) switch to a log axis when the values span
+    more than 50x.
     """
     if progress != "epoch":  # score tables carry both columns; the other one is empty
         sweep = sweep.drop(columns=["epoch", "collapse_epoch"], errors="ignore")
@@ -161,13 +181,16 @@ def plot_sweep(
     references = sorted(sweep["reference"].astype(str).unique()) if has_reference else [""]
     colors = {e: f"C{i}" for i, e in enumerate(extractors)}
     styles = {r: ("-", "--", ":", "-.")[i % 4] for i, r in enumerate(references)}
-    has_dc = {"density", "coverage"} <= set(sweep.columns)
-    fig, axes = plt.subplots(5 if has_dc else 3, 1, figsize=(6.5, 12 if has_dc else 8), sharex=True)
-    ax_fid, ax_kid, ax_div = axes[0], axes[1], axes[-1]
-    panels = [(ax_fid, "fid"), (ax_kid, "kid_mean"), (ax_div, "diversity_ratio")]
-    if has_dc:
-        ax_density, ax_coverage = axes[2], axes[3]
-        panels[2:2] = [(ax_density, "density"), (ax_coverage, "coverage")]
+    panels = [p for p in _PANELS if p[0] in sweep.columns]
+    cols = 3 if len(panels) > 4 else 2
+    rows_n = -(-len(panels) // cols)
+    fig, grid = plt.subplots(
+        rows_n, cols, figsize=(4.0 * cols, 2.7 * rows_n), sharex=True, squeeze=False
+    )
+    for ax in grid.flat[len(panels) :]:
+        ax.axis("off")
+    axes = {column: ax for (column, _, _), ax in zip(panels, grid.flat, strict=False)}
+    ax_fid = axes["fid"]
     keys = ["extractor", "reference"] if has_reference else ["extractor"]
     for key, rows in sweep.sort_values("epoch").groupby(keys, sort=True):
         extractor, reference = (str(key[0]), str(key[1]) if has_reference else "")
@@ -176,23 +199,26 @@ def plot_sweep(
         if not np.isfinite(rows["fid"].to_numpy(float)).any():
             label += " (FID n/a)"
         best = rows[rows["best"].astype(bool)]
-        ax_fid.plot(rows["epoch"], rows["fid"], ls=style, marker=".", color=color, label=label)
-        ax_kid.plot(rows["epoch"], rows["kid_mean"], ls=style, marker=".", color=color)
-        ax_kid.fill_between(
+        for column, ax in axes.items():
+            ax.plot(
+                rows["epoch"],
+                rows[column],
+                ls=style,
+                marker=".",
+                color=color,
+                label=label if column == "fid" else None,
+            )
+            ax.scatter(best["epoch"], best[column], marker="*", s=120, color=color, zorder=3)
+        axes["kid_mean"].fill_between(
             rows["epoch"],
             rows["kid_mean"] - rows["kid_std"],
             rows["kid_mean"] + rows["kid_std"],
             color=color,
             alpha=0.15,
         )
-        for ax, column in panels:
-            if column != "fid" and column != "kid_mean":
-                ax.plot(rows["epoch"], rows[column], ls=style, marker=".", color=color)
-            ax.scatter(best["epoch"], best[column], marker="*", s=160, color=color, zorder=3)
     if "collapse_epoch" in sweep.columns:
-        collapses = sorted(set(sweep["collapse_epoch"].dropna()))
-        for i, epoch in enumerate(collapses):
-            for ax in axes:
+        for i, epoch in enumerate(sorted(set(sweep["collapse_epoch"].dropna()))):
+            for ax in axes.values():
                 ax.axvline(
                     epoch,
                     color="firebrick",
@@ -204,11 +230,12 @@ def plot_sweep(
     for floor in floors:
         color = colors.get(str(floor["extractor"]), "gray")
         style = styles.get(str(floor["reference"]), "-")
-        for ax, key in panels:
-            if key not in floor or not np.isfinite(float(floor[key])):
+        for column, ax in axes.items():
+            value = float(floor.get(column, np.nan))
+            if not np.isfinite(value):
                 continue
             ax.axhline(
-                float(floor[key]),
+                value,
                 color=color,
                 ls=style,
                 lw=1.0,
@@ -219,50 +246,65 @@ def plot_sweep(
     log_fid = _wide(fid_values)
     if log_fid:
         ax_fid.set_yscale("log")
-    # Each floor's label at its line's right end; labels of close floors are stacked upwards
-    # (in points) so that they never print over each other.
-    fig.canvas.draw()
-    last_pt = -np.inf
-    for floor in sorted(floors, key=lambda f: float(f["fid"])):
-        y_pt = ax_fid.transData.transform((0.0, float(floor["fid"])))[1] * 72 / fig.dpi
-        lift = max(0.0, last_pt + 8.0 - y_pt)  # 8 pt: one line of 6-pt text
-        last_pt = y_pt + lift
-        ax_fid.annotate(
-            str(floor["label"]),
-            (1.0, float(floor["fid"])),
-            xycoords=("axes fraction", "data"),
-            xytext=(-2, 1.5 + lift),
-            textcoords="offset points",
-            ha="right",
-            va="bottom",
-            fontsize=6,
-            color=colors.get(str(floor["extractor"]), "gray"),
+    test_floors = [float(f["fid"]) for f in floors if f["reference"] == "test"]
+    if test_floors:
+        low = ax_fid.get_ylim()[0]
+        ax_fid.axhspan(
+            low,
+            max(test_floors),
+            color="0.85",
+            alpha=0.5,
+            lw=0,
+            zorder=0,
+            label="below the real train-vs-test FID:\nno quality signal against test",
         )
+        ax_fid.set_ylim(bottom=low)
     kid_values = [*sweep["kid_mean"].to_numpy(float), *(float(f["kid_mean"]) for f in floors)]
     if _wide(kid_values):
-        ax_kid.set_yscale("log")
+        axes["kid_mean"].set_yscale("log")
+    for column, label, line in panels:
+        ax = axes[column]
+        if line is not None:
+            ax.axhline(line, color="gray", lw=0.8, ls=":")
+        if column in ("precision", "coverage"):
+            ax.set_ylim(-0.03, 1.03)
+        ax.set_ylabel(label + (" (log)" if ax.get_yscale() == "log" else ""), fontsize=8)
+        ax.tick_params(labelsize=7)
+        ax.grid(alpha=0.25)
+    for ax in grid[-1]:
+        ax.set_xlabel(PROGRESS_LABELS.get(progress, progress), fontsize=8)
+        ax.xaxis.set_tick_params(labelbottom=True)
     ax_fid.scatter([], [], marker="*", s=80, color="gray", label="best snapshot")
-    ax_fid.set_ylabel("FID (lower is better)" + (", log scale" if log_fid else ""))
-    ax_kid.set_ylabel("KID mean +- std")
-    if has_dc:
-        ax_density.axhline(1.0, color="gray", lw=0.8, ls=":")
-        ax_density.set_ylabel("density (~1: spread\nlike the reals)")
-        ax_coverage.set_ylabel("coverage\n(share of reals covered)")
-        ax_coverage.set_ylim(-0.02, 1.02)
-    ax_div.axhline(1.0, color="gray", lw=0.8, ls=":")
-    ax_div.set_ylabel("diversity ratio\n(generated / real)")
-    ax_div.set_xlabel(progress)
-    if ax_fid.get_legend_handles_labels()[0]:
-        # beside the axes, never over the curves ("tight" saving makes room for it)
-        # long handles: a dashed reference's line must read as dashed beside its marker
-        ax_fid.legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.01, 1.0),
-                      borderaxespad=0, handlelength=4.5)  # fmt: skip
-    fig.suptitle(f"{title} snapshots: fidelity and diversity by {progress}", fontsize=10)
-    shown = ("FID", "KID", *(("density/coverage",) if has_dc else ()), "diversity ratio")
+    handles, labels = ax_fid.get_legend_handles_labels()
+    if handles:
+        # below the panels, never over the curves ("tight" saving makes room for it); long
+        # handles: a dashed reference's line must read as dashed beside its marker
+        fig.legend(
+            handles,
+            labels,
+            fontsize=7,
+            loc="upper center",
+            bbox_to_anchor=(0.5, 0.0),
+            ncol=min(3, len(handles)),
+            handlelength=4.5,
+            frameon=False,
+        )
+    px = _resolution_of(sweep)
+    at = f", {px} px" if px else ""
+    fig.suptitle(f"{title} snapshots{at}: fidelity and diversity by {progress}", fontsize=10)
+    fig.tight_layout()
+    shown = ("FID", "KID", "precision/recall", "density/coverage", "diversity ratio")
     notes = not_computable_lines(sweep, metrics=shown)
     if notes:
         more = [f"... and {len(notes) - 6} more (see the sweep table)"] if len(notes) > 6 else []
-        text = "\n".join(textwrap.fill(f"n/a: {n}", 140) for n in notes[:6] + more)
-        # Below the axes: bbox "tight" grows the saved figure to hold it.
-        fig.text(0.01, 0.0, text, fontsize=6, va="top", ha="left")
+        text = "\n".join(textwrap.fill(f"n/a: {n}", 160) for n in notes[:6] + more)
+        # Below the legend: bbox "tight" grows the saved figure to hold it.
+        fig.text(0.01, -0.12, text, fontsize=6, va="top", ha="left")
     save_figure(fig, Path(out_png), synthetic=synthetic)
+
+
+def _resolution_of(sweep: pd.DataFrame) -> int | None:
+    """The image side (px) of a sweep's rows, None where the table does not say."""
+    if "resolution" not in sweep or sweep["resolution"].isna().all():
+        return None
+    return int(sweep["resolution"].dropna().iloc[0])

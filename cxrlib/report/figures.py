@@ -16,10 +16,10 @@ from cxrlib.io import write_atomic
 SYNTHETIC_NOTE = "synthetic phantom data (not real patients)"
 
 
-def save_figure(fig: Figure, target: Path, *, synthetic: bool = False) -> None:
+def save_figure(fig: Figure, target: Path, *, synthetic: bool = False, dpi: int = 120) -> None:
     """Save a figure as PNG atomically; phantom-based figures carry a visible label saying so."""
     if synthetic:
         # Above everything else, so it never covers an axis label; bbox "tight" keeps it.
         fig.text(0.0, 1.02, SYNTHETIC_NOTE, ha="left", va="bottom", fontsize=8, color="firebrick")
-    write_atomic(target, lambda tmp: fig.savefig(tmp, format="png", dpi=120, bbox_inches="tight"))
+    write_atomic(target, lambda tmp: fig.savefig(tmp, format="png", dpi=dpi, bbox_inches="tight"))
     plt.close(fig)

@@ -1,31 +1,47 @@
-"""The report's front page: the study's headline results, written from the result tables.
+"""The report's front page: one line per stage's verdict and one summary figure, from the result
+tables.
 
 `snakemake --report` shows `report/workflow.rst` (a Jinja2 template over the config) as the
-front page. The `headline` rule appends a "Headline results" section computed here from the run's
-tables (data counts, the sweeps' best snapshots, the memorisation audits, the classifier
-comparison, the runtimes) and writes the whole page to `results/report/workflow.rst`, which the
-Snakefile names as the report text once it exists. Numbers are never typed by hand, so the front
-page cannot disagree with the tables it summarises.
+front page. The `headline` rule appends a "Headline results" section computed here from the
+run's tables (data counts, the sweeps, the memorisation audits, the classifier comparison, the
+runtimes) and writes the whole page to `results/report/workflow.rst`, which the Snakefile names
+as the report text once it exists. Numbers are never typed by hand, so the front page cannot
+disagree with the tables it summarises.
+
+The page must fit a laptop's window: Snakemake's report centres its front page vertically
+(snakemake#2782), so a page taller than the window used to open mid-text with its top out of
+reach. The template carries a style that aligns tall content to the top instead, and this
+section stays short (about 300 words): one line per stage; the tables behind the lines are
+report results of their own (cxrlib.report.headline_tables).
 """
 
 from __future__ import annotations
 
+import base64
 import json
 import math
 import re
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import pandas as pd
 
 from cxrlib.io import write_atomic
-from cxrlib.metrics.classification import INSUFFICIENT, NO_EVIDENCE
-from cxrlib.metrics.feasibility import NOT_COMPUTABLE, column_reasons
-from cxrlib.metrics.reference import NEAR, ShiftFinding, format_fid, shift_sentence
+from cxrlib.metrics.classification import MIN_SEEDS, NO_EVIDENCE
+from cxrlib.metrics.reference import ShiftFinding, format_fid, shift_sentence
+from cxrlib.report.headline_tables import (
+    CHANCE_AUROC,
+    _flag,
+    _num,
+    _ratio,
+    model_notes,
+)
 
 _RST_SPECIAL = re.compile(r"([\\`*_|<>\[\]])")
+
+# What each model is called on the page.
+MODEL_NAMES = {"dcgan": "DCGAN", "stylegan2ada": "StyleGAN2-ADA"}
 
 
 def rst_escape(text: object) -> str:
@@ -33,34 +49,6 @@ def rst_escape(text: object) -> str:
     out = _RST_SPECIAL.sub(r"\\\1", str(text))
     # the report text is rendered by Jinja2 before docutils: never open a Jinja2 tag
     return out.replace("{", "&#123;") if re.search(r"\{[{%#]", out) else out
-
-
-def list_table(frame: pd.DataFrame, title: str) -> str:
-    """An RST list-table (robust to commas and long cells, unlike csv/grid tables)."""
-    lines = [f".. list-table:: {rst_escape(title)}", "   :header-rows: 1", ""]
-    for row in [list(frame.columns), *frame.astype(str).values.tolist()]:
-        lines.append(f"   * - {rst_escape(row[0])}")
-        lines.extend(f"     - {rst_escape(cell)}" for cell in row[1:])
-    return "\n".join(lines) + "\n"
-
-
-def _num(value: Any, digits: int = 3) -> str:
-    """A number for a table cell with `digits` decimals; '–' for missing values."""
-    try:
-        value = float(value)
-    except (TypeError, ValueError):
-        return "–"
-    return f"{value:.{digits}f}" if math.isfinite(value) else "–"
-
-
-def _ratio(label: object, value: object) -> str:
-    """How the synthetic ratio reads in a table: '–' without synthetic images, else the
-    configured value ('balance' with the ratio it came to)."""
-    if str(label) in ("0", "0.0", "nan", "None"):
-        return "–"
-    if str(label) == "balance":
-        return f"balance ({_num(value, 2)})"
-    return str(label)
 
 
 # -- data ------------------------------------------------------------------------------------
@@ -81,477 +69,223 @@ def data_summary(class_counts: pd.DataFrame, rejected: pd.DataFrame) -> dict[str
     }
 
 
-def data_sentence(summary: Mapping[str, Any]) -> str:
+def data_line(
+    summary: Mapping[str, Any], shift: Sequence[ShiftFinding] = (), phantom_test_shift: float = 0
+) -> str:
+    """The data stage in one line: counts per split, rejected files, the train/test distance."""
     parts = []
     for split in ("train", "val", "test"):
         labels = summary["splits"].get(split, {})
-        counts = ", ".join(f"{n['images']} {label}" for label, n in labels.items())
-        parts.append(f"{split}: {counts}")
-    return (
-        f"**Data**: {summary['images']} prepared images ({'; '.join(parts)}), split by "
-        f"patient; {summary['rejected']} file(s) rejected (listed under Data)."
+        counts = " + ".join(f"{n['images']} {label}" for label, n in labels.items())
+        parts.append(f"{split} {counts}")
+    line = (
+        f"{summary['images']} prepared images ({'; '.join(parts)}), split by patient; "
+        f"{summary['rejected']} file(s) rejected."
     )
+    judged = [f for f in shift if f.flagged is not None]
+    if judged:
+        flagged = [f for f in judged if f.flagged]
+        worst = max(judged, key=lambda f: f.ratio)
+        where = f"{worst.extractor} features, {worst.resolution} px"
+        if flagged:
+            line += (
+                " Test images flagged as shifted from train: FID "
+                f"{format_fid(worst.fid_train_test)} train vs test, {worst.ratio:.1f} times the "
+                f"same-distribution distance ({where})"
+            )
+            line += (
+                f"; drawn so on purpose (data.phantom.test_shift = {phantom_test_shift:g})."
+                if phantom_test_shift > 0
+                else "."
+            )
+        else:
+            line += (
+                f" Test images are not shifted from train (FID {format_fid(worst.fid_train_test)}"
+                f", {worst.ratio:.1f} times the same-distribution distance; {where})."
+            )
+    return line
 
 
 # -- generative models -----------------------------------------------------------------------
 
 
-# Cells of the model table -> (reference split, score column) they show.
-_MODEL_CELLS = {
-    "FID (train)": ("train", "fid"),
-    "FID (test)": ("test", "fid"),
-    # the real-vs-real floors beside them (cxrlib.metrics.reference.FLOOR_OF): train half vs
-    # half, and real train vs real test
-    "real floor (train)": ("train", "real_floor_fid"),
-    "real floor (test)": ("test", "real_floor_fid"),
-    "KID (train)": ("train", "kid_mean"),
-    "precision": ("train", "precision"),
-    "recall": ("train", "recall"),
-    "density": ("train", "density"),
-    "coverage": ("train", "coverage"),
-    # what real images score (train half vs half): a perfect generator's values
-    "real precision": ("train", "real_floor_precision"),
-    "real recall": ("train", "real_floor_recall"),
-    "real density": ("train", "real_floor_density"),
-    "real coverage": ("train", "real_floor_coverage"),
-    "diversity": ("train", "diversity_ratio"),
-}
-
-
-def model_rows(
-    sweeps: Iterable[pd.DataFrame], memorisation: Mapping[tuple[str, str], Mapping[str, Any]]
-) -> pd.DataFrame:
-    """One row per model run and feature space: its best snapshot's scores.
-
-    The best snapshot is the one the sweep marked (lowest FID against the training images in
-    the selection space); FID against the test images is shown beside it as the check that the
-    choice does not reward memorising the training set. Near-copies come from the memorisation
-    audit of the snapshot that feeds the classifier (`use_snapshot`).
-
-    Scores that could not be computed (a reference split too small) are NaN, and the row's
-    `not computable` maps each such cell ("FID (test)") to the reason from the sweep table;
-    `best by` says how the best snapshot was chosen (reference and feature space). The real
-    floors ("real floor (train)": train half vs half, "real floor (test)": real train vs real
-    test) come from the sweep's `real_floor_fid` (NaN for tables without floors);
-    `below floor (train)` is the sweep's `below_real_floor` of the train row. A run whose
-    sweep marks no best snapshot gets one row per feature space with "n/a (why)" as its best
-    snapshot and no scores.
-    """
-    rows = []
-    for sweep in sweeps:
-        best = sweep[sweep.best.map(_flag)]
-        model, run = str(sweep.model.iloc[0]), str(sweep.run.iloc[0])
-        progress = "epoch" if "collapse_epoch" in sweep else "kimg"
-        audit = memorisation.get((model, run), {})
-        best_by = str(sweep.best_by.iloc[0]) if "best_by" in sweep else "lowest FID against train"
-        near_copies = f"{audit['n_near_copies']} of {audit['n_fake']}" if audit else "–"
-        if best.empty:
-            for extractor in sorted(sweep.extractor.astype(str).unique()):
-                rows.append(
-                    {
-                        "model": model,
-                        "run": run,
-                        "best snapshot": f"n/a ({best_by.removeprefix('none: ')})",
-                        "features": extractor,
-                        **dict.fromkeys(_MODEL_CELLS),
-                        "below floor (train)": False,
-                        "collapse at": "–",
-                        "near-copies": near_copies,
-                        "best by": best_by,
-                        "not computable": {},
-                    }
-                )
-            continue
-        for extractor, rows_x in best.groupby("extractor", sort=True):
-            by_ref = rows_x.set_index("reference")
-            values, reasons = {}, {}
-            for cell, (reference, column) in _MODEL_CELLS.items():
-                if reference not in by_ref.index:
-                    values[cell] = None
-                    continue
-                row = by_ref.loc[reference]
-                values[cell] = float(row.get(column, math.nan))
-                why = column_reasons(row.get(NOT_COMPUTABLE, "")).get(column)
-                if why and not math.isfinite(values[cell]):
-                    reasons[cell] = why
-            below = "train" in by_ref.index and _flag(
-                by_ref.loc["train"].get("below_real_floor", False)
-            )
-            collapse = sweep.loc[sweep.extractor == extractor, f"collapse_{progress}"].dropna()
-            rows.append(
-                {
-                    "model": model,
-                    "run": run,
-                    "best snapshot": str(rows_x.snapshot.iloc[0]),
-                    "features": str(extractor),
-                    # the run's image side, px (score tables with floors carry it)
-                    "resolution": _resolution(rows_x),
-                    **values,
-                    "below floor (train)": below,
-                    "collapse at": (
-                        f"{progress} {_num(collapse.iloc[0], 0 if progress == 'epoch' else 3)}"
-                        if len(collapse)
-                        else "none"
-                    ),
-                    "near-copies": near_copies,
-                    "best by": best_by,
-                    "not computable": reasons,
-                }
-            )
-    return pd.DataFrame(rows)
-
-
-def _flag(value: Any) -> bool:
-    """A table's boolean cell: True only for a true bool (NaN, None and text are not)."""
-    return isinstance(value, bool | np.bool_) and bool(value)
-
-
-def _resolution(rows: pd.DataFrame) -> int | None:
-    """The image side (px) of a sweep's rows, None where the table does not say."""
-    if "resolution" not in rows or rows["resolution"].isna().all():
-        return None
-    return int(rows["resolution"].dropna().iloc[0])
-
-
-def _cell(value: Any, digits: int, reason: str | None) -> str:
-    """A score as shown: the number, "n/a (reason)" when it could not be computed, else '–'."""
-    shown = _num(value, digits)
-    return f"n/a ({reason})" if shown == "–" and reason else shown
-
-
-def format_model_rows(rows: pd.DataFrame) -> pd.DataFrame:
-    """The table as shown: pairs merged into one cell so that it fits beside the rule graph.
-
-    Scores that could not be computed read "n/a (reason)"; each real floor stands beside the
-    score it floors ("real floor train / test": train half vs half / real train vs test);
-    "chosen by" says which reference and feature space chose the best snapshot.
-    """
-    reasons = (
-        rows["not computable"] if "not computable" in rows else pd.Series([{}] * len(rows))
-    ).map(lambda r: r if isinstance(r, Mapping) else {})
-
-    def pair(a: str, b: str, digits: int, real: bool = False) -> list[str]:
-        """ "a / b"; with `real`, "(real x / y)" after it: the real floors of both scores."""
-        cells = []
-        for i, (x, y, why) in enumerate(zip(rows[a], rows[b], reasons, strict=True)):
-            left, right = _cell(x, digits, why.get(a)), _cell(y, digits, why.get(b))
-            cell = left if left == right and left.startswith("n/a") else f"{left} / {right}"
-            if real:
-                fa, fb = (_num(rows[f"real {c}"].iloc[i], digits) for c in (a, b))
-                if fa != "–" or fb != "–":
-                    cell += f" (real {fa} / {fb})"
-            cells.append(cell)
-        return cells
-
-    best_by = rows["best by"] if "best by" in rows else pd.Series([""] * len(rows))
-    # tables written before these scores existed: shown as missing ('–')
-    real_cells = [f"real {c}" for c in ("precision", "recall", "density", "coverage")]
-    for cell in ("real floor (train)", "real floor (test)", "density", "coverage", *real_cells):
-        if cell not in rows:
-            rows = rows.assign(**{cell: math.nan})
-    return pd.DataFrame(
-        {
-            "model / run": rows.model + " / " + rows.run,
-            "best snapshot": rows["best snapshot"],
-            "chosen by": ["–" if str(b).startswith("none") or not b else b for b in best_by],
-            "features": rows.features,
-            "px": [
-                "–" if r is None or pd.isna(r) else str(int(r))
-                for r in (rows["resolution"] if "resolution" in rows else [None] * len(rows))
-            ],
-            "FID train / test": pair("FID (train)", "FID (test)", 1),
-            "real floor train / test": pair("real floor (train)", "real floor (test)", 1),
-            "precision / recall": pair("precision", "recall", 2, real=True),
-            "density / coverage": pair("density", "coverage", 2, real=True),
-            "diversity": [
-                _cell(v, 2, why.get("diversity"))
-                for v, why in zip(rows.diversity, reasons, strict=True)
-            ],
-            "collapse at": rows["collapse at"],
-            "near-copies": rows["near-copies"],
-        }
-    )
-
-
-def _float(value: Any) -> float:
-    """A table cell as a float; NaN for None or text."""
-    try:
-        return float(value)
-    except (TypeError, ValueError):
-        return math.nan
-
-
-def generated_vs_test_sentence(fid_test: float, floor_test: float) -> str | None:
-    """How a generated-vs-test FID reads against the real train-vs-test FID, or None when
-    either is NaN: below it (under 1/1.5 of it), within it (up to the floor), near it (up to
-    1.5x) or beyond it."""
-    if not (math.isfinite(fid_test) and math.isfinite(floor_test)) or floor_test <= 0:
-        return None
-    ratio = fid_test / floor_test
-    shown = f"FID vs test {format_fid(fid_test)}"
-    floor = f"the real train-vs-test distance (FID {format_fid(floor_test)}"  # ")" added below
-    if ratio < 1 / 1.5:
+def training_course(sweep: pd.DataFrame, extractor: str) -> str:
+    """Where along training the run was best, in words: still improving at its last snapshot
+    ("training stopped before any degradation"), or best earlier and how far its FID vs train
+    rose by the last snapshot. Empty when the sweep marks no best snapshot."""
+    progress = "epoch" if "collapse_epoch" in sweep else "kimg"
+    rows = sweep[(sweep.extractor.astype(str) == extractor) & (sweep.reference == "train")]
+    rows = rows.sort_values(progress)
+    best = rows[rows.best.map(_flag)]
+    if best.empty or rows.empty:
+        return ""
+    at, last = float(best[progress].iloc[0]), float(rows[progress].iloc[-1])
+    if at >= last:
         return (
-            f"{shown} is below {floor}; {ratio:.2f} times it): the samples are closer to the "
-            "test images than the real training images are (at small sample sizes partly "
-            "FID's bias; where the test split is shifted, samples unlike the training images, "
-            "blurry ones say, can land near the shifted test images), so against test this "
-            "score cannot show a generator worse than its training data; judge quality "
-            "against train"
+            f"still improving at its last snapshot ({progress} {last:g}): training stopped "
+            "before any degradation"
         )
-    if ratio <= 1.0:
-        return (
-            f"{shown} is within {floor}): the samples are about as close to the test images "
-            "as the real training images are, which fits a good generator but does not show "
-            "one; judge quality against train"
-        )
-    if ratio <= 1.5:
-        return (
-            f"{shown} is near {floor}; {ratio:.2f} times it): read it against that floor, "
-            "not against 0"
-        )
+    fid_best, fid_last = float(best.fid.iloc[0]), float(rows.fid.iloc[-1])
     return (
-        f"{shown} is {ratio:.1f} times {floor}): the samples are farther from the test images "
-        "than the real training images are"
+        f"best at {progress} {at:g} of {last:g}; FID vs train then rose to "
+        f"{format_fid(fid_last)} ({fid_last / fid_best:.1f} times) by the last snapshot"
     )
 
 
-# Precision, recall, density and coverage all below this: samples off the real manifold.
-OFF_MANIFOLD = 0.05
-
-
-def off_manifold_sentence(row: Mapping[str, Any]) -> str:
-    """Why precision, recall, density and coverage can all be near 0: reconciled with the
-    FID when that is near its floor (FID compares only the features' mean and covariance)."""
-    fid, floor = _float(row.get("FID (train)")), _float(row.get("real floor (train)"))
-    base = (
-        "precision, recall, density and coverage are all near 0: hardly any sample lies within "
-        "the nearest-neighbour radius of a real image, nor any real image near a sample, in "
-        "this feature space"
+def model_line(row: Mapping[str, Any], course: str) -> str:
+    """One GAN run in one line: its best snapshot, FID against its floor, precision and recall
+    against what real images score, where it was best, its near-copies."""
+    name = MODEL_NAMES.get(str(row["model"]), str(row["model"]))
+    px = row.get("resolution")
+    size = f", {int(px)} px" if px is not None and not pd.isna(px) else ""
+    head = f"**{name}** ({rst_escape(row['run'])}{size}): "
+    if str(row["best snapshot"]).startswith("n/a"):
+        return head + rst_escape(f"no best snapshot: {row['best snapshot']}.")
+    precision, recall = _num(row.get("precision"), 2), _num(row.get("recall"), 2)
+    real_p, real_r = _num(row.get("real precision"), 2), _num(row.get("real recall"), 2)
+    real = f" (real {real_p} / {real_r})" if real_p != "–" else ""
+    floor = row.get("real floor (train)")
+    floor_text = (
+        f" (real floor {format_fid(float(floor))})"
+        if floor is not None and not pd.isna(floor)
+        else ""
     )
-    if math.isfinite(fid) and math.isfinite(floor) and floor > 0 and fid <= NEAR * floor:
-        return (
-            f"{base}, while FID vs train ({format_fid(fid)}) is near its real floor "
-            f"({format_fid(floor)}). FID compares only the mean and covariance of the "
-            "features, so the two do not conflict: the samples match the real images' feature "
-            "statistics as a cloud without resembling any of them closely. Trust the zeros "
-            "for how realistic single samples are."
-        )
-    shown = f" (FID vs train {format_fid(fid)})" if math.isfinite(fid) else ""
-    return f"{base}{shown}: the samples are unlike the real images here."
+    text = (
+        f"best snapshot {row['best snapshot']} ({row['features']} features): FID vs train "
+        f"{format_fid(float(row['FID (train)']))}{floor_text}, precision / recall "
+        f"{precision} / {recall}{real}"
+    )
+    if course:
+        text += f"; {course}"
+    if row.get("near-copies") not in (None, "–"):
+        text += f"; near-copies {row['near-copies']}"
+    return head + rst_escape(text + ".")
 
 
-def model_notes(rows: pd.DataFrame) -> list[str]:
-    """One sentence per model row with something to say about its floors: the test FID
-    against the real train-vs-test distance, and a best snapshot whose FID vs train is below
-    the train half-vs-half floor (closer to the training images than real images are to each
-    other: look at the memorisation audit)."""
-    notes = []
-    for row in rows.to_dict("records"):
-        if str(row["best snapshot"]).startswith("n/a"):
-            continue
-        who = f"{row['model']} / {row['run']} ({row['features']} features)"
-        test = generated_vs_test_sentence(
-            _float(row.get("FID (test)")), _float(row.get("real floor (test)"))
-        )
-        if test:
-            notes.append(f"{who}: {test}.")
-        manifold = [_float(row.get(c)) for c in ("precision", "recall", "density", "coverage")]
-        if all(math.isfinite(v) and 0 <= v < OFF_MANIFOLD for v in manifold):
-            notes.append(f"{who}: {off_manifold_sentence(row)}")
-        if row.get("below floor (train)"):
-            notes.append(
-                f"{who}: the best snapshot {row['best snapshot']} has FID vs train "
-                f"{format_fid(float(row['FID (train)']))}, below the real train half-vs-half "
-                f"floor ({format_fid(float(row['real floor (train)']))}): closer to the "
-                "training images than two halves of the real training patients are to each "
-                f"other. Look at the memorisation audit (near-copies: {row['near-copies']}); "
-                "the floor's half-size sets carry a larger small-sample bias, so a value a "
-                "little below it is no proof of copying by itself."
-            )
-    return notes
+def selection_rows(models: pd.DataFrame) -> list[dict[str, Any]]:
+    """One row per run: the one in the feature space that chose its best snapshot (named in
+    `best by`, "lowest FID against train (cxr features)"), else the run's first row."""
+    out = []
+    if models.empty:
+        return out
+    for _, rows in models.groupby(["model", "run"], sort=False):
+        records = rows.to_dict("records")
+        chosen = [r for r in records if f"({r['features']} features)" in str(r.get("best by"))]
+        out.append((chosen or records)[0])
+    return out
 
 
 # -- classifier ------------------------------------------------------------------------------
 
-# Below this mean test AUROC the real-only classifier is said to be near chance.
-CHANCE_AUROC = 0.6
 
-
-def classifier_rows(comparison: pd.DataFrame, metric: str = "auroc") -> pd.DataFrame:
-    """One row per arm and ratio: mean ± sd over seeds, the paired difference, the verdict."""
-    rows = []
-    for r in comparison[comparison.metric == metric].itertuples():
-        is_base = r.verdict == "baseline"
-        rows.append(
-            {
-                "arm": r.arm,
-                "ratio": _ratio(getattr(r, "ratio_label", r.ratio), r.ratio),
-                "seeds": int(r.n_seeds),
-                f"{metric.upper()} mean ± sd": f"{_num(r.mean)} ± {_num(r.std)}",
-                "difference to real (95% CI over seeds)": (
-                    "–"
-                    if is_base
-                    else f"{_num(r.diff_mean)} ({_num(r.diff_ci_low)} to {_num(r.diff_ci_high)})"
-                ),
-                "patient bootstrap 95% CI": (
-                    "–"
-                    if is_base or pd.isna(getattr(r, "boot_ci_low", math.nan))
-                    else f"{_num(r.boot_ci_low)} to {_num(r.boot_ci_high)}"
-                ),
-                "verdict": r.verdict,
-            }
-        )
-    return pd.DataFrame(rows)
-
-
-def classifier_conclusion(comparison: pd.DataFrame, metric: str = "auroc") -> str:
-    """What the comparison supports, and no more."""
-    base = comparison[(comparison.metric == metric) & (comparison.verdict == "baseline")]
-    chance = ""
-    if metric == "auroc" and len(base) and float(base["mean"].iloc[0]) < CHANCE_AUROC:
-        chance = (
-            f" The real-only classifier's test AUROC ({_num(base['mean'].iloc[0])}) is near "
-            "chance (0.5): at this scale it has not learnt the task, so no arm can show a "
-            "difference; a larger data set, more epochs or a larger image size are needed "
-            "before this comparison means anything."
-        )
-    rows = comparison[(comparison.metric == metric) & (comparison.verdict != "baseline")]
-    if rows.empty:
-        return (
-            "No synthetic-data arm was trained, so nothing is compared with real-only data."
-            + chance
-        )
-
-    def names(verdict: str) -> list[str]:
-        picked = rows[rows.verdict == verdict]
-        labels = picked.ratio_label if "ratio_label" in picked else picked.ratio
-        out = []
-        for arm, label, value in zip(picked.arm, labels, picked.ratio, strict=True):
-            ratio = _ratio(label, value)
-            out.append(arm if ratio == "–" else f"{arm} (ratio {ratio})")
-        return out
-
-    helped, hurt = names("helped"), names("hurt")
-    n_seeds = int(rows.n_seeds.min())
-    sentences = []
-    if helped:
-        sentences.append(f"Adding images helped {metric.upper()} for {', '.join(helped)}.")
-    if hurt:
-        sentences.append(f"It hurt {metric.upper()} for {', '.join(hurt)}.")
-    rest = len(rows) - len(helped) - len(hurt)
-    if rest:
-        unclear = rows.verdict.isin([NO_EVIDENCE, INSUFFICIENT])
-        sentences.append(
-            f"{'The other' if helped or hurt else 'All'} {int(unclear.sum())} arm(s) show no "
-            f"evidence of a difference from real-only data at this scale ({n_seeds} seed(s) "
-            "each); that is not evidence of no effect."
-        )
-    sentences.append(
-        "A verdict needs both the interval over seeds and the patient bootstrap interval to "
-        "exclude zero on the same side."
+def classifier_line(
+    comparison: pd.DataFrame, arch: str = "", metric: str = "auroc", *, shifted: bool = False
+) -> str:
+    """The classifier stage in one line: the real-only mean and what the arms showed;
+    `shifted`: the test split is flagged as shifted (said beside the test numbers)."""
+    rows = comparison[comparison.metric == metric]
+    base = rows[rows.verdict == "baseline"]
+    if base.empty:
+        return "**Classifier**: no real-only arm was trained."
+    n_seeds = int(base.n_seeds.iloc[0])
+    mean, sd = float(base["mean"].iloc[0]), float(base["std"].iloc[0])
+    spread = f" ± {sd:.3f}" if math.isfinite(sd) else ""
+    model = f"{arch}, " if arch else ""
+    tested = "tested on real test images only" + (
+        ", flagged as shifted from train" if shifted else ""
     )
-    return " ".join(sentences) + chance
+    text = (
+        f"({model}{n_seeds} seed(s), {tested}): real-only test {metric.upper()} {mean:.3f}{spread}"
+    )
+    if metric == "auroc" and mean < CHANCE_AUROC:
+        text += " (near chance: it has not learnt the task, so no arm can show a difference)"
+    arms = rows[rows.verdict != "baseline"]
+    if arms.empty:
+        return "**Classifier** " + rst_escape(text + "; no arm with added images was trained.")
+    parts = []
+    for r in arms.itertuples():
+        label = _ratio(getattr(r, "ratio_label", r.ratio), r.ratio)
+        name = r.arm if label == "–" else f"{r.arm} (ratio {label.split(' ')[0]})"
+        verdict = "no evidence" if r.verdict == NO_EVIDENCE else str(r.verdict)
+        parts.append(f"{name} {float(r.diff_mean):+.3f}, {verdict}")
+    text += f". Against real-only: {'; '.join(parts)}"
+    paired = arms["n_paired"] if "n_paired" in arms else arms["n_seeds"]
+    if paired.fillna(0).max() < MIN_SEEDS:
+        text += f" (a verdict needs at least {MIN_SEEDS} seeds)"
+    elif (arms.verdict == NO_EVIDENCE).all():
+        text += " (no evidence of a difference is not evidence of no effect)"
+    return "**Classifier** " + rst_escape(text + ".")
 
 
 # -- runtime ---------------------------------------------------------------------------------
 
 
-def runtime_sentence(runtime: pd.DataFrame) -> str:
+def runtime_line(runtime: pd.DataFrame) -> str:
     total = float(runtime.total_s.sum())
     top = runtime.sort_values("total_s", ascending=False).iloc[0]
     return (
-        f"**Runtime**: {int(runtime.jobs.sum())} jobs, {total / 60:.1f} job-minutes in all; "
-        f"the most expensive rule was {top.rule} ({float(top.total_s) / 60:.1f} min over "
-        f"{int(top.jobs)} job(s)). Details under Runtime."
+        f"**Runtime**: {int(runtime.jobs.sum())} jobs, {total / 60:.1f} job-minutes; the most "
+        f"expensive rule was {rst_escape(top.rule)} ({float(top.total_s) / 60:.1f} min over "
+        f"{int(top.jobs)} job(s))."
     )
 
 
 # -- the page --------------------------------------------------------------------------------
 
 
+def data_uri(png: str | Path) -> str:
+    """A PNG file as a data URI, for an image that the report must carry inside its page
+    (Snakemake's own `embeddedimage` directive leaves the file path in place: its mixin's
+    run() is never called, Image.run comes first in the class's MRO)."""
+    return "data:image/png;base64," + base64.b64encode(Path(png).read_bytes()).decode("ascii")
+
+
 def headline_section(
     data: Mapping[str, Any],
     models: pd.DataFrame,
-    classifier: pd.DataFrame | None,
-    conclusion: str | None,
+    courses: Mapping[tuple[str, str], str],
+    comparison: pd.DataFrame | None,
     runtime: pd.DataFrame | None,
     shift: Sequence[ShiftFinding] = (),
     phantom_test_shift: float = 0.0,
+    *,
+    figure: str | None = None,
+    arch: str = "",
 ) -> str:
-    """The RST 'Headline results' section; `shift` holds the train/test distance findings of
-    results/metrics/real_reference.csv (cxrlib.metrics.reference.shift_findings);
-    `phantom_test_shift` is data.phantom.test_shift of a phantom run (0: none or real data),
-    said beside a flagged shift so that a deliberate one never reads as a discovery."""
-    out = [
-        "Headline results",
-        "----------------",
+    """The RST 'Headline results' section: the summary figure, then one line per stage.
+
+    `models`: rows of `headline_tables.model_rows`; `courses`: (model, run) -> its
+    `training_course` sentence; `comparison`: results/classifier/comparison.csv; `shift`: the
+    train/test distance findings (cxrlib.metrics.reference.shift_findings); `figure`: the
+    summary figure's URI (`data_uri` of the PNG, so that the report's single file carries
+    it), None for none.
+    """
+    out = [".. rubric:: Headline results", ""]
+    if figure:
+        # docutils refuses input lines over 10,000 characters; a URI may span lines (the
+        # directive strips the whitespace), so a data URI is given in lines of 96
+        lines = [figure[i : i + 96] for i in range(0, len(figure), 96)]
+        out += [
+            f".. image:: {lines[0]}",
+            *(f"   {line}" for line in lines[1:]),
+            "   :width: 100%",
+            "   :alt: real training and test images beside each GAN's chosen samples",
+            "",
+        ]
+    lines = ["**Data**: " + rst_escape(data_line(data, shift, phantom_test_shift))]
+    for row in selection_rows(models):
+        lines.append(model_line(row, courses.get((row["model"], row["run"]), "")))
+    if comparison is not None and len(comparison):
+        lines.append(classifier_line(comparison, arch, shifted=any(f.flagged for f in shift)))
+    if runtime is not None and len(runtime):
+        lines.append(runtime_line(runtime))
+    out += [f"- {line}" for line in lines]
+    out += [
         "",
-        "*Written by the* ``headline`` *rule from this run's result tables.*",
-        "",
-        data_sentence(data),
+        "Numbers in detail: **Headline tables** (left); every figure's caption is under the "
+        "**i** beside it; the configuration under Workflow.",
         "",
     ]
-    flagged = any(f.flagged for f in shift)
-    if shift:
-        deliberate = (
-            f" The phantoms' test images were drawn with other acquisition settings on purpose "
-            f"(data.phantom.test_shift = {phantom_test_shift:g}), to show how a shift reads."
-            if phantom_test_shift > 0
-            else ""
-        )
-        out += [
-            ("**Data shift (flagged)**: " if flagged else "**Train/test distance**: ")
-            + rst_escape(
-                " ".join(shift_sentence(f) for f in shift)
-                + deliberate
-                + " Real-vs-real distances under Data (real_reference.csv, real_distances.png)."
-            ),
-            "",
-        ]
-    if len(models):
-        notes = model_notes(models)
-        out += [
-            "**Generative models**: the best snapshot of each run (lowest FID against the "
-            "training images in the selection feature space; *chosen by* names the reference "
-            "and the space) with its scores in every feature space; FID against the held-out "
-            "test images beside it. Each FID has its *real floor* beside it: what real images "
-            "score against the same reference in the same space (train: two patient-disjoint "
-            "halves of the training images; test: the real training images against the real "
-            "test images). A generated-vs-test FID at its floor is as far from the test "
-            "images as the real training images are. Precision / recall and density / "
-            "coverage are against the training images, in the row's feature space: density "
-            "about 1 and coverage near 1 for samples spread like the real images (density "
-            "above 1: samples crowd dense real regions; coverage is the share of real images "
-            "with a sample among their nearest neighbours); *(real ...)* gives what real "
-            "images score in the same comparison (two halves of the training images), the "
-            "value a perfect generator reaches here, which small sets pull below 1 for "
-            "precision, recall and coverage. Diversity is the samples' mean pairwise "
-            "feature distance over the real images'; *collapse at* is where it fell below "
-            "0.5 after its best snapshot (low values early in training are warm-up). "
-            "Near-copies: samples of the snapshot used for the classifier that the "
-            "memorisation audit flags. Full tables under Scoring, DCGAN and StyleGAN2-ADA.",
-            "",
-            list_table(format_model_rows(models), "Best snapshot per run"),
-        ]
-        if notes:
-            out += [*(f"- {rst_escape(n)}" for n in notes), ""]
-    if classifier is not None and len(classifier):
-        out += [
-            "**Classifier** (NORMAL vs PNEUMONIA, tested on real test images only): "
-            + rst_escape(conclusion or "")
-            + (
-                " The test split is flagged as shifted (above): every arm is tested on images "
-                "unlike its training images, so test AUROCs can sit far below the validation "
-                "AUROCs in each arm's history.csv."
-                if flagged
-                else ""
-            ),
-            "",
-            list_table(classifier, "Arms against real-only"),
-        ]
-    if runtime is not None and len(runtime):
-        out += [runtime_sentence(runtime), ""]
     return "\n".join(out)
 
 

@@ -42,8 +42,12 @@ def plot_nearest_distances(
     fake, real, summary = result.samples, result.real_to_real, result.summary
     fig, axes = plt.subplots(1, 2, figsize=(9, 3.4))
     panels = (
-        ("feature_distance", summary["feature_threshold"], "nearest feature distance (L2)"),
-        ("ssim", summary["ssim_threshold"], "best SSIM with a real image"),
+        (
+            "feature_distance",
+            summary["feature_threshold"],
+            "nearest feature distance (L2, feature units)",
+        ),
+        ("ssim", summary["ssim_threshold"], "best SSIM with a real image (unitless, 0-1)"),
     )
     for ax, (column, threshold, label) in zip(axes, panels, strict=True):
         threshold = np.nan if threshold is None else float(threshold)
@@ -58,7 +62,7 @@ def plot_nearest_distances(
         if np.isfinite(threshold):
             ax.axvline(threshold, color="firebrick", ls="--", lw=1, label="near-copy threshold")
         ax.set_xlabel(label)
-    axes[0].set_ylabel("density")
+    axes[0].set_ylabel("probability density (share per unit)")
     axes[0].set_title(
         f"threshold: {summary['feature_quantile']:.0%} quantile of real->real"
         if summary.get("feature_threshold") is not None

@@ -34,8 +34,11 @@ def plot_stylegan_curves(
         axes[2].plot(kimg, train_log["ada_rt"], label="r_t = E[sign D(real)]", alpha=0.7)
     axes[2].set_ylim(-0.05, 1.05)
     axes[2].set_title("adaptive augmentation")
+    axes[0].set_ylabel("loss (softplus, per image)")
+    axes[1].set_ylabel("penalty (unweighted)")
+    axes[2].set_ylabel("probability / sign mean (0-1)")
     for ax in axes:
-        ax.set_xlabel("kimg")
+        ax.set_xlabel("kimg (thousands of real images shown to D)")
         ax.legend(fontsize=8)
         ax.grid(alpha=0.3)
     save_figure(fig, Path(out_png), synthetic=synthetic)
