@@ -11,7 +11,7 @@ from PIL import Image
 
 from cxrlib.data.cache import load_split
 from cxrlib.data.layout import DataError
-from cxrlib.data.prepare import DataSettings, PrepareOutputs, png_gray8, prepare_dataset
+from cxrlib.data.prepare import DataSettings, PrepareOutputs, prepare_dataset
 from cxrlib.data.preprocess import PreprocessSettings
 from tests.imagefiles import jpeg_bytes, save, textured, write_dicom
 
@@ -208,19 +208,6 @@ def test_class_with_only_bad_files_stops_the_run(tmp_path: Path) -> None:
         f.write_bytes(b"broken")
     with pytest.raises(DataError, match="test/PNEUMONIA: 0 usable"):
         prepare_dataset(root, PrepareOutputs.under(tmp_path / "out"), SETTINGS, PRE)
-
-
-@pytest.mark.parametrize("shape", [(1, 1), (1, 9), (9, 1), (256, 256), (31, 200)])
-def test_png_writer_round_trips_exactly(shape: tuple[int, int]) -> None:
-    import io
-
-    array = np.random.default_rng(sum(shape)).integers(0, 256, shape, dtype=np.uint8)
-    with Image.open(io.BytesIO(png_gray8(array))) as im:
-        im.load()  # PIL checks every chunk's CRC on the way
-        assert im.format == "PNG" and im.mode == "L" and im.size == shape[::-1]
-        np.testing.assert_array_equal(np.asarray(im), array)
-    with pytest.raises(ValueError, match="2-D uint8"):
-        png_gray8(array.astype(np.uint16))
 
 
 def test_most_frequent_reasons_count_variants_of_one_fault_together() -> None:
