@@ -17,17 +17,18 @@ include: "rules/common.smk"
 
 
 # The study description, with the headline results once the `headline` rule has written them.
-report: report_text()
+report: get_report_text()
 
 
 wildcard_constraints:
     split="|".join(SPLITS),
-    model="|".join(MODELS),
+    model="|".join(STUDY.generators),
     run="[A-Za-z0-9][A-Za-z0-9_.-]*",
-    snapshot="best|epoch[0-9]{4}|kimg[0-9]{6}(\\.[0-9]{3})?",
+    # a generator's snapshot stems: epoch0010, kimg000200, kimg000000.500 (or "best")
+    snapshot="best|[a-z]+[0-9]+(\\.[0-9]+)?",
     extractor="inception|cxr|xrv",
     res="[0-9]+",
-    arm="real|real_classic|real_dcgan|real_stylegan2ada",
+    arm="|".join(STUDY.arm_names()),
     ratio="balance|[0-9]+(\\.[0-9]+)?",
     seed="[0-9]+",
     arch="resnet18|resnet50",
@@ -35,8 +36,15 @@ wildcard_constraints:
 
 include: "rules/data.smk"
 include: "rules/metrics.smk"
-include: "rules/dcgan.smk"
-include: "rules/stylegan2ada.smk"
+
+
+# Each generator's training and sweep rules: rules/<section>.smk for every generator section
+# of the config (dcgan, stylegan2ada; docs/development.md "Adding a generator").
+for generator in STUDY.generators:
+
+    include: f"rules/{generator}.smk"
+
+
 include: "rules/samples.smk"
 include: "rules/classifier.smk"
 include: "rules/report.smk"

@@ -57,19 +57,19 @@ import numpy as np
 import pandas as pd
 import torch
 
+from cxrlib.classifier.trainer import classifier_settings, train_classifier
 from cxrlib.data.phantom import render_radiograph
 from cxrlib.io import write_csv
-from cxrlib.metrics.domain import DomainExtractor
-from cxrlib.metrics.features import resize_uint8
-from cxrlib.metrics.fidelity import (
+from cxrlib.scoring.domain import DomainExtractor
+from cxrlib.scoring.features import resize_uint8
+from cxrlib.scoring.fidelity import (
     array_batches,
     extract_features,
     generator_batches,
     score_features,
 )
-from cxrlib.models.snapshot import load_generator
-from cxrlib.train.classifier import classifier_settings, train_classifier
-from cxrlib.train.stylegan2ada import (
+from cxrlib.snapshot import load_generator
+from cxrlib.stylegan2ada.trainer import (
     SnapshotWriter,
     StyleGan2AdaTrainer,
     prepare_images,

@@ -4,7 +4,7 @@
     python benchmarks/dcgan_step.py --steps 20 --threads 2 --baseline
 
 Full training steps (D update, then G update) at 64x64, batch 64, nz 100, ngf = ndf = 64, one
-gray channel, on synthetic images. Default: `cxrlib.train.dcgan.DcganTrainer` as the workflow
+gray channel, on synthetic images. Default: `cxrlib.dcgan.trainer.DcganTrainer` as the workflow
 runs it (channels_last, bf16 autocast where native, D frozen during G's update, fused Adam).
 `--baseline`: the same architecture trained the plain way (the DCGAN tutorial's loop: fp32,
 contiguous tensors, no autocast, default Adam). Prints `images_per_s=<number>` (wall clock)
@@ -23,8 +23,8 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from cxrlib.models.dcgan import Discriminator, Generator
-from cxrlib.train.dcgan import DcganSettings, DcganTrainer, prepare_images
+from cxrlib.dcgan.networks import Discriminator, Generator
+from cxrlib.dcgan.trainer import DcganSettings, DcganTrainer, prepare_images
 
 BATCH, SIZE, NZ, WIDTH, IMAGES = 64, 64, 100, 64, 1024
 

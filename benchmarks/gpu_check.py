@@ -15,7 +15,7 @@ radiographs rendered in memory (`cxrlib.data.phantom.render_radiograph`), then c
                file of --inception-weights, else random He-scaled weights of the same
                architecture made offline: the cost per image is the same) and with the CXR
                extractor (`make_extractor("cxr")`: a ResNet50 classifier file at 224 px);
-  generate/*   `cxrlib.synthesis.write_samples` from a snapshot written on the device (the
+  generate/*   `cxrlib.samples.write_samples` from a snapshot written on the device (the
                trained StyleGAN2-ADA G_ema and DCGAN G when their stages ran, else fresh ones).
 
 Columns of the table:
@@ -57,20 +57,20 @@ import numpy as np
 import pandas as pd
 import torch
 
+from cxrlib.classifier.networks import build_classifier, load_classifier, save_classifier
+from cxrlib.classifier.trainer import ClassifierTrainer, classifier_settings
 from cxrlib.data.phantom import render_radiograph
+from cxrlib.dcgan.trainer import DcganSettings, DcganTrainer
+from cxrlib.dcgan.trainer import prepare_images as dcgan_images
 from cxrlib.device import configure_cuda
 from cxrlib.io import write_csv, write_json
-from cxrlib.metrics.features import ExtractorSources, make_extractor, resize_uint8
-from cxrlib.metrics.fidelity import array_batches, extract_features, file_sha256
-from cxrlib.models.resnet import build_classifier, load_classifier, save_classifier
-from cxrlib.models.snapshot import build_generator, load_generator, read_snapshot, save_snapshot
-from cxrlib.synthesis import write_samples
-from cxrlib.train.classifier import ClassifierTrainer, classifier_settings
-from cxrlib.train.dcgan import DcganSettings, DcganTrainer
-from cxrlib.train.dcgan import prepare_images as dcgan_images
-from cxrlib.train.stylegan2ada import StyleGan2AdaTrainer, stylegan_settings
-from cxrlib.train.stylegan2ada import prepare_images as stylegan_images
-from cxrlib.train.survival import StateStore
+from cxrlib.jobs.survival import StateStore
+from cxrlib.samples import write_samples
+from cxrlib.scoring.features import ExtractorSources, make_extractor, resize_uint8
+from cxrlib.scoring.fidelity import array_batches, extract_features, file_sha256
+from cxrlib.snapshot import build_generator, load_generator, read_snapshot, save_snapshot
+from cxrlib.stylegan2ada.trainer import StyleGan2AdaTrainer, stylegan_settings
+from cxrlib.stylegan2ada.trainer import prepare_images as stylegan_images
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from scoring_throughput import make_inception_weights

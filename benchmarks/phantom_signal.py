@@ -1,7 +1,7 @@
 """How visible is the phantoms' disease? Test AUROC of a ResNet18 trained from scratch.
 
 The classifier stage can only be tested on phantoms if their PNEUMONIA opacities are something a
-small network finds at demo scale. This trains `cxrlib.train.classifier` (ResNet18, no
+small network finds at demo scale. This trains `cxrlib.classifier.trainer` (ResNet18, no
 pretraining) on independently drawn phantom patients (no paired films), picks the epoch on a
 validation set, and reports the AUROC on a held-out test set, per seed.
 
@@ -19,9 +19,9 @@ import numpy as np
 import torch
 from sklearn.metrics import roc_auc_score
 
+from cxrlib.classifier.trainer import classifier_settings, predict, train_classifier
 from cxrlib.data.phantom import LABELS, render_radiograph
 from cxrlib.data.preprocess import PreprocessSettings, preprocess_pixels
-from cxrlib.train.classifier import classifier_settings, predict, train_classifier
 
 
 def phantoms(seed: int, per_class: int, size: int) -> tuple[np.ndarray, np.ndarray]:

@@ -6,7 +6,7 @@ The study scores every snapshot of every run against the same real images. The w
 computes the real features once (the real_features rule, one .npz per extractor, split and
 resolution) and each snapshot's scoring job extracts only its generated images' features, then
 computes FID, KID and precision/recall from the two arrays with torch-fidelity's own functions
-(`cxrlib.metrics.fidelity`). `calculate_metrics` takes two image folders and extracts both
+(`cxrlib.scoring.fidelity`). `calculate_metrics` takes two image folders and extracts both
 every call unless its on-disk cache is on and the real folder is given a cache name.
 
 Both contenders run torch-fidelity's InceptionV3 ("inception-v3-compat", 2048-d pool features;
@@ -56,8 +56,8 @@ from torch_fidelity.utils import create_feature_extractor
 
 from cxrlib.data.phantom import render_radiograph
 from cxrlib.io import atomic_path, write_npz
-from cxrlib.metrics.features import load_real_features
-from cxrlib.metrics.fidelity import (
+from cxrlib.scoring.features import load_real_features
+from cxrlib.scoring.fidelity import (
     FidelityScores,
     array_batches,
     extract_features,

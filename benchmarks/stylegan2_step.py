@@ -23,7 +23,7 @@ import time
 
 import torch
 
-from cxrlib.train.stylegan2ada import StyleGan2AdaTrainer, stylegan_settings
+from cxrlib.stylegan2ada.trainer import StyleGan2AdaTrainer, stylegan_settings
 
 
 def main() -> None:

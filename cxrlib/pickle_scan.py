@@ -22,8 +22,8 @@ allocate what the file asks for rather than what it holds.
 
 A length running past the end of the data stops the walk too (genops reads no further than
 the data; a file object's read(n) reserves n bytes first, so a huge one fails at once). Used by
-the restricted readers of official StyleGAN2-ADA network pickles (`cxrlib.models.official_pickle`)
-and of torchxrayvision weights (`cxrlib.metrics.xrv`).
+the restricted readers of official StyleGAN2-ADA network pickles
+(`cxrlib.stylegan2ada.official_pickle`) and of torchxrayvision weights (`cxrlib.scoring.xrv`).
 """
 
 from __future__ import annotations

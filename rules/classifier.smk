@@ -33,7 +33,7 @@ rule train_classifier:
         settings=get_classifier_settings,
         positive_label=get_positive_label(),
         synthetic_class=config["data"]["synthetic_class"],
-        state=STATE_DIRS["train_classifier"],
+        state=get_state_dir("train_classifier"),
     script:
         "../scripts/train_classifier.py"
 

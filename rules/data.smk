@@ -76,7 +76,7 @@ rule prepare_data:
         preprocess=config["preprocess"],
         # hashed when this job is planned, not each time the Snakefile is read (every
         # cluster job reads it again)
-        tree=lambda wildcards: get_data_tree_signature(),
+        tree=get_data_tree_signature,
     script:
         "../scripts/prepare_data.py"
 

@@ -1,5 +1,6 @@
-# DCGAN baseline: one training job per run writes every snapshot; each snapshot is scored by its
-# own job; the sweep table and figures show where training degrades.
+# DCGAN baseline: one training job per run writes every snapshot (each is scored by its own
+# score_snapshot job, rules/metrics.smk); the sweep table and figures show where training
+# degrades.
 
 
 localrules:
@@ -10,7 +11,7 @@ rule train_dcgan:
     input:
         cache="results/data/cache/train.npz",
     output:
-        # A folder: the snapshot epochs depend on the run's settings (get_snapshots lists them).
+        # A folder: the snapshot epochs depend on the run's settings (cxrlib.plan.Study.snapshots lists them).
         snapshots=directory("results/dcgan/{run}/snapshots"),
         log_csv="results/dcgan/{run}/train_log.csv",
         grids=directory("results/dcgan/{run}/grids"),
@@ -25,39 +26,18 @@ rule train_dcgan:
     resources:
         **get_resources("train_dcgan"),
     params:
-        settings=get_dcgan_settings,
+        settings=get_generator_settings("dcgan"),
         label=config["data"]["synthetic_class"],
         out_dir="results/dcgan/{run}",
         # Resume state: not an output, so it survives a failed (killed) job.
-        state=STATE_DIRS["train_dcgan"],
+        state=get_state_dir("train_dcgan"),
     script:
         "../scripts/train_dcgan.py"
 
 
-rule score_dcgan:
-    input:
-        unpack(get_dcgan_score_inputs),
-    output:
-        "results/dcgan/{run}/scores/{snapshot}.csv",
-    log:
-        "logs/score_dcgan/{run}_{snapshot}.log",
-    benchmark:
-        "results/benchmarks/score_dcgan/{run}_{snapshot}.tsv"
-    conda:
-        "../envs/cxr.yaml"
-    threads: get_threads("score_dcgan")
-    resources:
-        **get_resources("score_dcgan"),
-    params:
-        metrics=get_score_metrics(),
-        label=config["data"]["synthetic_class"],
-    script:
-        "../scripts/score_snapshot.py"
-
-
 rule dcgan_sweep:
     input:
-        scores=get_dcgan_sweep_scores,
+        scores=get_sweep_scores("dcgan"),
         train_log="results/dcgan/{run}/train_log.csv",
         grids="results/dcgan/{run}/grids",
         floors="results/metrics/real_reference.csv",
@@ -104,7 +84,7 @@ rule dcgan_sweep:
         **get_resources("dcgan_sweep"),
     params:
         metrics=get_sweep_metrics(),
-        resolution=get_dcgan_resolution,
+        resolution=get_run_resolution("dcgan"),
         synthetic=config["data"]["source"] == "phantom",
     script:
         "../scripts/dcgan_sweep.py"

@@ -1,5 +1,5 @@
 # Scoring: weights, the CXR-domain extractor, real features once per extractor/split/resolution,
-# the per-snapshot scores of both GANs, the memorisation audit and the study-wide summary.
+# the per-snapshot scores of every generator, the memorisation audit and the study-wide summary.
 
 
 # The fetch rules need internet: on clusters they run where snakemake runs (the login node).
@@ -94,7 +94,7 @@ rule train_domain_extractor:
     params:
         settings=get_domain_extractor_settings,
         positive_label=get_positive_label(),
-        state=STATE_DIRS["train_domain_extractor"],
+        state=get_state_dir("train_domain_extractor"),
     script:
         "../scripts/train_domain_extractor.py"
 
@@ -120,6 +120,29 @@ rule real_features:
         batch_size=config["metrics"]["batch_size"],
     script:
         "../scripts/real_features.py"
+
+
+# Every generator's snapshots are scored alike: one job per snapshot, reusing the real
+# features computed once per extractor, split and resolution.
+rule score_snapshot:
+    input:
+        unpack(get_score_inputs),
+    output:
+        "results/{model}/{run}/scores/{snapshot}.csv",
+    log:
+        "logs/score_snapshot/{model}_{run}_{snapshot}.log",
+    benchmark:
+        "results/benchmarks/score_snapshot/{model}_{run}_{snapshot}.tsv"
+    conda:
+        "../envs/cxr.yaml"
+    threads: get_threads("score_snapshot")
+    resources:
+        **get_resources("score_snapshot"),
+    params:
+        metrics=get_score_metrics(),
+        label=config["data"]["synthetic_class"],
+    script:
+        "../scripts/score_snapshot.py"
 
 
 rule real_reference:

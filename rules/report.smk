@@ -89,6 +89,7 @@ rule headline:
         ),
         label=config["data"]["synthetic_class"],
         arch=config["classifier"]["settings"].get("arch", "resnet50"),
+        use_snapshot=get_use_snapshots(),
         synthetic=config["data"]["source"] == "phantom",
     script:
         "../scripts/headline.py"

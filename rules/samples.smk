@@ -24,10 +24,6 @@ rule generate_samples:
         # "best" = lowest FID against the real training images in the first extractor's space.
         extractor=config["metrics"]["extractors"][0],
         # the arms that draw from these samples: enough are written for every ratio
-        arm_ratios=lambda wc: (
-            config["classifier"]["ratios"]
-            if wc.model in config["classifier"]["models"]
-            else []
-        ),
+        arm_ratios=get_sample_ratios,
     script:
         "../scripts/generate_samples.py"

@@ -1,10 +1,11 @@
-# StyleGAN2-ADA: one training job per run writes every snapshot (kimg); each snapshot is scored by
-# its own job; the sweep table and figures follow FID, ADA's p and the truncation trade-off.
+# StyleGAN2-ADA: one training job per run writes every snapshot (kimg; each is scored by its own
+# score_snapshot job, rules/metrics.smk); the sweep table and figures follow FID, ADA's p and
+# the truncation trade-off.
 
 
 # fetch_pretrained_gan needs internet: on clusters it runs where snakemake runs (the login node).
 localrules:
-    stylegan_sweep,
+    stylegan2ada_sweep,
     fetch_pretrained_gan,
 
 
@@ -31,7 +32,7 @@ rule train_stylegan2ada:
     input:
         unpack(get_stylegan_train_inputs),
     output:
-        # A folder: the snapshot kimgs depend on the run's settings (get_snapshots lists them).
+        # A folder: the snapshot kimgs depend on the run's settings (cxrlib.plan.Study.snapshots lists them).
         snapshots=directory("results/stylegan2ada/{run}/snapshots"),
         log_csv="results/stylegan2ada/{run}/train_log.csv",
         grids=directory("results/stylegan2ada/{run}/grids"),
@@ -46,41 +47,20 @@ rule train_stylegan2ada:
     resources:
         **get_resources("train_stylegan2ada"),
     params:
-        settings=get_stylegan_settings,
+        settings=get_generator_settings("stylegan2ada"),
         # checked against the start file in the job: a file not fetched by this config
         start_pin=get_start_pin,
         label=config["data"]["synthetic_class"],
         out_dir="results/stylegan2ada/{run}",
         # Resume state: not an output, so it survives a failed (killed) job.
-        state=STATE_DIRS["train_stylegan2ada"],
+        state=get_state_dir("train_stylegan2ada"),
     script:
         "../scripts/train_stylegan2ada.py"
 
 
-rule score_stylegan:
+rule stylegan2ada_sweep:
     input:
-        unpack(get_stylegan_score_inputs),
-    output:
-        "results/stylegan2ada/{run}/scores/{snapshot}.csv",
-    log:
-        "logs/score_stylegan/{run}_{snapshot}.log",
-    benchmark:
-        "results/benchmarks/score_stylegan/{run}_{snapshot}.tsv"
-    conda:
-        "../envs/cxr.yaml"
-    threads: get_threads("score_stylegan")
-    resources:
-        **get_resources("score_stylegan"),
-    params:
-        metrics=get_score_metrics(),
-        label=config["data"]["synthetic_class"],
-    script:
-        "../scripts/score_snapshot.py"
-
-
-rule stylegan_sweep:
-    input:
-        scores=get_stylegan_sweep_scores,
+        scores=get_sweep_scores("stylegan2ada"),
         train_log="results/stylegan2ada/{run}/train_log.csv",
         grids="results/stylegan2ada/{run}/grids",
         floors="results/metrics/real_reference.csv",
@@ -88,28 +68,28 @@ rule stylegan_sweep:
     output:
         sweep=report(
             "results/stylegan2ada/{run}/sweep.csv",
-            caption="../report/stylegan_sweep_table.rst",
+            caption="../report/stylegan2ada_sweep_table.rst",
             category="StyleGAN2-ADA",
             subcategory="{run}",
             labels={"run": "{run}", "table": "kimg sweep"},
         ),
         curves=report(
             "results/stylegan2ada/{run}/figures/training_curves.png",
-            caption="../report/stylegan_curves.rst",
+            caption="../report/stylegan2ada_curves.rst",
             category="StyleGAN2-ADA",
             subcategory="{run}",
             labels={"run": "{run}", "figure": "losses and ADA p"},
         ),
         grids=report(
             "results/stylegan2ada/{run}/figures/grids_across_kimg.png",
-            caption="../report/stylegan_grids.rst",
+            caption="../report/stylegan2ada_grids.rst",
             category="StyleGAN2-ADA",
             subcategory="{run}",
             labels={"run": "{run}", "figure": "fixed-seed samples by kimg"},
         ),
         sweep_plot=report(
             "results/stylegan2ada/{run}/figures/sweep.png",
-            caption="../report/stylegan_sweep.rst",
+            caption="../report/stylegan2ada_sweep.rst",
             category="StyleGAN2-ADA",
             subcategory="{run}",
             labels={
@@ -119,24 +99,24 @@ rule stylegan_sweep:
         ),
         truncation=report(
             "results/stylegan2ada/{run}/figures/truncation.png",
-            caption="../report/stylegan_truncation.rst",
+            caption="../report/stylegan2ada_truncation.rst",
             category="StyleGAN2-ADA",
             subcategory="{run}",
             labels={"run": "{run}", "figure": "truncation sweep"},
         ),
     log:
-        "logs/stylegan_sweep/{run}.log",
+        "logs/stylegan2ada_sweep/{run}.log",
     benchmark:
-        "results/benchmarks/stylegan_sweep/{run}.tsv"
+        "results/benchmarks/stylegan2ada_sweep/{run}.tsv"
     conda:
         "../envs/cxr.yaml"
-    threads: get_threads("stylegan_sweep")
+    threads: get_threads("stylegan2ada_sweep")
     resources:
-        **get_resources("stylegan_sweep"),
+        **get_resources("stylegan2ada_sweep"),
     params:
         metrics=get_sweep_metrics(),
-        resolution=get_stylegan_resolution,
+        resolution=get_run_resolution("stylegan2ada"),
         psis=config["stylegan2ada"]["truncation_psis"],
         synthetic=config["data"]["source"] == "phantom",
     script:
-        "../scripts/stylegan_sweep.py"
+        "../scripts/stylegan2ada_sweep.py"

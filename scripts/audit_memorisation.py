@@ -5,12 +5,12 @@ from pathlib import Path
 from cxrlib.data.cache import load_split
 from cxrlib.device import setup_torch
 from cxrlib.logs import job_logging
-from cxrlib.metrics.features import ExtractorSources, make_extractor, real_images
-from cxrlib.metrics.features import optional_path as _optional_path
-from cxrlib.metrics.fidelity import array_batches, extract_features
-from cxrlib.metrics.memorisation import audit, write_audit
-from cxrlib.report.memorisation import plot_closest_pairs, plot_nearest_distances
-from cxrlib.synthesis import load_samples
+from cxrlib.memorisation.audit import audit, write_audit
+from cxrlib.memorisation.figures import plot_closest_pairs, plot_nearest_distances
+from cxrlib.samples import load_samples
+from cxrlib.scoring.features import ExtractorSources, make_extractor, real_images
+from cxrlib.scoring.features import optional_path as _optional_path
+from cxrlib.scoring.fidelity import array_batches, extract_features
 
 with job_logging(snakemake.log[0]):
     inp, out, params = snakemake.input, snakemake.output, snakemake.params

@@ -4,10 +4,10 @@ from pathlib import Path
 
 import pandas as pd
 
+from cxrlib.classifier.arms import build_comparison, build_summary, run_key
+from cxrlib.classifier.figures import plot_confusion, plot_metric_vs_ratio, plot_roc
 from cxrlib.io import write_csv
 from cxrlib.logs import job_logging
-from cxrlib.metrics.arms import build_comparison, build_summary, run_key
-from cxrlib.report.classifier import plot_confusion, plot_metric_vs_ratio, plot_roc
 
 with job_logging(snakemake.log[0]):
     inp, out, params = snakemake.input, snakemake.output, snakemake.params

@@ -2,8 +2,8 @@
 
 from pathlib import Path
 
+from cxrlib.data.figures import plot_class_counts, plot_examples, plot_histograms
 from cxrlib.logs import job_logging
-from cxrlib.report.data_qc import plot_class_counts, plot_examples, plot_histograms
 
 with job_logging(snakemake.log[0]):
     inp, out, params = snakemake.input, snakemake.output, snakemake.params

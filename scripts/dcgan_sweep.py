@@ -5,11 +5,12 @@ from pathlib import Path
 
 import pandas as pd
 
+from cxrlib.dcgan.figures import plot_training_curves
 from cxrlib.io import write_csv
 from cxrlib.logs import job_logging
-from cxrlib.metrics.reference import read_reference
-from cxrlib.metrics.sweep import sweep_from_config
-from cxrlib.report.dcgan import plot_grids_across_epochs, plot_sweep, plot_training_curves
+from cxrlib.scoring.figures import plot_grids_across_epochs, plot_sweep
+from cxrlib.scoring.reference import read_reference
+from cxrlib.scoring.sweep import sweep_from_config
 
 with job_logging(snakemake.log[0]):
     inp, out, params = snakemake.input, snakemake.output, snakemake.params

@@ -2,9 +2,9 @@
 
 import pandas as pd
 
+from cxrlib.classifier.metrics import metrics_table
 from cxrlib.io import write_csv
 from cxrlib.logs import job_logging
-from cxrlib.metrics.classification import metrics_table
 
 with job_logging(snakemake.log[0]):
     predictions = pd.read_csv(snakemake.input.predictions, dtype={"patient_id": str})

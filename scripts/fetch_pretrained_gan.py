@@ -1,7 +1,7 @@
 """Download a published GAN network for transfer learning (login node: needs internet)."""
 
 from cxrlib.logs import job_logging
-from cxrlib.train.pretrained import fetch_pretrained
+from cxrlib.stylegan2ada.pretrained import fetch_pretrained
 
 with job_logging(snakemake.log[0]):
     fetch_pretrained(

@@ -1,7 +1,7 @@
 """Download torchxrayvision's DenseNet weights (login node: needs internet), check their sha256."""
 
 from cxrlib.logs import job_logging
-from cxrlib.metrics.weights import XRV_FIX, fetch_weights
+from cxrlib.weights import XRV_FIX, fetch_weights
 
 with job_logging(snakemake.log[0]):
     params = snakemake.params

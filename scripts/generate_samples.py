@@ -6,8 +6,8 @@ import pandas as pd
 
 from cxrlib.device import setup_torch
 from cxrlib.logs import job_logging
-from cxrlib.metrics.sweep import best_snapshot
-from cxrlib.synthesis import samples_for_arms, write_samples
+from cxrlib.samples import samples_for_arms, write_samples
+from cxrlib.scoring.sweep import best_snapshot
 
 with job_logging(snakemake.log[0]):
     inp, params, wc = snakemake.input, snakemake.params, snakemake.wildcards

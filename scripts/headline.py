@@ -7,8 +7,6 @@ import pandas as pd
 
 from cxrlib.io import write_atomic
 from cxrlib.logs import job_logging
-from cxrlib.metrics.features import optional_path
-from cxrlib.metrics.reference import read_reference, shift_findings
 from cxrlib.report.headline import (
     MODEL_NAMES,
     data_summary,
@@ -16,6 +14,7 @@ from cxrlib.report.headline import (
     headline_record,
     headline_section,
     read_memorisation,
+    selection_rows,
     training_course,
     write_front_page,
 )
@@ -31,18 +30,21 @@ from cxrlib.report.headline_tables import (
     write_page,
 )
 from cxrlib.report.summary_figure import plot_summary, real_row, sample_row
+from cxrlib.scoring.features import optional_path
+from cxrlib.scoring.reference import read_reference, shift_findings
 
 with job_logging(snakemake.log[0]):
     inp, out, params = snakemake.input, snakemake.output, snakemake.params
     data = data_summary(pd.read_csv(inp.class_counts), pd.read_csv(inp.rejected))
     sweeps = [pd.read_csv(p) for p in inp.sweeps]
     models = model_rows(sweeps, read_memorisation(list(inp.memorisation)))
+    # each run's course in the feature space that chose its best snapshot
+    spaces = {(r["model"], r["run"]): str(r["features"]) for r in selection_rows(models)}
     courses = {}
     for sweep in sweeps:
         key = (str(sweep.model.iloc[0]), str(sweep.run.iloc[0]))
-        chosen = models[(models.model == key[0]) & (models.run == key[1])]
-        if len(chosen):
-            courses[key] = training_course(sweep, str(chosen.features.iloc[0]))
+        if key in spaces:
+            courses[key] = training_course(sweep, spaces[key])
     comparison = pd.read_csv(inp.comparison)
     classifier = classifier_rows(comparison)
     conclusion = classifier_conclusion(comparison)
@@ -77,6 +79,7 @@ with job_logging(snakemake.log[0]):
         params.phantom_test_shift,
         figure=data_uri(out.figure),
         arch=params.arch,
+        use_snapshot=params.use_snapshot,
     )
     write_front_page(Path(inp.template), section, Path(out.page))
     write_page(

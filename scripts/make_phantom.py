@@ -2,8 +2,8 @@
 
 from pathlib import Path
 
-from cxrlib.config import phantom_spec
 from cxrlib.data.phantom import make_phantom_dataset
+from cxrlib.data.settings import phantom_spec
 from cxrlib.logs import job_logging
 
 with job_logging(snakemake.log[0]):

@@ -2,8 +2,8 @@
 
 from cxrlib.io import write_csv
 from cxrlib.logs import job_logging
-from cxrlib.metrics.reference import read_reference
-from cxrlib.metrics.score import summary_table
+from cxrlib.scoring.reference import read_reference
+from cxrlib.scoring.score import summary_table
 
 with job_logging(snakemake.log[0]):
     inp, params = snakemake.input, snakemake.params

@@ -2,8 +2,8 @@
 
 from pathlib import Path
 
-from cxrlib.config import data_settings, preprocess_settings
 from cxrlib.data.prepare import PrepareOutputs, prepare_dataset
+from cxrlib.data.settings import data_settings, preprocess_settings
 from cxrlib.logs import job_logging
 from cxrlib.provenance import write_provenance
 

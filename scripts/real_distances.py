@@ -2,9 +2,9 @@
 
 from pathlib import Path
 
+from cxrlib.data.figures import plot_real_distances
 from cxrlib.logs import job_logging
-from cxrlib.metrics.reference import log_findings, read_reference, shift_findings
-from cxrlib.report.data_qc import plot_real_distances
+from cxrlib.scoring.reference import log_findings, read_reference, shift_findings
 
 with job_logging(snakemake.log[0]):
     params = snakemake.params

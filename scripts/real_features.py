@@ -4,8 +4,8 @@ from pathlib import Path
 
 from cxrlib.device import setup_torch
 from cxrlib.logs import job_logging
-from cxrlib.metrics.features import ExtractorSources, write_real_features
-from cxrlib.metrics.features import optional_path as _optional_path
+from cxrlib.scoring.features import ExtractorSources, write_real_features
+from cxrlib.scoring.features import optional_path as _optional_path
 
 with job_logging(snakemake.log[0]):
     inp, params, wc = snakemake.input, snakemake.params, snakemake.wildcards

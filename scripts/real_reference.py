@@ -6,7 +6,7 @@ import pandas as pd
 
 from cxrlib.io import write_csv
 from cxrlib.logs import job_logging
-from cxrlib.metrics.reference import real_reference_table, reference_settings
+from cxrlib.scoring.reference import real_reference_table, reference_settings
 
 with job_logging(snakemake.log[0]):
     inp, out, params = snakemake.input, snakemake.output, snakemake.params

@@ -5,9 +5,9 @@ from pathlib import Path
 from cxrlib.device import setup_torch
 from cxrlib.io import write_csv
 from cxrlib.logs import job_logging
-from cxrlib.metrics.features import ExtractorSources
-from cxrlib.metrics.features import optional_path as _optional_path
-from cxrlib.metrics.score import score_settings, score_snapshot
+from cxrlib.scoring.features import ExtractorSources
+from cxrlib.scoring.features import optional_path as _optional_path
+from cxrlib.scoring.score import score_settings, score_snapshot
 
 with job_logging(snakemake.log[0]):
     inp, params, wc = snakemake.input, snakemake.params, snakemake.wildcards

@@ -3,10 +3,10 @@
 from pathlib import Path
 
 from cxrlib.data.cache import load_split
+from cxrlib.dcgan.trainer import dcgan_settings, train_dcgan
 from cxrlib.device import setup_torch
+from cxrlib.jobs.survival import attempt_guard, slurm_job_end_time
 from cxrlib.logs import job_logging
-from cxrlib.train.dcgan import dcgan_settings, train_dcgan
-from cxrlib.train.survival import attempt_guard, slurm_job_end_time
 
 with job_logging(snakemake.log[0]), attempt_guard(snakemake.params.state):
     params = snakemake.params

@@ -2,11 +2,11 @@
 
 from pathlib import Path
 
+from cxrlib.classifier.trainer import classifier_settings, train_classifier
 from cxrlib.data.cache import load_split
 from cxrlib.device import setup_torch
+from cxrlib.jobs.survival import attempt_guard, slurm_job_end_time
 from cxrlib.logs import job_logging
-from cxrlib.train.classifier import classifier_settings, train_classifier
-from cxrlib.train.survival import attempt_guard, slurm_job_end_time
 
 with job_logging(snakemake.log[0]), attempt_guard(snakemake.params.state):
     inp, out, params = snakemake.input, snakemake.output, snakemake.params

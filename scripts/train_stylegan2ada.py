@@ -7,11 +7,11 @@ from pathlib import Path
 
 from cxrlib.data.cache import load_split
 from cxrlib.device import setup_torch
+from cxrlib.jobs.distributed import launch, usable_gpus
+from cxrlib.jobs.survival import attempt_guard, slurm_job_end_time
 from cxrlib.logs import job_logging
-from cxrlib.train.distributed import launch, usable_gpus
-from cxrlib.train.pretrained import check_pinned
-from cxrlib.train.stylegan2ada import train_worker
-from cxrlib.train.survival import attempt_guard, slurm_job_end_time
+from cxrlib.stylegan2ada.pretrained import check_pinned
+from cxrlib.stylegan2ada.trainer import train_worker
 
 with job_logging(snakemake.log[0]), attempt_guard(snakemake.params.state):
     params = snakemake.params

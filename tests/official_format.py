@@ -14,7 +14,7 @@ pickle format (NVlabs/stylegan2-ada-pytorch, NVIDIA Source Code License-NC; no c
   a test can tell whether any reader executed it;
 - their forward passes follow the official conventions, computed the slow, obvious way
   (per-sample loops, zero-insertion upsampling, the generic upfirdn2d -> conv -> downsample
-  path of conv2d_resample), independent of cxrlib.models.stylegan2's fast paths.
+  path of conv2d_resample), independent of cxrlib.stylegan2ada.networks's fast paths.
 `install(monkeypatch, marker)` registers the fake modules `torch_utils.persistence`,
 `dnnlib.util` and `training.networks` in sys.modules for one test.
 """

@@ -9,7 +9,7 @@ import time
 import pytest
 import torch
 
-from cxrlib.train.augment import (
+from cxrlib.stylegan2ada.augment import (
     CDF97_ANALYSIS,
     CDF97_SYNTHESIS,
     AdaController,

@@ -11,7 +11,13 @@ import pytest
 from scipy import stats
 from sklearn.metrics import average_precision_score, roc_auc_score
 
-from cxrlib.metrics.classification import (
+from cxrlib.classifier.figures import (
+    mean_interval,
+    plot_confusion,
+    plot_metric_vs_ratio,
+    plot_roc,
+)
+from cxrlib.classifier.metrics import (
     INSUFFICIENT,
     METRICS,
     NO_EVIDENCE,
@@ -22,12 +28,6 @@ from cxrlib.metrics.classification import (
     paired_bootstrap,
     patient_resamples,
     weighted_metrics,
-)
-from cxrlib.report.classifier import (
-    mean_interval,
-    plot_confusion,
-    plot_metric_vs_ratio,
-    plot_roc,
 )
 
 # y:      0    0    0    1     1    1

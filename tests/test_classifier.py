@@ -18,11 +18,7 @@ import torchvision
 from PIL import Image
 from sklearn.metrics import balanced_accuracy_score, roc_auc_score
 
-from cxrlib.data.cache import SplitArrays
-from cxrlib.data.phantom import render_radiograph
-from cxrlib.metrics.domain import DomainExtractor
-from cxrlib.metrics.fidelity import array_batches, extract_features
-from cxrlib.models.resnet import (
+from cxrlib.classifier.networks import (
     IMAGENET_MEAN,
     ClassifierFileError,
     build_classifier,
@@ -32,7 +28,7 @@ from cxrlib.models.resnet import (
     to_float,
     to_model_input,
 )
-from cxrlib.train.classifier import (
+from cxrlib.classifier.trainer import (
     HISTORY_COLUMNS,
     ClassifierTrainer,
     add_synthetic,
@@ -43,7 +39,11 @@ from cxrlib.train.classifier import (
     predict,
     train_classifier,
 )
-from cxrlib.train.survival import JobInterrupted, StateStore, run_resumable
+from cxrlib.data.cache import SplitArrays
+from cxrlib.data.phantom import render_radiograph
+from cxrlib.jobs.survival import JobInterrupted, StateStore, run_resumable
+from cxrlib.scoring.domain import DomainExtractor
+from cxrlib.scoring.fidelity import array_batches, extract_features
 
 LABELS = ("NORMAL", "PNEUMONIA")
 

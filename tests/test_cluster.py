@@ -18,8 +18,8 @@ REQUESTS = load_rule_requests(ROOT / "profiles/default/resources.yaml")
 
 RESOURCES = ROOT / "profiles/default/resources.yaml"
 GPU_RULES = {
-    "train_dcgan", "train_stylegan2ada", "generate_samples", "real_features", "score_dcgan",
-    "score_stylegan", "train_domain_extractor", "train_classifier",
+    "train_dcgan", "train_stylegan2ada", "generate_samples", "real_features",
+    "score_snapshot", "train_domain_extractor", "train_classifier",
 }  # fmt: skip
 TRAINING = {"train_dcgan", "train_stylegan2ada", "train_domain_extractor", "train_classifier"}
 
@@ -264,7 +264,7 @@ def test_names_sbatch_cannot_take_are_refused_before_a_profile_is_written(
 def test_show_warns_of_a_second_set_resources_that_erases_the_first(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture
 ) -> None:
-    """The README's small-node lines pasted below the GPU_PARTITION block of the installed
+    """The small-node lines of docs/cluster.md pasted below the GPU_PARTITION block of the installed
     profile: the later `set-resources:` replaces the earlier one, which `show` says."""
     from cxrlib.cluster import main
 

@@ -9,8 +9,8 @@ import yaml
 from snakemake.exceptions import WorkflowError
 from snakemake.utils import validate
 
-from cxrlib.config import data_settings, phantom_spec, preprocess_settings
 from cxrlib.data.patients import DEFAULT_PATIENT_ID_PATTERNS
+from cxrlib.data.settings import data_settings, phantom_spec, preprocess_settings
 
 ROOT = Path(__file__).resolve().parents[1]
 SCHEMA = str(ROOT / "schemas" / "config.schema.yaml")

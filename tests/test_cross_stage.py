@@ -15,9 +15,9 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from cxrlib.synthesis import samples_for_arms
-from cxrlib.train.classifier import add_synthetic
-from cxrlib.train.mixing import resolve_ratio, synthetic_needed
+from cxrlib.classifier.mixing import resolve_ratio, synthetic_needed
+from cxrlib.classifier.trainer import add_synthetic
+from cxrlib.samples import samples_for_arms
 from tests.conftest import run_snakemake
 
 

@@ -14,11 +14,10 @@ import torch
 from PIL import Image
 from torch import nn
 
-from cxrlib.models.dcgan import Discriminator, Generator
-from cxrlib.models.snapshot import load_generator, read_snapshot
-from cxrlib.report.dcgan import plot_grids_across_epochs, plot_sweep, plot_training_curves
-from cxrlib.train import dcgan as train_module
-from cxrlib.train.dcgan import (
+from cxrlib.dcgan import trainer as train_module
+from cxrlib.dcgan.figures import plot_training_curves
+from cxrlib.dcgan.networks import Discriminator, Generator
+from cxrlib.dcgan.trainer import (
     LOG_COLUMNS,
     DcganSettings,
     DcganTrainer,
@@ -32,7 +31,9 @@ from cxrlib.train.dcgan import (
     train_dcgan,
     use_bf16,
 )
-from cxrlib.train.survival import EXIT_INTERRUPTED, JobInterrupted, StateStore, run_resumable
+from cxrlib.jobs.survival import EXIT_INTERRUPTED, JobInterrupted, StateStore, run_resumable
+from cxrlib.scoring.figures import plot_grids_across_epochs, plot_sweep
+from cxrlib.snapshot import load_generator, read_snapshot
 
 # Tiny: 32 px, width 8, 40 images of batch 8 -> 5 steps per epoch.
 TINY = {
@@ -297,7 +298,7 @@ def _published(out_dir: Path) -> set[Path]:
 def test_train_dcgan_publishes_exactly_the_promised_files(tmp_path: Path, caplog) -> None:
     settings = _settings()
     out, state = tmp_path / "out", tmp_path / "state"
-    with caplog.at_level(logging.INFO, logger="cxrlib.train.dcgan"):
+    with caplog.at_level(logging.INFO, logger="cxrlib.dcgan.trainer"):
         train_dcgan(_images(), settings, "tiny", out, state)
     assert _published(out) == set(published_files(settings, out))
     assert [p.name for p in sorted((out / "snapshots").iterdir())] == [
@@ -423,7 +424,7 @@ def test_plots_write_pngs(tmp_path: Path) -> None:
                 }
             )
     plot_sweep(pd.DataFrame(rows), tmp_path / "sweep.png")
-    # as cxrlib.metrics.sweep builds it: one row per reference set too
+    # as cxrlib.scoring.sweep builds it: one row per reference set too
     two_refs = pd.concat([pd.DataFrame(rows).assign(reference=r) for r in ("train", "test")])
     plot_sweep(two_refs, tmp_path / "sweep_refs.png")
     no_collapse = pd.DataFrame(rows).drop(columns="collapse_epoch")

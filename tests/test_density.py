@@ -14,9 +14,9 @@ import pytest
 import yaml
 from snakemake.utils import validate
 
-from cxrlib.metrics.density import DC_NEIGHBORHOOD, density_coverage, real_radii
-from cxrlib.metrics.feasibility import check_references, column_reasons, shortfalls
-from cxrlib.metrics.fidelity import score_features
+from cxrlib.scoring.density import DC_NEIGHBORHOOD, density_coverage, real_radii
+from cxrlib.scoring.feasibility import check_references, column_reasons, shortfalls
+from cxrlib.scoring.fidelity import score_features
 
 ROOT = Path(__file__).resolve().parents[1]
 

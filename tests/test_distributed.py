@@ -9,8 +9,8 @@ from pathlib import Path
 import pytest
 import torch
 
-from cxrlib.train import stylegan2ada as tr
-from cxrlib.train.distributed import launch, usable_gpus
+from cxrlib.jobs.distributed import launch, usable_gpus
+from cxrlib.stylegan2ada import trainer as tr
 from tests.test_stylegan2 import tiny_images
 
 pytestmark = pytest.mark.slow
@@ -66,9 +66,7 @@ def _toy(tmp_path: Path, name: str, **kwargs) -> tuple[Path, Path]:
     return state, out
 
 
-@pytest.mark.parametrize(
-    ("how", "every", "stops_at"), [("signal", 1, 5), ("deadline", 4, 8)]
-)
+@pytest.mark.parametrize(("how", "every", "stops_at"), [("signal", 1, 5), ("deadline", 4, 8)])
 def test_one_process_stopping_stops_all_after_the_same_step_and_resume_finishes(
     tmp_path: Path, how: str, every: int, stops_at: int
 ) -> None:
@@ -77,7 +75,7 @@ def test_one_process_stopping_stops_all_after_the_same_step_and_resume_finishes(
     launcher exits 75 (JobInterrupted); rerun, the run finishes equal to an uninterrupted one.
     Without the collective decision the first process would wait in the gradient all-reduce
     until the 30 s collective timeout, and launch would raise that error instead."""
-    from cxrlib.train.survival import JobInterrupted, StateStore
+    from cxrlib.jobs.survival import JobInterrupted, StateStore
 
     with pytest.raises(JobInterrupted) as stop:
         _toy(tmp_path, "run", stop_rank=1, stop_at_step=5, how=how, stop_check_every=every)

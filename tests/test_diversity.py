@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 
 from cxrlib.data.phantom import render_radiograph
-from cxrlib.metrics.diversity import (
+from cxrlib.scoring.diversity import (
     collapse_table,
     detect_collapse,
     diversity_ratio,

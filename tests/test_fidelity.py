@@ -20,7 +20,7 @@ from torch_fidelity import calculate_metrics
 from torch_fidelity.feature_extractor_inceptionv3 import FeatureExtractorInceptionV3
 
 from cxrlib.data.phantom import render_radiograph
-from cxrlib.metrics.fidelity import (
+from cxrlib.scoring.fidelity import (
     WeightsError,
     array_batches,
     extract_features,

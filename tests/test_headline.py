@@ -2,25 +2,29 @@
 
 from __future__ import annotations
 
+import math
 import re
 from pathlib import Path
 
 import docutils.core
 import docutils.utils
+import jinja2
 import numpy as np
 import pandas as pd
 import pytest
 from PIL import Image
 
-from cxrlib.metrics.classification import INSUFFICIENT, NO_EVIDENCE
-from cxrlib.metrics.reference import ShiftFinding
+from cxrlib.classifier.figures import mean_interval
+from cxrlib.classifier.metrics import INSUFFICIENT, NO_EVIDENCE, compare_arms
 from cxrlib.report.headline import (
     classifier_line,
     data_line,
     data_summary,
     data_uri,
     headline_section,
+    model_line,
     rst_escape,
+    selection_rows,
     training_course,
 )
 from cxrlib.report.headline_tables import (
@@ -31,6 +35,7 @@ from cxrlib.report.headline_tables import (
     model_rows,
     tables_page,
 )
+from cxrlib.scoring.reference import ShiftFinding
 
 
 def _sweep(model: str, run: str, progress: str, fids: list[float]) -> pd.DataFrame:
@@ -86,7 +91,8 @@ def test_classifier_rows_and_conclusion_state_only_what_the_verdicts_support() -
     text = classifier_conclusion(comparison)
     assert "helped AUROC for real_dcgan (ratio 0.5)" in text
     assert "hurt" not in text.split("A verdict")[0]
-    assert "The other 2 arm(s) show no evidence" in text and "3 seed(s)" in text
+    assert "1 arm(s) have too few seeds for a verdict (3 seed(s); a verdict needs" in text
+    assert "The other 1 arm(s) show no evidence" in text
 
     quiet = classifier_conclusion(_comparison({("real_dcgan", "0.5"): NO_EVIDENCE}))
     assert "helped" not in quiet and quiet.startswith("All 1 arm(s) show no evidence")
@@ -133,7 +139,63 @@ def test_a_real_only_classifier_at_chance_is_said_to_be_so() -> None:
 def test_rst_escape_keeps_names_literal() -> None:
     assert rst_escape("real_dcgan_") == r"real\_dcgan\_"
     assert rst_escape("a*b|c") == r"a\*b\|c"
-    assert "{{" not in rst_escape("{{ x }}")
+    # the page goes through Jinja2 (Snakemake's report) before docutils: braces stay literal
+    for name in ("{{ 7+7 }}", "a{%b", "{# c"):
+        assert jinja2.Template(rst_escape(name)).render() == name
+
+
+def test_a_run_chosen_on_val_without_train_scores_still_has_its_line() -> None:
+    """metrics.references without train: the best snapshot is chosen on val and there is no
+    FID vs train to show (the line said so instead of failing the headline job)."""
+    sweep = _sweep("dcgan", "baseline", "epoch", [30.0, 12.5, 20.0])
+    sweep["reference"] = sweep["reference"].replace({"train": "val"})
+    sweep["best_by"] = "lowest FID against val (cxr features)"
+    rows = model_rows([sweep], {})
+    row = selection_rows(rows)[0]
+    line = model_line(row, training_course(sweep, "cxr"))
+    assert "FID vs train n/a" in line and "best at epoch 1 of 2; FID vs val then rose" in line
+
+
+def test_the_course_is_read_in_the_space_that_chose_the_best_snapshot() -> None:
+    inception = _sweep("dcgan", "baseline", "epoch", [300.0, 200.0, 250.0])
+    inception["extractor"] = "inception"
+    cxr = _sweep("dcgan", "baseline", "epoch", [3.0, 2.0, 9.0])
+    sweep = pd.concat([inception, cxr], ignore_index=True)
+    course = training_course(sweep, "inception")
+    assert "rose to 250 (1.2 times)" in course  # inception's FID, not cxr's 9.0
+
+
+def test_a_named_snapshot_and_a_collapse_are_said_on_the_line() -> None:
+    sweep = _sweep("dcgan", "baseline", "epoch", [30.0, 20.0, 12.5])  # collapse at epoch 2
+    rows = model_rows([sweep], {("dcgan", "baseline"): {"n_near_copies": 3, "n_fake": 48}})
+    course = training_course(sweep, "cxr")
+    assert course == "best at its last snapshot (epoch 2); diversity collapsed at epoch 2 " + (
+        "(below 0.5 of the real images')"
+    )
+    line = model_line(selection_rows(rows)[0], course, used="epoch0001")
+    assert "near-copies 3 of 48 in epoch0001 (use\\_snapshot" in line
+
+
+def test_a_nan_metric_never_becomes_an_interval_spanning_the_range() -> None:
+    comparison = _comparison({("real_dcgan", "0.5"): NO_EVIDENCE}).assign(n_paired=3)
+    summary = pd.DataFrame(
+        {"arm": ["real"] * 3 + ["syn"] * 3, "ratio": [0.0] * 3 + [1.0] * 3,
+         "seed": [0, 1, 2] * 2, "auroc": [0.9, 0.8, float("nan"), 0.7, 0.9, 0.8]}
+    )  # fmt: skip
+    row = compare_arms(summary).set_index("arm").loc["syn"]
+    assert math.isnan(row["diff_ci_low"]) and math.isnan(row["diff_ci_high"])
+    assert all(math.isnan(v) for v in mean_interval(np.array([0.9, float("nan"), 0.8]))[1:])
+    comparison.loc[comparison.verdict == "baseline", "mean"] = float("nan")
+    assert "not a number" in classifier_line(comparison)
+
+
+def test_many_arms_name_only_those_with_a_verdict() -> None:
+    verdicts = {(f"real_m{i}", "0.5"): NO_EVIDENCE for i in range(6)} | {
+        ("real_dcgan", "1"): "helped"
+    }
+    line = classifier_line(_comparison(verdicts).assign(n_paired=3))
+    assert "real\\_dcgan (ratio 1) +0.010, helped" in line
+    assert "6 other arm(s) without a verdict" in line and "real\\_m0" not in line
 
 
 def _render(section: str) -> str:

@@ -18,7 +18,7 @@ import pytest
 from skimage.metrics import structural_similarity
 
 from cxrlib.data.phantom import render_radiograph, sample_anatomy
-from cxrlib.metrics.memorisation import (
+from cxrlib.memorisation.audit import (
     AuditResult,
     audit,
     comparison_size,
@@ -28,7 +28,7 @@ from cxrlib.metrics.memorisation import (
     ssim_pairs,
     write_audit,
 )
-from cxrlib.report.memorisation import closest_pairs, plot_closest_pairs, plot_nearest_distances
+from cxrlib.memorisation.figures import closest_pairs, plot_closest_pairs, plot_nearest_distances
 
 SIZE = 64
 N_REAL = 80

@@ -21,10 +21,10 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from cxrlib.models import official as off
-from cxrlib.models import official_pickle as op
-from cxrlib.models import stylegan2 as sg
-from cxrlib.settings.stylegan2ada import StyleGanSettings
+from cxrlib.stylegan2ada import networks as sg
+from cxrlib.stylegan2ada import official as off
+from cxrlib.stylegan2ada import official_pickle as op
+from cxrlib.stylegan2ada.settings import StyleGanSettings
 from tests import official_format as of
 
 # The run that matches the stand-ins' defaults (32 px, widths 32/32/16/8, z = w = 16).

@@ -14,10 +14,20 @@ import pandas as pd
 import pytest
 from PIL import Image
 
+from cxrlib.data.figures import plot_real_distances
 from cxrlib.io import write_npz
-from cxrlib.metrics.feasibility import NOT_COMPUTABLE
-from cxrlib.metrics.fidelity import score_features
-from cxrlib.metrics.reference import (
+from cxrlib.report.headline import headline_section
+from cxrlib.report.headline_tables import (
+    format_model_rows,
+    generated_vs_test_sentence,
+    model_notes,
+    model_rows,
+    tables_page,
+)
+from cxrlib.scoring.feasibility import NOT_COMPUTABLE
+from cxrlib.scoring.fidelity import score_features
+from cxrlib.scoring.figures import floor_lines, plot_sweep
+from cxrlib.scoring.reference import (
     COMPARISONS,
     HALF_A,
     HALF_B,
@@ -31,18 +41,8 @@ from cxrlib.metrics.reference import (
     shift_findings,
     shift_sentence,
 )
-from cxrlib.metrics.score import ScoreSettings
-from cxrlib.metrics.sweep import build_sweep
-from cxrlib.report.data_qc import plot_real_distances
-from cxrlib.report.dcgan import floor_lines, plot_sweep
-from cxrlib.report.headline import headline_section
-from cxrlib.report.headline_tables import (
-    format_model_rows,
-    generated_vs_test_sentence,
-    model_notes,
-    model_rows,
-    tables_page,
-)
+from cxrlib.scoring.score import ScoreSettings
+from cxrlib.scoring.sweep import build_sweep
 
 SETTINGS = ScoreSettings(kid_subsets=20, kid_subset_size=50, prc_neighborhood=3, seed=7)
 DIM = 8
@@ -239,7 +239,7 @@ def test_sweep_warns_when_the_best_snapshot_is_below_the_half_vs_half_floor(
     scores = attach_floors(
         _scores([1.5, 3.1], [1058.0, 1144.0]), _floors(), {("dcgan", "baseline"): 64}
     )
-    with caplog.at_level(logging.INFO, logger="cxrlib.metrics.sweep"):
+    with caplog.at_level(logging.INFO, logger="cxrlib.scoring.sweep"):
         sweep = build_sweep(scores, progress="epoch", selection_extractor="cxr")
     assert sweep.loc[sweep.best, "snapshot"].unique().tolist() == ["epoch0001"]
     assert (sweep.best_by == "lowest FID against train (cxr features)").all()
@@ -254,7 +254,7 @@ def test_sweep_warns_when_the_best_snapshot_is_below_the_half_vs_half_floor(
     above = attach_floors(
         _scores([6.0, 7.0], [1058.0, 1144.0]), _floors(), {("dcgan", "baseline"): 64}
     )
-    with caplog.at_level(logging.WARNING, logger="cxrlib.metrics.sweep"):
+    with caplog.at_level(logging.WARNING, logger="cxrlib.scoring.sweep"):
         build_sweep(above, progress="epoch", selection_extractor="cxr")
     assert "below the real" not in caplog.text
 
@@ -318,7 +318,7 @@ def test_headline_puts_each_floor_beside_its_score_and_says_what_it_means() -> N
     )  # fmt: skip
     phantom = headline_section(data, rows, {}, comparison, None, [finding], 1.0)
     assert "on purpose (data.phantom.test\\_shift = 1)" in phantom
-    assert "tested on real test images only, flagged as shifted from train" in phantom
+    assert "tested on real test images only, the test split flagged as shifted" in phantom
     unflagged = judge_shift(5.0, 4.0, 4.8, 3.0, extractor="cxr", resolution=64)
     plain = headline_section(data, rows, {}, comparison, None, [unflagged])
     assert "flagged as shifted" not in plain

@@ -1,4 +1,4 @@
-"""One resume contract for every trainer (cxrlib.train.resume): the same table of changes
+"""One resume contract for every trainer (cxrlib.jobs.resume): the same table of changes
 tried on DCGAN, StyleGAN2-ADA, the classifier and the domain extractor.
 
 A state is saved part-way; a new trainer with one setting (or the data) changed is then
@@ -18,11 +18,13 @@ import numpy as np
 import pytest
 import torch
 
-from cxrlib.train import stylegan2ada as sg
-from cxrlib.train.classifier import ClassifierTrainer
-from cxrlib.train.dcgan import DcganTrainer, dcgan_settings, prepare_images
-from cxrlib.train.resume import CONTRACTS, ResumeRefused, check_resume, read_record
-from cxrlib.train.survival import StateStore, run_resumable
+from cxrlib.classifier.trainer import ClassifierTrainer
+from cxrlib.dcgan.settings import RESUME_CONTRACT as DCGAN_CONTRACT
+from cxrlib.dcgan.trainer import DcganTrainer, dcgan_settings, prepare_images
+from cxrlib.jobs.resume import CONTRACTS, ResumeRefused, check_resume, read_record
+from cxrlib.jobs.survival import StateStore, run_resumable
+from cxrlib.stylegan2ada import trainer as sg
+from cxrlib.stylegan2ada.settings import RESUME_CONTRACT as STYLEGAN_CONTRACT
 from tests.test_classifier import LABELS, _phantoms, _tiny_settings
 from tests.test_dcgan import TINY, _images, one_thread  # noqa: F401 (autouse fixture)
 from tests.test_stylegan2 import tiny_images, tiny_settings
@@ -40,7 +42,7 @@ class Subject:
 
 
 def _dcgan(over: dict[str, Any], variant: int) -> DcganTrainer:
-    from cxrlib.train.resume import data_fingerprint
+    from cxrlib.jobs.resume import data_fingerprint
 
     s = dcgan_settings({**TINY, **over})
     images = _images(seed=variant)
@@ -49,7 +51,7 @@ def _dcgan(over: dict[str, Any], variant: int) -> DcganTrainer:
 
 
 def _stylegan(over: dict[str, Any], variant: int) -> sg.StyleGan2AdaTrainer:
-    from cxrlib.train.resume import data_fingerprint
+    from cxrlib.jobs.resume import data_fingerprint
 
     images = tiny_images() if variant == 0 else 255 - tiny_images()
     s = tiny_settings(**over)
@@ -69,12 +71,17 @@ def _classifier(contract: str) -> Callable[[dict[str, Any], int], ClassifierTrai
 SUBJECTS = {
     # 40 images / batch 8: 5 steps an epoch; 2 epochs saved
     "dcgan": Subject(
-        _dcgan, lambda t: t.settings.epochs * t.steps_per_epoch, 10,
-        {"snapshot_every_epochs": 1, "epochs": 5}, {"epochs": 1},
+        _dcgan,
+        lambda t: t.settings.epochs * t.steps_per_epoch,
+        10,
+        {"snapshot_every_epochs": 1, "epochs": 5},
+        {"epochs": 1},
     ),
     # batch 4: 5 steps = 0.02 kimg saved
     "stylegan2ada": Subject(
-        _stylegan, lambda t: t.settings.total_steps, 5,
+        _stylegan,
+        lambda t: t.settings.total_steps,
+        5,
         {"snapshot_kimg": 0.01, "tick_kimg": 0.004, "total_kimg": 0.06},
         {"total_kimg": 0.01},
     ),
@@ -116,7 +123,8 @@ def test_a_changed_trajectory_setting_is_refused_naming_old_and_new(
     message = _refused(subject, store, {key: value})
     assert f"  {key}: {json.dumps(old)} -> {json.dumps(value)}" in message
     assert f"delete {store.folder}/" in message and "new run name" in message
-    assert CONTRACTS[name].model in message
+    contracts = {**CONTRACTS, "dcgan": DCGAN_CONTRACT, "stylegan2ada": STYLEGAN_CONTRACT}
+    assert contracts[name].model in message
 
 
 @pytest.mark.parametrize("name", SUBJECTS)
@@ -159,14 +167,14 @@ def test_the_record_in_state_json_is_what_the_dag_build_checks(tmp_path: Path) -
     assert record["done"] == 2.0  # epochs
     now = {"settings": {**record["settings"], "ngf": 16}}
     with pytest.raises(ResumeRefused, match="  ngf: 8 -> 16"):
-        check_resume(CONTRACTS["dcgan"], record, now, store.folder)
-    check_resume(CONTRACTS["dcgan"], record, {"settings": record["settings"]}, store.folder)
+        check_resume(DCGAN_CONTRACT, record, now, store.folder)
+    check_resume(DCGAN_CONTRACT, record, {"settings": record["settings"]}, store.folder)
     store.clear()
     assert read_record(store.folder) is None
 
 
 def test_fingerprint_sees_one_changed_pixel() -> None:
-    from cxrlib.train.resume import data_fingerprint
+    from cxrlib.jobs.resume import data_fingerprint
 
     a = _images()
     b = a.copy()
@@ -181,7 +189,7 @@ def test_fingerprint_sees_one_changed_pixel() -> None:
 
 def _published(out: Path) -> dict[str, Any]:
     """Every published file: snapshots by their generator weights, the rest by bytes."""
-    from cxrlib.models.snapshot import read_snapshot
+    from cxrlib.snapshot import read_snapshot
 
     files: dict[str, Any] = {}
     for path in sorted(p for p in out.rglob("*") if p.is_file()):
@@ -228,12 +236,12 @@ def _extend(train: Callable[..., None], short: Any, long: Any, tmp_path: Path, t
 def test_dcgan_epochs_raised_after_it_finished_continue_it(tmp_path: Path, caplog) -> None:
     import logging
 
-    from cxrlib.train.dcgan import train_dcgan
+    from cxrlib.dcgan.trainer import train_dcgan
 
     def train(settings, out, state):
         train_dcgan(_images(), settings, "tiny", out, state, save_every_s=1e9)
 
-    with caplog.at_level(logging.INFO, logger="cxrlib.train.survival"):
+    with caplog.at_level(logging.INFO, logger="cxrlib.jobs.survival"):
         events = _extend(
             train, dcgan_settings({**TINY, "epochs": 2}), dcgan_settings({**TINY, "epochs": 5}),
             tmp_path, {"seconds", "images_per_s"},
@@ -301,7 +309,7 @@ def test_workflow_refuses_changed_settings_at_dag_build_and_extends_runs(tmp_pat
 
 
 def test_an_unreadable_state_is_found_without_loading_it(tmp_path: Path) -> None:
-    from cxrlib.train.resume import state_problem
+    from cxrlib.jobs.resume import state_problem
 
     store, _ = _saved_store(SUBJECTS["dcgan"], tmp_path)
     assert state_problem(store.folder) is None

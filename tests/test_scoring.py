@@ -11,14 +11,14 @@ import pytest
 import torch
 from torch import nn
 
+from cxrlib import snapshot as snapshots
+from cxrlib.classifier.networks import build_classifier, save_classifier
 from cxrlib.data.phantom import render_radiograph
-from cxrlib.metrics.features import ExtractorSources, resize_uint8, write_real_features
-from cxrlib.metrics.score import SCORE_COLUMNS, ScoreSettings, score_snapshot
-from cxrlib.metrics.sweep import best_snapshot, build_sweep
-from cxrlib.models import snapshot as snapshots
-from cxrlib.models.dcgan import Generator
-from cxrlib.models.resnet import build_classifier, save_classifier
-from cxrlib.synthesis import load_samples, write_samples
+from cxrlib.dcgan.networks import Generator
+from cxrlib.samples import load_samples, write_samples
+from cxrlib.scoring.features import ExtractorSources, resize_uint8, write_real_features
+from cxrlib.scoring.score import SCORE_COLUMNS, ScoreSettings, score_snapshot
+from cxrlib.scoring.sweep import best_snapshot, build_sweep
 
 pytestmark = pytest.mark.slow
 

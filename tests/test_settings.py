@@ -1,5 +1,5 @@
 """The DAG builds without torch: settings, names and hashes the workflow reads at DAG build live
-in torch-free modules (cxrlib.settings, cxrlib.metrics.weights), so `snakemake -n` on a login
+in torch-free modules (each stage's settings.py, cxrlib.weights), so `snakemake -n` on a login
 node and each cluster job's own snakemake start in seconds, not the ~10 s of importing torch,
 torchvision and scikit-learn."""
 
@@ -9,10 +9,10 @@ from pathlib import Path
 
 import pytest
 
-from cxrlib.models.resnet import ARCHS
-from cxrlib.settings.classifier import ARCH_NAMES
-from cxrlib.settings.stylegan2ada import stylegan_settings
-from cxrlib.train.resume import CONTRACTS, ResumeRefused, check_resume
+from cxrlib.classifier.networks import ARCHS
+from cxrlib.classifier.settings import ARCH_NAMES
+from cxrlib.jobs.resume import ResumeRefused, check_resume
+from cxrlib.stylegan2ada.settings import RESUME_CONTRACT, stylegan_settings
 from tests.conftest import ROOT, run_snakemake
 
 HEAVY = ("torch", "torchvision", "torch_fidelity", "torchxrayvision", "sklearn")
@@ -41,7 +41,7 @@ def test_the_whole_study_dry_runs_with_the_heavy_libraries_unimportable(
     )  # fmt: skip
     out = proc.stdout + proc.stderr
     for rule in ("fetch_weights", "fetch_xrv_weights", "fetch_classifier_weights",
-                 "train_stylegan2ada", "score_dcgan", "train_classifier"):  # fmt: skip
+                 "train_stylegan2ada", "score_snapshot", "train_classifier"):  # fmt: skip
         assert rule in out, rule
     assert "imported while building the DAG" not in out
 
@@ -63,7 +63,7 @@ def test_a_state_saved_before_resume_from_existed_continues_and_a_new_start_is_r
 ) -> None:
     """States saved before the key existed lack it: their absence means null, so they resume
     unchanged; starting that run from a file now would change its trajectory: refused."""
-    contract = CONTRACTS["stylegan2ada"]
+    contract = RESUME_CONTRACT
     settings = stylegan_settings({}).to_dict()
     old = {k: v for k, v in settings.items() if k != "resume_from"}
     saved = {"settings": old, "done": 1.0}

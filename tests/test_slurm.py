@@ -261,7 +261,7 @@ def test_whole_study_through_sbatch_matches_a_local_run(slurm, study: Path, tmp_
     assert_requests(jobs, SMALL_NODE)
     # every job but the local rules' went through sbatch
     rules = set(jobs["rule"])
-    for rule in ("make_phantom", "prepare_data", "train_dcgan", "score_dcgan",
+    for rule in ("make_phantom", "prepare_data", "train_dcgan", "score_snapshot",
                  "train_classifier", "train_stylegan2ada", "audit_memorisation"):  # fmt: skip
         assert rule in rules, rule
     assert not rules & {"data_qc", "dcgan_sweep", "metrics_summary", "compare_classifiers"}

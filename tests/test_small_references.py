@@ -24,7 +24,9 @@ from snakemake.utils import validate
 from torch_fidelity.metric_fid import fid_features_to_statistics, fid_statistics_to_metric
 from torch_fidelity.metric_kid import kid_features_to_metric
 
-from cxrlib.metrics.feasibility import (
+from cxrlib.report.headline import headline_section
+from cxrlib.report.headline_tables import format_model_rows, model_notes, model_rows, tables_page
+from cxrlib.scoring.feasibility import (
     NOT_COMPUTABLE,
     SplitCount,
     best_refusal,
@@ -37,17 +39,15 @@ from cxrlib.metrics.feasibility import (
     reference_warning,
     shortfalls,
 )
-from cxrlib.metrics.fidelity import score_features
-from cxrlib.metrics.score import SUMMARY_COLUMNS, reference_diversity, summary_table
-from cxrlib.metrics.sweep import (
+from cxrlib.scoring.fidelity import score_features
+from cxrlib.scoring.figures import plot_sweep
+from cxrlib.scoring.score import SUMMARY_COLUMNS, reference_diversity, summary_table
+from cxrlib.scoring.sweep import (
     NoBestSnapshot,
     best_or_latest,
     best_snapshot,
     build_sweep,
 )
-from cxrlib.report.dcgan import plot_sweep
-from cxrlib.report.headline import headline_section
-from cxrlib.report.headline_tables import format_model_rows, model_notes, model_rows, tables_page
 
 ROOT = Path(__file__).resolve().parents[1]
 D = 16  # feature size of the synthetic feature vectors

@@ -17,10 +17,10 @@ import torch
 import torch.nn.functional as F
 from PIL import Image
 
-from cxrlib.models import stylegan2 as sg
-from cxrlib.models.snapshot import load_generator, read_snapshot
-from cxrlib.train import stylegan2ada as tr
-from cxrlib.train.survival import EXIT_INTERRUPTED, JobInterrupted, StateStore
+from cxrlib.jobs.survival import EXIT_INTERRUPTED, JobInterrupted, StateStore
+from cxrlib.snapshot import load_generator, read_snapshot
+from cxrlib.stylegan2ada import networks as sg
+from cxrlib.stylegan2ada import trainer as tr
 
 
 @pytest.fixture(autouse=True)
@@ -388,7 +388,7 @@ def test_prepare_images_resizes_scales_and_repeats_channels() -> None:
 
 
 def test_augment_off_never_builds_the_pipe(monkeypatch: pytest.MonkeyPatch) -> None:
-    import cxrlib.train.augment as augment
+    import cxrlib.stylegan2ada.augment as augment
 
     def forbidden(*_a, **_k):
         raise AssertionError("augment='off' must not touch the augmentation pipe")
@@ -442,7 +442,7 @@ def test_tiny_run_trains_snapshots_and_resumes_bitwise(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
 ) -> None:
     s = tiny_settings()
-    with caplog.at_level(logging.INFO, logger="cxrlib.train.stylegan2ada"):
+    with caplog.at_level(logging.INFO, logger="cxrlib.stylegan2ada.trainer"):
         _run(tmp_path / "a", s)
     ticks = [r.getMessage() for r in caplog.records if "ETA" in r.getMessage()]
     assert len(ticks) == 5 and ticks[-1].startswith("kimg 0.040/0.040 step 10 loss_g")

@@ -16,16 +16,16 @@ import yaml
 from snakemake.utils import validate
 
 from cxrlib.data.phantom import render_radiograph
-from cxrlib.metrics.features import resize_uint8
-from cxrlib.metrics.fidelity import (
+from cxrlib.scoring.features import resize_uint8
+from cxrlib.scoring.fidelity import (
     array_batches,
     extract_features,
     generator_batches,
     score_features,
 )
-from cxrlib.models.snapshot import build_generator, load_generator
-from cxrlib.models.stylegan2 import Discriminator
-from cxrlib.train import stylegan2ada as tr
+from cxrlib.snapshot import build_generator, load_generator
+from cxrlib.stylegan2ada import trainer as tr
+from cxrlib.stylegan2ada.networks import Discriminator
 
 ROOT = Path(__file__).resolve().parents[1]
 SCHEMA = ROOT / "schemas" / "config.schema.yaml"

@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from cxrlib.train.survival import (
+from cxrlib.jobs.survival import (
     EXIT_INTERRUPTED,
     JobInterrupted,
     NoProgressError,
@@ -199,14 +199,14 @@ def test_a_retry_never_repeats_a_failure_it_cannot_fix(tmp_path: Path) -> None:
     """The training rules retry many times (for time limits): any other failure is recorded
     and the next attempt of the same snakemake run stops at once with it; an interruption is
     retried; a new snakemake run tries again."""
-    from cxrlib.train.survival import RepeatedFailure, attempt_guard
+    from cxrlib.jobs.survival import RepeatedFailure, attempt_guard
 
     state = tmp_path / "state"
     with pytest.raises(ValueError, match="bad data"), attempt_guard(state, "run1"):
         raise ValueError("bad data\nsecond line")
-    assert "failed in snakemake run run1: ValueError: bad data" in (
-        state / "events.log"
-    ).read_text()
+    assert (
+        "failed in snakemake run run1: ValueError: bad data" in (state / "events.log").read_text()
+    )
     ran = []
     with pytest.raises(RepeatedFailure, match="ValueError: bad data"), attempt_guard(state, "run1"):
         ran.append(True)

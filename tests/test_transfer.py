@@ -11,13 +11,13 @@ from pathlib import Path
 import pytest
 import torch
 
-from cxrlib.metrics.weights import WeightsError
-from cxrlib.models.official import import_official
-from cxrlib.models.snapshot import read_snapshot, save_snapshot
-from cxrlib.settings.stylegan2ada import stylegan_settings
-from cxrlib.train import stylegan2ada as tr
-from cxrlib.train.pretrained import fetch_pretrained
-from cxrlib.train.resume import ResumeRefused
+from cxrlib.jobs.resume import ResumeRefused
+from cxrlib.snapshot import read_snapshot, save_snapshot
+from cxrlib.stylegan2ada import trainer as tr
+from cxrlib.stylegan2ada.official import import_official
+from cxrlib.stylegan2ada.pretrained import fetch_pretrained
+from cxrlib.stylegan2ada.settings import stylegan_settings
+from cxrlib.weights import WeightsError
 from tests import official_format as off
 from tests.conftest import run_snakemake
 
@@ -265,7 +265,7 @@ def test_a_diverged_snapshot_is_refused_naming_the_tensor(tmp_path: Path) -> Non
 
 
 def test_a_dcgan_snapshot_as_start_is_named_as_one(tmp_path: Path) -> None:
-    from cxrlib.models.dcgan import Generator as DcganGenerator
+    from cxrlib.dcgan.networks import Generator as DcganGenerator
 
     start = tmp_path / "epoch0010.pt"
     kwargs = {"nz": 8, "ngf": 8, "channels": 1, "image_size": 64}
@@ -338,8 +338,8 @@ def test_pretrained_names_that_are_paths_are_refused_by_the_schema(workflow_copy
 
 def test_fetch_targets_without_the_data_set_say_what_to_do(workflow_copy: Path) -> None:
     """config.yaml as shipped, data.root not there yet: the weights fetch, like every
-    command, stops at once with the path and the fixes (README: the cluster commands need
-    data.root or the demo overlay), and with the demo overlay it plans the download."""
+    command, stops at once with the path and the fixes (docs/troubleshooting.md: every command
+    needs data.root or the demo overlay), and with the demo overlay it plans the download."""
     target = "resources/weights/stylegan2ada/ffhq256.pkl"
     proc = run_snakemake(workflow_copy, "--cores", "1", "-n", target, check=False)
     text = proc.stdout + proc.stderr

@@ -8,9 +8,9 @@ import pytest
 import torch
 import torchvision
 
-from cxrlib.metrics.fidelity import WeightsError, file_sha256
-from cxrlib.metrics.weights import IMAGENET_URLS, fetch_weights, published_sha256_prefix
-from cxrlib.models.resnet import build_classifier
+from cxrlib.classifier.networks import build_classifier
+from cxrlib.scoring.fidelity import WeightsError, file_sha256
+from cxrlib.weights import IMAGENET_URLS, fetch_weights, published_sha256_prefix
 
 
 def _source(tmp_path: Path) -> Path:

@@ -12,8 +12,8 @@ import pytest
 from PIL import Image
 
 from cxrlib.data.cache import load_split
-from cxrlib.metrics.fidelity import FidelityScores, file_sha256, score_features
-from cxrlib.metrics.reference import REFERENCE_COLUMNS, format_fid, patient_halves, shift_findings
+from cxrlib.scoring.fidelity import FidelityScores, file_sha256, score_features
+from cxrlib.scoring.reference import REFERENCE_COLUMNS, format_fid, patient_halves, shift_findings
 from tests.browser import browse_report, inside
 from tests.conftest import run_snakemake
 from tests.test_fidelity import make_inception_weights
@@ -66,8 +66,8 @@ def test_every_job_left_a_log_and_a_benchmark_and_nothing_is_left_to_do(study: P
     }
     expected = {
         "make_phantom", "prepare_data", "data_qc", "train_domain_extractor", "real_features",
-        "train_dcgan", "score_dcgan", "dcgan_sweep", "train_stylegan2ada", "score_stylegan",
-        "stylegan_sweep", "metrics_summary", "generate_samples", "audit_memorisation",
+        "train_dcgan", "score_snapshot", "dcgan_sweep", "train_stylegan2ada",
+        "stylegan2ada_sweep", "metrics_summary", "generate_samples", "audit_memorisation",
         "train_classifier", "evaluate_classifier", "compare_classifiers", "runtime_report",
         "real_reference", "real_distances",
     }  # fmt: skip
@@ -180,14 +180,14 @@ def test_real_floors_equal_a_direct_computation_and_no_shift_is_flagged(study: P
     assert "data shift: The test images are about as far from the training images" in log
     assert Image.open(study / "results" / "data" / "qc" / "real_distances.png").size[0] > 300
     # the sweeps carry the floors, and the best snapshot's choice names reference and space
-    for model, rule, run in (("dcgan", "dcgan", "baseline"), ("stylegan2ada", "stylegan", "ada")):
+    for model, run in (("dcgan", "baseline"), ("stylegan2ada", "ada")):
         sweep = pd.read_csv(study / "results" / model / run / "sweep.csv")
         train = sweep[sweep.reference == "train"]
         assert (train.real_floor_fid == table.fid.iloc[2]).all()  # half vs half
         assert (sweep.loc[sweep.reference == "test", "real_floor_fid"] == table.fid.iloc[1]).all()
         assert (train.below_real_floor == (train.fid < train.real_floor_fid)).all()
         assert (sweep.best_by == "lowest FID against train (cxr features)").all()
-        text = (study / "logs" / f"{rule}_sweep" / f"{run}.log").read_text()
+        text = (study / "logs" / f"{model}_sweep" / f"{run}.log").read_text()
         assert "best snapshot" in text and "lowest FID against train (cxr features)" in text
 
 
@@ -207,7 +207,7 @@ def test_dcgan_sweep_marks_one_best_snapshot_and_has_its_figures(study: Path) ->
     assert record["done"] == 4 and record["settings"]["epochs"] == 4
 
 
-def test_stylegan_sweep_and_truncation_figure(study: Path) -> None:
+def test_stylegan2ada_sweep_and_truncation_figure(study: Path) -> None:
     run = study / "results" / "stylegan2ada" / "ada"
     sweep = pd.read_csv(run / "sweep.csv")
     assert len(sweep) == 3 * 2 and sweep.loc[sweep.best, "snapshot"].nunique() == 1
@@ -458,7 +458,7 @@ def test_tiny_reference_splits_are_scored_as_nan_with_the_reason(workflow_copy: 
         .all()
     )
     assert val.not_computable.str.startswith("FID: val/NORMAL has 1 image, needs >= 2").all()
-    log = (workflow_copy / "logs" / "score_dcgan" / "baseline_epoch0002.log").read_text()
+    log = (workflow_copy / "logs" / "score_snapshot" / "dcgan_baseline_epoch0002.log").read_text()
     assert "precision/recall not computable (written as NaN): test/NORMAL has 2 images" in log
     index = pd.read_csv(workflow_copy / targets[1] / "index.csv")
     assert set(index.snapshot) == set(sweep.loc[sweep.best, "snapshot"])

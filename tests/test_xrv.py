@@ -24,10 +24,9 @@ import torchvision
 import yaml
 
 from cxrlib.data.phantom import render_radiograph
-from cxrlib.metrics.features import ExtractorSources, make_extractor
-from cxrlib.metrics.fidelity import array_batches, extract_features, to_uint8_rgb
-from cxrlib.metrics.weights import XRV_FIX, WeightsError, fetch_weights, file_sha256
-from cxrlib.metrics.xrv import (
+from cxrlib.scoring.features import ExtractorSources, make_extractor
+from cxrlib.scoring.fidelity import array_batches, extract_features, to_uint8_rgb
+from cxrlib.scoring.xrv import (
     XRV_DIM,
     XRV_SHA256,
     XRV_SIZE,
@@ -40,6 +39,7 @@ from cxrlib.metrics.xrv import (
     xrv,
     xrv_input,
 )
+from cxrlib.weights import XRV_FIX, WeightsError, fetch_weights, file_sha256
 from tests.test_official_import import _shared_tuple_key
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -180,7 +180,7 @@ def test_a_missing_file_is_refused_naming_the_fetch_rule_and_the_config_key(
 
 
 def test_a_failed_or_wrong_fetch_names_the_xrv_fix(tmp_path: Path) -> None:
-    """fetch_xrv_weights' errors (it runs cxrlib.metrics.weights.fetch_weights with XRV_FIX)."""
+    """fetch_xrv_weights' errors (it runs cxrlib.weights.fetch_weights with XRV_FIX)."""
     target = tmp_path / "weights" / "xrv.pt"
     with pytest.raises(WeightsError, match="fetch_xrv_weights") as info:
         fetch_weights((tmp_path / "offline.pt").as_uri(), target, XRV_SHA256, fix=XRV_FIX)

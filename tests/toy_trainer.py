@@ -81,7 +81,7 @@ def distributed_toy_worker(
     how: str,
     stop_check_every: int,
 ) -> None:
-    """One process of a data-parallel toy run (cxrlib.train.distributed.launch calls it).
+    """One process of a data-parallel toy run (cxrlib.jobs.distributed.launch calls it).
 
     Process `stop_rank` alone, after step `stop_at_step`, gets SIGUSR1 (`how="signal"`) or
     sees the deadline pass (`how="deadline"`: its clock jumps ahead). Only rank 0 saves state
@@ -91,7 +91,7 @@ def distributed_toy_worker(
     import signal
     from pathlib import Path
 
-    from cxrlib.train.survival import StateStore, run_resumable
+    from cxrlib.jobs.survival import StateStore, run_resumable
 
     class _ReadOnly(StateStore):
         def save(self, state: dict[str, Any], step: int) -> None:
@@ -129,7 +129,7 @@ if __name__ == "__main__":  # used by the subprocess tests: train, then write fi
     from pathlib import Path
 
     from cxrlib.io import write_atomic
-    from cxrlib.train.survival import StateStore, run_resumable, slurm_job_end_time
+    from cxrlib.jobs.survival import StateStore, run_resumable, slurm_job_end_time
 
     parser = argparse.ArgumentParser()
     parser.add_argument("--state", required=True)

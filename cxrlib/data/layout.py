@@ -269,7 +269,7 @@ def check_root(root: Path, synthetic_class: str | None = None) -> None:
         raise DataError(
             f"data.root {root} does not exist or is not a folder. Download the Kaggle 'Chest X-Ray "
             "Images (Pneumonia)' release and set data.root to the folder that holds train/ and "
-            "test/ (see README, 'Real data'), or run the demo with data.source: phantom."
+            "test/ (docs/configuration.md, 'Real data'), or run the demo with data.source: phantom."
         )
     missing = [s for s in REQUIRED_SPLITS if not (root / s).is_dir()]
     if missing:

@@ -27,9 +27,8 @@ from typing import Any
 
 import pandas as pd
 
+from cxrlib.classifier.metrics import MIN_SEEDS, NO_EVIDENCE
 from cxrlib.io import write_atomic
-from cxrlib.metrics.classification import MIN_SEEDS, NO_EVIDENCE
-from cxrlib.metrics.reference import ShiftFinding, format_fid, shift_sentence
 from cxrlib.report.headline_tables import (
     CHANCE_AUROC,
     _flag,
@@ -37,9 +36,12 @@ from cxrlib.report.headline_tables import (
     _ratio,
     model_notes,
 )
+from cxrlib.scoring.reference import ShiftFinding, format_fid, shift_sentence
 
 _RST_SPECIAL = re.compile(r"([\\`*_|<>\[\]])")
 
+# Arms named one by one on the classifier's line; with more, only those with a verdict.
+MAX_ARMS_NAMED = 4
 # What each model is called on the page.
 MODEL_NAMES = {"dcgan": "DCGAN", "stylegan2ada": "StyleGAN2-ADA"}
 
@@ -47,8 +49,9 @@ MODEL_NAMES = {"dcgan": "DCGAN", "stylegan2ada": "StyleGAN2-ADA"}
 def rst_escape(text: object) -> str:
     """Text safe inside RST (no accidental emphasis, references or substitutions) and Jinja2."""
     out = _RST_SPECIAL.sub(r"\\\1", str(text))
-    # the report text is rendered by Jinja2 before docutils: never open a Jinja2 tag
-    return out.replace("{", "&#123;") if re.search(r"\{[{%#]", out) else out
+    # the report text is rendered by Jinja2 before docutils: never open a Jinja2 tag; a
+    # literal brace is given to Jinja2 as an expression that prints it
+    return re.sub(r"\{", "{{ '{' }}", out) if re.search(r"\{[{%#]", out) else out
 
 
 # -- data ------------------------------------------------------------------------------------
@@ -109,56 +112,81 @@ def data_line(
 # -- generative models -----------------------------------------------------------------------
 
 
+def _finite(value: Any) -> float | None:
+    """A table cell as a finite float, or None (missing, NaN, text)."""
+    try:
+        number = float(value)
+    except (TypeError, ValueError):
+        return None
+    return number if math.isfinite(number) else None
+
+
 def training_course(sweep: pd.DataFrame, extractor: str) -> str:
-    """Where along training the run was best, in words: still improving at its last snapshot
-    ("training stopped before any degradation"), or best earlier and how far its FID vs train
-    rose by the last snapshot. Empty when the sweep marks no best snapshot."""
+    """Where along training the run was best, in words, in feature space `extractor` (the one
+    that chose the best snapshot): still improving at its last snapshot ("training stopped
+    before any degradation"), or best earlier and how far its FID rose by the last snapshot;
+    and a detected mode collapse (the sweep's collapse column: diversity lost after its most
+    diverse snapshot, or never reached). Empty when the sweep marks no best snapshot."""
     progress = "epoch" if "collapse_epoch" in sweep else "kimg"
-    rows = sweep[(sweep.extractor.astype(str) == extractor) & (sweep.reference == "train")]
-    rows = rows.sort_values(progress)
-    best = rows[rows.best.map(_flag)]
-    if best.empty or rows.empty:
+    scored = sweep[sweep.extractor.astype(str) == extractor]
+    best_rows = scored[scored.best.map(_flag)]
+    if best_rows.empty:
         return ""
+    # the reference that chose the best snapshot: train, else the first the table marks
+    reference = "train" if "train" in set(best_rows.reference) else str(best_rows.reference.iloc[0])
+    rows = scored[scored.reference == reference].sort_values(progress)
+    best = rows[rows.best.map(_flag)]
     at, last = float(best[progress].iloc[0]), float(rows[progress].iloc[-1])
+    collapse = _finite(scored.get(f"collapse_{progress}", pd.Series(dtype=float)).min())
     if at >= last:
-        return (
-            f"still improving at its last snapshot ({progress} {last:g}): training stopped "
-            "before any degradation"
-        )
-    fid_best, fid_last = float(best.fid.iloc[0]), float(rows.fid.iloc[-1])
-    return (
-        f"best at {progress} {at:g} of {last:g}; FID vs train then rose to "
-        f"{format_fid(fid_last)} ({fid_last / fid_best:.1f} times) by the last snapshot"
-    )
+        text = f"best at its last snapshot ({progress} {last:g})"
+        if collapse is None:
+            text = (
+                f"still improving at its last snapshot ({progress} {last:g}): training stopped "
+                "before any degradation"
+            )
+    else:
+        fid_best, fid_last = _finite(best.fid.iloc[0]), _finite(rows.fid.iloc[-1])
+        text = f"best at {progress} {at:g} of {last:g}"
+        if fid_best and fid_last is not None:
+            text += (
+                f"; FID vs {reference} then rose to {format_fid(fid_last)} "
+                f"({fid_last / fid_best:.1f} times) by the last snapshot"
+            )
+    if collapse is not None:
+        text += f"; diversity collapsed at {progress} {collapse:g} (below 0.5 of the real images')"
+    return text
 
 
-def model_line(row: Mapping[str, Any], course: str) -> str:
+def model_line(row: Mapping[str, Any], course: str, used: str = "best") -> str:
     """One GAN run in one line: its best snapshot, FID against its floor, precision and recall
-    against what real images score, where it was best, its near-copies."""
+    against what real images score, where it was best, and, for the snapshot whose samples the
+    audit and the classifier use (`used`: the config's use_snapshot), its near-copies."""
     name = MODEL_NAMES.get(str(row["model"]), str(row["model"]))
-    px = row.get("resolution")
-    size = f", {int(px)} px" if px is not None and not pd.isna(px) else ""
+    px = _finite(row.get("resolution"))
+    size = f", {int(px)} px" if px is not None else ""
     head = f"**{name}** ({rst_escape(row['run'])}{size}): "
     if str(row["best snapshot"]).startswith("n/a"):
         return head + rst_escape(f"no best snapshot: {row['best snapshot']}.")
     precision, recall = _num(row.get("precision"), 2), _num(row.get("recall"), 2)
     real_p, real_r = _num(row.get("real precision"), 2), _num(row.get("real recall"), 2)
     real = f" (real {real_p} / {real_r})" if real_p != "–" else ""
-    floor = row.get("real floor (train)")
-    floor_text = (
-        f" (real floor {format_fid(float(floor))})"
-        if floor is not None and not pd.isna(floor)
-        else ""
-    )
+    floor = _finite(row.get("real floor (train)"))
+    floor_text = f" (real floor {format_fid(floor)})" if floor is not None else ""
+    fid = _finite(row.get("FID (train)"))
     text = (
         f"best snapshot {row['best snapshot']} ({row['features']} features): FID vs train "
-        f"{format_fid(float(row['FID (train)']))}{floor_text}, precision / recall "
+        f"{format_fid(fid) if fid is not None else 'n/a'}{floor_text}, precision / recall "
         f"{precision} / {recall}{real}"
     )
     if course:
         text += f"; {course}"
-    if row.get("near-copies") not in (None, "–"):
-        text += f"; near-copies {row['near-copies']}"
+    copies = row.get("near-copies")
+    of = "" if used == "best" else f" in {used} (use_snapshot: the audit's and classifier's)"
+    if copies not in (None, "–"):
+        text += f"; near-copies {copies}{of}"
+    elif of:
+        text += f"; samples for the audit and classifier from {used} (use_snapshot)"
     return head + rst_escape(text + ".")
 
 
@@ -188,11 +216,13 @@ def classifier_line(
     if base.empty:
         return "**Classifier**: no real-only arm was trained."
     n_seeds = int(base.n_seeds.iloc[0])
-    mean, sd = float(base["mean"].iloc[0]), float(base["std"].iloc[0])
-    spread = f" ± {sd:.3f}" if math.isfinite(sd) else ""
+    mean, sd = _finite(base["mean"].iloc[0]), _finite(base["std"].iloc[0])
+    if mean is None:
+        return "**Classifier**: the real-only test AUROC is not a number (see Headline tables)."
+    spread = f" ± {sd:.3f}" if sd is not None else ""
     model = f"{arch}, " if arch else ""
     tested = "tested on real test images only" + (
-        ", flagged as shifted from train" if shifted else ""
+        ", the test split flagged as shifted" if shifted else ""
     )
     text = (
         f"({model}{n_seeds} seed(s), {tested}): real-only test {metric.upper()} {mean:.3f}{spread}"
@@ -202,12 +232,20 @@ def classifier_line(
     arms = rows[rows.verdict != "baseline"]
     if arms.empty:
         return "**Classifier** " + rst_escape(text + "; no arm with added images was trained.")
-    parts = []
+    parts, quiet = [], 0
     for r in arms.itertuples():
+        # with many arms only those with a verdict are named, the rest counted (the page stays
+        # short; every arm is on the classifier arms page)
+        if len(arms) > MAX_ARMS_NAMED and r.verdict not in ("helped", "hurt"):
+            quiet += 1
+            continue
         label = _ratio(getattr(r, "ratio_label", r.ratio), r.ratio)
         name = r.arm if label == "–" else f"{r.arm} (ratio {label.split(' ')[0]})"
         verdict = "no evidence" if r.verdict == NO_EVIDENCE else str(r.verdict)
-        parts.append(f"{name} {float(r.diff_mean):+.3f}, {verdict}")
+        diff = _finite(r.diff_mean)
+        parts.append(f"{name} {diff:+.3f}, {verdict}" if diff is not None else f"{name}, {verdict}")
+    if quiet:
+        parts.append(f"{quiet} other arm(s) without a verdict (Headline tables)")
     text += f". Against real-only: {'; '.join(parts)}"
     paired = arms["n_paired"] if "n_paired" in arms else arms["n_seeds"]
     if paired.fillna(0).max() < MIN_SEEDS:
@@ -251,14 +289,15 @@ def headline_section(
     *,
     figure: str | None = None,
     arch: str = "",
+    use_snapshot: Mapping[str, str] | None = None,
 ) -> str:
     """The RST 'Headline results' section: the summary figure, then one line per stage.
 
     `models`: rows of `headline_tables.model_rows`; `courses`: (model, run) -> its
     `training_course` sentence; `comparison`: results/classifier/comparison.csv; `shift`: the
-    train/test distance findings (cxrlib.metrics.reference.shift_findings); `figure`: the
+    train/test distance findings (cxrlib.scoring.reference.shift_findings); `figure`: the
     summary figure's URI (`data_uri` of the PNG, so that the report's single file carries
-    it), None for none.
+    it), None for none; `use_snapshot`: model -> its config's use_snapshot ("best" if absent).
     """
     out = [".. rubric:: Headline results", ""]
     if figure:
@@ -274,7 +313,8 @@ def headline_section(
         ]
     lines = ["**Data**: " + rst_escape(data_line(data, shift, phantom_test_shift))]
     for row in selection_rows(models):
-        lines.append(model_line(row, courses.get((row["model"], row["run"]), "")))
+        used = (use_snapshot or {}).get(str(row["model"]), "best")
+        lines.append(model_line(row, courses.get((row["model"], row["run"]), ""), used))
     if comparison is not None and len(comparison):
         lines.append(classifier_line(comparison, arch, shifted=any(f.flagged for f in shift)))
     if runtime is not None and len(runtime):
@@ -327,8 +367,8 @@ def headline_record(
 
 def write_front_page(template: Path, section: str, target: Path) -> None:
     """The hand-written study description followed by the generated section."""
-    text = template.read_text().rstrip() + "\n\n" + section.rstrip() + "\n"
-    write_atomic(target, lambda tmp: tmp.write_text(text))
+    text = template.read_text(encoding="utf-8").rstrip() + "\n\n" + section.rstrip() + "\n"
+    write_atomic(target, lambda tmp: tmp.write_text(text, encoding="utf-8"))
 
 
 def read_memorisation(paths: Sequence[str | Path]) -> dict[tuple[str, str], dict[str, Any]]:

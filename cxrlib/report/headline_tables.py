@@ -17,10 +17,10 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from cxrlib.classifier.metrics import INSUFFICIENT, MIN_SEEDS, NO_EVIDENCE
 from cxrlib.io import write_atomic
-from cxrlib.metrics.classification import INSUFFICIENT, MIN_SEEDS, NO_EVIDENCE
-from cxrlib.metrics.feasibility import NOT_COMPUTABLE, column_reasons
-from cxrlib.metrics.reference import NEAR, format_fid
+from cxrlib.scoring.feasibility import NOT_COMPUTABLE, column_reasons
+from cxrlib.scoring.reference import NEAR, format_fid
 
 
 def _num(value: Any, digits: int = 3) -> str:
@@ -49,7 +49,7 @@ def _ratio(label: object, value: object) -> str:
 _MODEL_CELLS = {
     "FID (train)": ("train", "fid"),
     "FID (test)": ("test", "fid"),
-    # the real-vs-real floors beside them (cxrlib.metrics.reference.FLOOR_OF): train half vs
+    # the real-vs-real floors beside them (cxrlib.scoring.reference.FLOOR_OF): train half vs
     # half, and real train vs real test
     "real floor (train)": ("train", "real_floor_fid"),
     "real floor (test)": ("test", "real_floor_fid"),
@@ -399,13 +399,18 @@ def classifier_conclusion(comparison: pd.DataFrame, metric: str = "auroc") -> st
         sentences.append(f"Adding images helped {metric.upper()} for {', '.join(helped)}.")
     if hurt:
         sentences.append(f"It hurt {metric.upper()} for {', '.join(hurt)}.")
-    rest = len(rows) - len(helped) - len(hurt)
-    if rest:
-        unclear = rows.verdict.isin([NO_EVIDENCE, INSUFFICIENT])
+    insufficient = int((rows.verdict == INSUFFICIENT).sum())
+    no_evidence = int((rows.verdict == NO_EVIDENCE).sum())
+    if insufficient:
         sentences.append(
-            f"{'The other' if helped or hurt else 'All'} {int(unclear.sum())} arm(s) show no "
-            f"evidence of a difference from real-only data at this scale ({n_seeds} seed(s) "
-            "each); that is not evidence of no effect."
+            f"{insufficient} arm(s) have too few seeds for a verdict ({n_seeds} seed(s); "
+            f"a verdict needs at least {MIN_SEEDS})."
+        )
+    if no_evidence:
+        sentences.append(
+            f"{'The other' if helped or hurt or insufficient else 'All'} {no_evidence} arm(s) "
+            f"show no evidence of a difference from real-only data at this scale "
+            f"({n_seeds} seed(s) each); that is not evidence of no effect."
         )
     sentences.append(VERDICT_RULE)
     return " ".join(sentences) + chance
@@ -471,9 +476,10 @@ MODELS_INTRO = (
     "score in the same comparison (two halves of the training images), the value a perfect "
     "generator reaches here, which small sets pull below 1 for precision, recall and "
     "coverage. Diversity is the samples' mean pairwise feature distance over the real "
-    "images'; collapse at is where it fell below 0.5 after the best snapshot (low values early "
-    "in training are warm-up). Near-copies: samples of the snapshot used for the classifier "
-    "that the memorisation audit flags. FIDs are comparable only within one feature space "
+    "images'; collapse at is where it fell below 0.5 after its most diverse snapshot (low "
+    "values before that are warm-up), or the first snapshot when it never reached 0.5. "
+    "Near-copies: samples of the snapshot used for the classifier that the memorisation "
+    "audit flags. FIDs are comparable only within one feature space "
     "and resolution (px). Full tables: Scoring, DCGAN and StyleGAN2-ADA.",
 )
 

@@ -4,11 +4,10 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import matplotlib.pyplot as plt
 import pandas as pd
 
 from cxrlib.io import write_csv
-from cxrlib.report.figures import save_figure
+from cxrlib.plotting import plt, save_figure
 
 
 def collect_benchmarks(folder: Path) -> pd.DataFrame:

@@ -8,6 +8,7 @@ picked); samples are the first ones the sampling job wrote (seeded, not picked e
 
 from __future__ import annotations
 
+import textwrap
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -17,7 +18,7 @@ import pandas as pd
 from PIL import Image
 
 from cxrlib.data.cache import load_split
-from cxrlib.report.figures import plt, save_figure
+from cxrlib.plotting import plt, save_figure
 
 # Width of the front page's text column in Snakemake's report (Tailwind max-w-lg: 32 rem).
 COLUMN_PX = 512
@@ -89,9 +90,9 @@ def plot_summary(
                 spine.set_visible(False)
             if c < len(row.images):
                 ax.imshow(row.images[c], cmap="gray", vmin=0, vmax=255, interpolation="lanczos")
-        axes[r, 0].set_ylabel(
-            row.label, rotation=0, ha="right", va="center", fontsize=7, labelpad=4
-        )
+        # long names wrapped, so a run name never widens the figure past the column
+        label = "\n".join(textwrap.fill(part, 18) for part in row.label.split("\n"))
+        axes[r, 0].set_ylabel(label, rotation=0, ha="right", va="center", fontsize=7, labelpad=4)
     if title:
         fig.suptitle(title, fontsize=8, y=1.0, va="top")
     save_figure(fig, out_png, synthetic=synthetic, dpi=150)

@@ -1,0 +1,1 @@
+"""The DCGAN baseline: settings (torch-free), networks, trainer and its training figures."""

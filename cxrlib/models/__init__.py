@@ -1,1 +1,0 @@
-"""cxrlib.models."""

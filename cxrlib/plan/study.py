@@ -1,0 +1,581 @@
+"""The study a config describes: its outputs, generators and runs, scoring inputs, classifier
+arms, weights files and the checks made at DAG build.
+
+`Study(config)` is built once per `snakemake` call by rules/common.smk; its methods are what the
+input functions and params of the rules return. Every method answers from the config and the
+files on disk alone (no snakemake object), raising PlanError with the key and the fix.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+from functools import cached_property, lru_cache
+from pathlib import Path
+from typing import Any
+
+from cxrlib.plan import paths
+from cxrlib.plan.errors import PlanError
+from cxrlib.plan.generators import generator_names, merged_settings, planning_module
+
+# The splits the real-vs-real floors compare (cxrlib.scoring.reference.COMPARISONS), whatever
+# metrics.references lists: the same real_features rule declares the extra files.
+FLOOR_SPLITS = ("train", "val", "test")
+
+# The metrics keys each job reads, and only those (params are a rerun trigger), so passing the
+# whole section would rerun every scoring job (hours of GPU) when, say, only shift_factor
+# changed.
+SCORE_KEYS = (
+    "extractors",
+    "references",
+    "inception_sha256",
+    "n_fake",
+    "batch_size",
+    "seed",
+    "kid_subsets",
+    "kid_subset_size",
+    "prc_neighborhood",
+    "dc_neighborhood",
+)
+SWEEP_KEYS = ("extractors", "collapse_diversity_ratio", "collapse_patience")
+REFERENCE_KEYS = ("kid_subsets", "kid_subset_size", "prc_neighborhood", "dc_neighborhood", "seed")
+
+
+class Study:
+    """The study of one config (validated and with defaults filled by the schema)."""
+
+    def __init__(self, config: dict[str, Any]) -> None:
+        self.config = config
+        # config is fixed for a snakemake call; input functions ask the same many times
+        self.run_settings = lru_cache(maxsize=None)(self._run_settings)
+
+    # -- generators and their runs -------------------------------------------------------------
+
+    @cached_property
+    def generators(self) -> list[str]:
+        """Every generator section of the config (cxrlib.plan.generators)."""
+        return generator_names(self.config)
+
+    def enabled(self, model: str) -> bool:
+        """A generator is in the study when it has at least one run."""
+        return bool(self.config[model]["runs"])
+
+    @property
+    def enabled_generators(self) -> list[str]:
+        return [m for m in self.generators if self.enabled(m)]
+
+    def runs(self, model: str) -> list[str]:
+        return list(self.config[model]["runs"])
+
+    def model_runs(self) -> list[tuple[str, str]]:
+        """(model, run) of every run of the study."""
+        return [(m, r) for m in self.enabled_generators for r in self.runs(m)]
+
+    def _run_settings(self, model: str, run: str) -> Any:
+        """A run's validated settings object; a bad key fails naming the run and the key."""
+        module = planning_module(model)
+        merged = merged_settings(self.config, model, run)
+        start = merged.get("resume_from")
+        if model == "stylegan2ada" and start is not None:
+            merged["resume_from"] = self.resolve_resume_from(run, start)
+        try:
+            settings = module.run_settings(merged)
+        except (TypeError, ValueError) as exc:
+            raise PlanError(f"{model}.runs.{run}: {exc}") from exc
+        if model == "stylegan2ada" and start is not None:
+            self._check_pretrained_size(run, start, settings.resolution)
+        return settings
+
+    def snapshots(self, model: str, run: str) -> list[str]:
+        """Snapshot stems a run writes: epochNNNN (DCGAN), kimgNNNNNN (StyleGAN2-ADA)."""
+        return [stem for stem, _ in planning_module(model).snapshots(self.run_settings(model, run))]
+
+    def resolution(self, model: str, run: str) -> int:
+        """Side length (px) of a run's generated images."""
+        return planning_module(model).resolution(self.run_settings(model, run))
+
+    def check_snapshot(self, model: str, run: str, snapshot: str) -> None:
+        names = self.snapshots(model, run)
+        if snapshot not in names:
+            raise PlanError(
+                f"{model} run {run} writes no snapshot {snapshot}; it writes {', '.join(names)}"
+            )
+
+    def display_name(self, model: str) -> str:
+        return planning_module(model).DISPLAY_NAME
+
+    def state_template(self, rule: str) -> str | None:
+        """The resume-state folder of a training rule's jobs, as a template of its wildcards
+        (None for rules that keep no state)."""
+        if rule in paths.STATE_DIRS:
+            return paths.STATE_DIRS[rule]
+        model = rule.removeprefix("train_")
+        if rule.startswith("train_") and model in self.generators:
+            return paths.STATE.format(model=model, run="{run}")
+        return None
+
+    # -- the study's outputs -------------------------------------------------------------------
+
+    def run_tables(self) -> dict[str, list[str]]:
+        """Per run: its sweep table and the memorisation audit of the snapshot that feeds the
+        classifier (`use_snapshot`)."""
+        sweeps, audits = [], []
+        for model, run in self.model_runs():
+            choice = self.config[model]["use_snapshot"]
+            sweeps.append(paths.SWEEP.format(model=model, run=run))
+            audits.append(paths.AUDIT.format(model=model, run=run, snapshot=choice))
+        return {"sweeps": sweeps, "memorisation": audits}
+
+    def study_outputs(self) -> list[str]:
+        """Every stage's tables and figures (the runtime report waits for all of them)."""
+        targets = [
+            paths.MANIFEST,
+            *(
+                paths.DATA_QC.format(figure=f)
+                for f in ("class_counts", "examples", "intensity_histograms")
+            ),
+        ]
+        tables = self.run_tables()
+        targets += tables["sweeps"] + tables["memorisation"]
+        if tables["sweeps"]:
+            targets.append(paths.SUMMARY)
+        if self.floor_resolutions():
+            targets += [paths.REAL_REFERENCE, paths.REAL_DISTANCES]
+        targets.append(paths.COMPARISON)
+        return targets
+
+    def final_outputs(self) -> list[str]:
+        """What `snakemake` builds by default: every stage's tables and figures, the runtimes
+        and the report's front page with the headline results."""
+        return [*self.study_outputs(), paths.RUNTIME_FIGURE, paths.HEADLINE_PAGE]
+
+    def use_snapshots(self) -> dict[str, str]:
+        """model -> the snapshot whose samples feed the audit and the classifier."""
+        return {m: self.config[m]["use_snapshot"] for m in self.enabled_generators}
+
+    def chosen_samples(self, model: str) -> list[str]:
+        """The synthetic-image folders of a model's chosen snapshot, one per run."""
+        choice = self.config[model]["use_snapshot"]
+        return [paths.SAMPLES.format(model=model, run=r, snapshot=choice) for r in self.runs(model)]
+
+    def headline_inputs(self) -> dict[str, Any]:
+        """The tables the front page summarises, the real-to-real floors where some GAN run is
+        scored, and each run's chosen samples (the summary figure)."""
+        inputs: dict[str, Any] = dict(self.run_tables())
+        if self.floor_resolutions():
+            inputs["real_reference"] = paths.REAL_REFERENCE
+        inputs["samples"] = [f for m in self.enabled_generators for f in self.chosen_samples(m)]
+        return inputs
+
+    # -- scoring -------------------------------------------------------------------------------
+
+    @property
+    def metrics(self) -> dict[str, Any]:
+        return self.config["metrics"]
+
+    def metrics_subset(self, keys: tuple[str, ...]) -> dict[str, Any]:
+        return {key: self.metrics[key] for key in keys}
+
+    def score_metrics(self) -> dict[str, Any]:
+        """The metrics keys a snapshot's scores depend on; the xrv file's sha256 only where xrv
+        is scored, so studies without it keep their params."""
+        extra = ("xrv_sha256",) if "xrv" in self.metrics["extractors"] else ()
+        return self.metrics_subset((*SCORE_KEYS, *extra))
+
+    def sweep_metrics(self) -> dict[str, Any]:
+        return self.metrics_subset(SWEEP_KEYS)
+
+    def reference_settings(self) -> dict[str, Any]:
+        """The metrics keys the floors use, so floors and scores are computed alike (the shift
+        flag's factor is the real_distances and headline rules' business)."""
+        return self.metrics_subset(REFERENCE_KEYS)
+
+    def shift_factor(self) -> float:
+        """metrics.shift_factor, refused unless a finite number > 0 (the schema lets .nan
+        and .inf through)."""
+        factor = self.metrics["shift_factor"]
+        if not (
+            isinstance(factor, int | float)
+            and not isinstance(factor, bool)
+            and math.isfinite(factor)
+            and factor > 0
+        ):
+            raise PlanError(
+                f"metrics.shift_factor must be a finite number > 0, got {factor!r} (e.g. 3: "
+                "flag the test split when FID(train, test) exceeds 3 times the "
+                "same-distribution distances)"
+            )
+        return float(factor)
+
+    def extractor_inputs(self, extractors: list[str]) -> dict[str, str]:
+        """Weights files the given extractors need, as named inputs."""
+        inputs = {}
+        if "inception" in extractors:
+            inputs["inception"] = self.inception_weights()
+        if "cxr" in extractors:
+            inputs["domain"] = paths.DOMAIN_MODEL
+        if "xrv" in extractors:
+            inputs["xrv"] = self.xrv_weights()
+        return inputs
+
+    def extractor_sha256(self, extractor: str) -> str:
+        """The sha256 an extractor's weights file is checked against: metrics.xrv_sha256 for
+        xrv, else metrics.inception_sha256 (which cxr ignores; kept so these jobs' params stay
+        as they were)."""
+        return self.metrics["xrv_sha256" if extractor == "xrv" else "inception_sha256"]
+
+    def audit_inputs(self) -> dict[str, str]:
+        """The weights the memorisation audit's feature space needs."""
+        return self.extractor_inputs([self.memorisation_extractor()])
+
+    def memorisation_extractor(self) -> str:
+        """The audit's feature space: the CXR extractor where configured (it knows the
+        anatomy)."""
+        extractors = self.metrics["extractors"]
+        return "cxr" if "cxr" in extractors else extractors[0]
+
+    def score_inputs(self, model: str, run: str, snapshot: str) -> dict[str, str]:
+        """A run's snapshots, the real features at its resolution and the extractors' weights."""
+        self.check_snapshot(model, run, snapshot)
+        res = self.resolution(model, run)
+        inputs = {
+            "snapshots": paths.SNAPSHOTS.format(model=model, run=run),
+            **self.extractor_inputs(self.metrics["extractors"]),
+        }
+        for extractor in self.metrics["extractors"]:
+            for split in self.metrics["references"]:
+                inputs[f"real_{extractor}_{split}"] = paths.REAL_FEATURES.format(
+                    extractor=extractor, split=split, res=res
+                )
+        return inputs
+
+    def sweep_scores(self, model: str, run: str) -> list[str]:
+        return [
+            paths.SCORES.format(model=model, run=run, snapshot=s)
+            for s in self.snapshots(model, run)
+        ]
+
+    def all_scores(self) -> list[str]:
+        return [s for model, run in self.model_runs() for s in self.sweep_scores(model, run)]
+
+    def run_resolutions(self) -> dict[str, int]:
+        """{"model/run": image side in px} of every run, for the summary's floors."""
+        return {f"{m}/{r}": self.resolution(m, r) for m, r in self.model_runs()}
+
+    def floor_resolutions(self) -> list[int]:
+        """Image sides (px) the runs' images are scored at: the ones floors are needed at."""
+        return sorted({self.resolution(m, r) for m, r in self.model_runs()})
+
+    def floor_features(self) -> list[tuple[str, int, str]]:
+        """(extractor, resolution, split) of every real_features file the floors read."""
+        return [
+            (extractor, res, split)
+            for extractor in self.metrics["extractors"]
+            for res in self.floor_resolutions()
+            for split in FLOOR_SPLITS
+        ]
+
+    def real_reference_inputs(self) -> dict[str, str]:
+        """The manifest (feature rows -> patients) and every real_features file the floors
+        read, named {extractor}_{split}_{res}."""
+        inputs = {"manifest": paths.MANIFEST}
+        for extractor, res, split in self.floor_features():
+            inputs[f"{extractor}_{split}_{res}"] = paths.REAL_FEATURES.format(
+                extractor=extractor, split=split, res=res
+            )
+        return inputs
+
+    def sample_inputs(self, model: str, run: str, snapshot: str) -> dict[str, str]:
+        """The snapshot to sample: a named one, or for "best" the snapshots plus the sweep
+        table. A "best" that no reference split can choose fails, naming the key to change."""
+        folder = paths.RUN_DIR.format(model=model, run=run)
+        if snapshot == "best":
+            from cxrlib.scoring.feasibility import best_refusal
+
+            refusal = best_refusal(
+                self.config, paths.CLASS_COUNTS, model, self.snapshots(model, run)
+            )
+            if refusal:
+                raise PlanError(refusal)
+            return {"sweep": f"{folder}/sweep.csv", "snapshots": f"{folder}/snapshots"}
+        self.check_snapshot(model, run, snapshot)
+        return {"snapshots": f"{folder}/snapshots"}
+
+    def small_references_warning(self) -> str | None:
+        """A warning naming each reference split too small for some metric, or None."""
+        if not self.enabled_generators:
+            return None
+        from cxrlib.scoring.feasibility import check_references
+
+        return check_references(self.config, paths.CLASS_COUNTS) or None
+
+    # -- weights files -------------------------------------------------------------------------
+
+    def _weights_dir(self) -> str:
+        return self.metrics["weights_dir"]
+
+    def _configured_file(self, key: str, url_key: str, rule: str) -> str | None:
+        configured = self.metrics[key]
+        if configured and not Path(configured).is_file():
+            raise PlanError(
+                f"metrics.{key} {configured} does not exist; download {self.metrics[url_key]} "
+                f"there, or set it to null so that the {rule} rule downloads it (needs internet "
+                "on the machine running snakemake)"
+            )
+        return configured or None
+
+    def inception_weights(self) -> str:
+        """The Inception weights file: configured, or where fetch_weights puts it."""
+        configured = self._configured_file("inception_weights", "inception_url", "fetch_weights")
+        return configured or self.fetched_inception_weights()
+
+    def fetched_inception_weights(self) -> str:
+        """Where fetch_weights saves the Inception file: weights_dir / the URL's file name."""
+        name = self.metrics["inception_url"].rsplit("/", 1)[-1]
+        return str(Path(self._weights_dir()) / name)
+
+    def xrv_weights(self) -> str:
+        """The torchxrayvision DenseNet file: configured, or where fetch_xrv_weights puts it."""
+        configured = self._configured_file("xrv_weights", "xrv_url", "fetch_xrv_weights")
+        return configured or self.fetched_xrv_weights()
+
+    def fetched_xrv_weights(self) -> str:
+        name = self.metrics["xrv_url"].rsplit("/", 1)[-1]
+        return str(Path(self._weights_dir()) / "xrv" / name)
+
+    def imagenet_weights_path(self, arch: str) -> str:
+        """Where fetch_classifier_weights puts torchvision's ImageNet weights for `arch`."""
+        return f"{self._weights_dir()}/imagenet/{arch}.pth"
+
+    def imagenet_url(self, arch: str) -> str:
+        from cxrlib.weights import IMAGENET_URLS
+
+        if arch not in IMAGENET_URLS:
+            raise PlanError(f"no ImageNet weights known for {arch}")
+        return IMAGENET_URLS[arch]
+
+    def pretrained_gan_path(self, name: str) -> str:
+        """Where fetch_pretrained_gan saves the published network `name`."""
+        return f"{self._weights_dir()}/stylegan2ada/{name}.pkl"
+
+    def pretrained_entry(self, name: str) -> dict[str, Any]:
+        pretrained = self.config["stylegan2ada"].get("pretrained") or {}
+        if name not in pretrained:
+            raise PlanError(
+                f"no network {name!r} under stylegan2ada.pretrained ({', '.join(pretrained)})"
+            )
+        return pretrained[name]
+
+    # -- StyleGAN2-ADA start files (transfer learning) -----------------------------------------
+
+    def resolve_resume_from(self, run: str, value: Any) -> str:
+        """A run's resume_from as a file path: a name in stylegan2ada.pretrained becomes the
+        file fetch_pretrained_gan writes; anything else is a file that must exist now and
+        start like a network file (not an image, a web page, a text file...)."""
+        pretrained = self.config["stylegan2ada"].get("pretrained") or {}
+        known = ", ".join(pretrained) or "none configured"
+        if not isinstance(value, str) or not value:
+            raise PlanError(
+                f"stylegan2ada.runs.{run}: resume_from must be a name in "
+                f"stylegan2ada.pretrained ({known}) or a file path, got {value!r}"
+            )
+        if value in pretrained:
+            return self.pretrained_gan_path(value)
+        from cxrlib.stylegan2ada.settings import START_FILES, check_start_file
+
+        value = os.path.expanduser(value)  # ~/nets/x.pkl as a shell would read it
+        if stylegan_run_of(value) == run:
+            raise PlanError(
+                f"stylegan2ada.runs.{run}: resume_from {value} is a file of this run itself; "
+                "to continue it, raise its total_kimg; to start a new run from it, give that "
+                "run another name"
+            )
+        if not Path(value).exists() and not Path(value).is_symlink():
+            raise PlanError(
+                f"stylegan2ada.runs.{run}: resume_from {value} is neither a file nor a name in "
+                f"stylegan2ada.pretrained ({known}); {START_FILES}, or add the network's url "
+                "(and sha256) under stylegan2ada.pretrained"
+            )
+        try:
+            check_start_file(value)
+        except (OSError, ValueError) as exc:
+            raise PlanError(f"stylegan2ada.runs.{run}: {exc}") from None
+        return value
+
+    def _check_pretrained_size(self, run: str, start: Any, resolution: int) -> None:
+        published = (self.config["stylegan2ada"].get("pretrained") or {}).get(start) or {}
+        size = published.get("resolution")
+        if size is not None and size != resolution:
+            raise PlanError(
+                f"stylegan2ada.runs.{run}: resume_from {start} is a {size} px network "
+                f"(stylegan2ada.pretrained.{start}.resolution) but the run has resolution "
+                f"{resolution}: set resolution: {size} for this run, or start it from a network "
+                "of its size"
+            )
+
+    def stylegan_train_inputs(self, run: str) -> dict[str, str]:
+        """The training split, and the file the run starts from when it has one (so a
+        fetch_pretrained_gan job runs before it and a changed file reruns it); a file of
+        another run brings that run's train_log.csv, so that run finishes, or reruns, first."""
+        inputs = {"cache": paths.CACHE.format(split="train")}
+        start = self.run_settings("stylegan2ada", run).resume_from
+        if start is not None:
+            inputs["start"] = start
+            other = stylegan_run_of(start)
+            if other in self.config["stylegan2ada"]["runs"]:
+                inputs["start_run"] = f"results/stylegan2ada/{other}/train_log.csv"
+        return inputs
+
+    def start_pin(self, run: str) -> dict[str, str]:
+        """{name, sha256} of the published network a run starts from when its config pins a
+        sha256 (the job checks the file against it), else {}."""
+        start = merged_settings(self.config, "stylegan2ada", run).get("resume_from")
+        pretrained = self.config["stylegan2ada"].get("pretrained") or {}
+        if not isinstance(start, str) or start not in pretrained:
+            return {}
+        sha256 = pretrained[start].get("sha256") or ""
+        return {"name": start, "sha256": sha256} if sha256 else {}
+
+    # -- resume contracts at DAG build ---------------------------------------------------------
+
+    def generator_settings(self, model: str, run: str) -> dict[str, Any]:
+        """A run's settings as the job gets them (a plain dict: params are compared as text);
+        a saved state of the run that they may not continue fails here."""
+        from cxrlib.jobs.resume import read_record
+        from cxrlib.plan.checks import check_saved_state
+
+        module = planning_module(model)
+        settings = self.run_settings(model, run)
+        state = paths.STATE.format(model=model, run=run)
+        saved = (read_record(state) or {}).get("settings") or {}
+        check_saved_state(
+            module.RESUME_CONTRACT,
+            state,
+            module.resume_settings(settings, saved),
+            f"{model} run {run}",
+            [(f"{stem}.pt", position) for stem, position in module.snapshots(settings)],
+            module.SCHEDULE_KEY,
+        )
+        return module.resume_settings(settings, {})
+
+    # -- classifier arms -----------------------------------------------------------------------
+
+    @property
+    def synthetic_class(self) -> str:
+        return self.config["data"]["synthetic_class"]
+
+    def positive_label(self) -> str:
+        """The class a classifier's score stands for: the class that is not synthesised."""
+        return "PNEUMONIA" if self.synthetic_class != "PNEUMONIA" else "NORMAL"
+
+    @staticmethod
+    def ratio_label(value: Any) -> str:
+        """A configured ratio as its wildcard text: "balance" or a number such as "0.5"."""
+        return "balance" if str(value) == "balance" else f"{float(value):g}"
+
+    def arm_names(self) -> list[str]:
+        """Every arm name the study can have (the `arm` wildcard's values)."""
+        return ["real", "real_classic", *(f"real_{m}" for m in self.generators)]
+
+    def classifier_arms(self) -> list[tuple[str, str]]:
+        """(arm, ratio) pairs: real, real_classic, real_<model> x ratios."""
+        classifier = self.config["classifier"]
+        arms = [("real", "0")]
+        if classifier["classic_augmentation"]:
+            arms.append(("real_classic", "0"))
+        for model in classifier["models"]:
+            if model in self.generators and self.enabled(model):
+                arms += [(f"real_{model}", self.ratio_label(r)) for r in classifier["ratios"]]
+        return arms
+
+    def classifier_runs(self, filename: str) -> list[str]:
+        return [
+            f"{paths.CLASSIFIER_RUN.format(arm=arm, ratio=ratio, seed=seed)}/{filename}"
+            for arm, ratio in self.classifier_arms()
+            for seed in self.config["classifier"]["seeds"]
+        ]
+
+    def arm_model(self, arm: str) -> str | None:
+        model = arm.removeprefix("real_")
+        return model if model in self.generators else None
+
+    def classifier_weights(self) -> str | None:
+        """classifier.settings.weights: null (random init), "imagenet" (fetched), or a file."""
+        settings = self.config["classifier"]["settings"]
+        weights = settings.get("weights")
+        if weights == "imagenet":
+            return self.imagenet_weights_path(settings.get("arch", "resnet50"))
+        if weights and not Path(weights).is_file():
+            raise PlanError(
+                f"classifier.settings.weights {weights} does not exist; set it to null, to "
+                '"imagenet" (fetched on the login node by fetch_classifier_weights) or to a '
+                "file"
+            )
+        return weights or None
+
+    def classifier_inputs(self, arm: str) -> dict[str, str]:
+        """The weights file, and the synthetic samples an arm adds: the first run's chosen
+        snapshot of its model."""
+        inputs = {}
+        weights = self.classifier_weights()
+        if weights:
+            inputs["weights"] = weights
+        model = self.arm_model(arm)
+        if model is not None:
+            inputs["synthetic"] = self.chosen_samples(model)[0]
+        return inputs
+
+    def classifier_settings(self, arm: str, ratio: str, seed: str) -> dict[str, Any]:
+        """The arm's settings: config settings, its augmentation, its seed and its ratio. A
+        saved state of the run that they may not continue fails here."""
+        from cxrlib.classifier.settings import classifier_settings
+        from cxrlib.jobs.resume import CONTRACTS
+        from cxrlib.plan.checks import check_saved_state
+
+        settings = {
+            **self.config["classifier"]["settings"],
+            "weights": self.classifier_weights(),
+            "augment": "classic" if arm == "real_classic" else "none",
+            "seed": int(seed),
+        }
+        run = f"{arm}/ratio{ratio}/seed{seed}"
+        try:
+            resolved = classifier_settings(settings).to_dict()
+        except ValueError as exc:
+            raise PlanError(f"classifier.settings: {exc}") from exc
+        check_saved_state(
+            CONTRACTS["classifier"],
+            f"results/classifier/{run}/state",
+            resolved,
+            f"classifier run {run}",
+        )
+        return {"settings": settings, "ratio": ratio}
+
+    def domain_extractor_settings(self) -> dict[str, Any]:
+        """metrics.domain_extractor as the job trains it (real data only, no augmentation); a
+        saved state that it may not continue fails here."""
+        from cxrlib.classifier.settings import classifier_settings
+        from cxrlib.jobs.resume import CONTRACTS
+        from cxrlib.plan.checks import check_saved_state
+
+        settings = {**self.metrics["domain_extractor"], "weights": None, "augment": "none"}
+        try:
+            resolved = classifier_settings(settings).to_dict()
+        except ValueError as exc:
+            raise PlanError(f"metrics.domain_extractor: {exc}") from exc
+        check_saved_state(
+            CONTRACTS["domain_extractor"],
+            paths.DOMAIN_STATE,
+            resolved,
+            "the domain extractor (metrics.domain_extractor)",
+        )
+        return settings
+
+
+def stylegan_run_of(path: str | Path) -> str | None:
+    """The StyleGAN2-ADA run whose folder (results/stylegan2ada/<run>/) holds `path`, or None."""
+    own = Path("results/stylegan2ada").resolve()
+    resolved = Path(path).resolve()
+    if resolved.is_relative_to(own) and resolved != own:
+        return resolved.relative_to(own).parts[0]
+    return None

@@ -1,1 +1,0 @@
-"""cxrlib.train."""
