@@ -24,10 +24,8 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
-import hashlib
 import logging
 import math
-import shutil
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -51,9 +49,10 @@ from cxrlib.dcgan.settings import (
 from cxrlib.dcgan.settings import SettingsError as SettingsError  # re-exported, with:
 from cxrlib.dcgan.settings import dcgan_settings as dcgan_settings
 from cxrlib.dcgan.settings import published_files as published_files
-from cxrlib.io import publish_file, write_atomic, write_csv
-from cxrlib.jobs.resume import missing_snapshots, refuse_missing_snapshots
-from cxrlib.jobs.survival import StateStore, run_resumable
+from cxrlib.io import write_atomic, write_csv
+from cxrlib.jobs.resume import data_fingerprint
+from cxrlib.jobs.run_folder import RunFolder
+from cxrlib.jobs.survival import run_resumable
 from cxrlib.logs import format_eta
 from cxrlib.snapshot import save_snapshot
 
@@ -122,13 +121,6 @@ def prepare_images(
     out = (out / 127.5 - 1.0).clamp_(-1.0, 1.0).repeat(1, channels, 1, 1)
     memory_format = torch.channels_last if channels_last else torch.contiguous_format
     return out.to(device).contiguous(memory_format=memory_format)
-
-
-def fingerprint(images: np.ndarray) -> str:
-    """sha256 of the training images: a resumed run must see the data it started with."""
-    digest = hashlib.sha256(str((images.dtype, images.shape)).encode())
-    digest.update(np.ascontiguousarray(images).data)
-    return digest.hexdigest()
 
 
 @contextlib.contextmanager
@@ -401,12 +393,9 @@ class EpochEnd:
         )
 
 
-def publish(trainer: DcganTrainer, work_dir: Path, out_dir: Path) -> None:
-    """Link snapshots and grids from the state folder into `out_dir`, write train_log.csv."""
+def write_train_log(trainer: DcganTrainer, out_dir: Path) -> None:
+    """train_log.csv of a finished run: one row per epoch (LOG_COLUMNS)."""
     settings = trainer.settings
-    for epoch in snapshot_epochs(settings):
-        for sub, name in (("snapshots", snapshot_name(epoch)), ("grids", grid_name(epoch))):
-            publish_file(work_dir / sub / name, out_dir / sub / name)
     frame = pd.DataFrame(trainer.history, columns=list(LOG_COLUMNS))
     if len(frame) != settings.epochs:
         raise RuntimeError(f"train log has {len(frame)} epochs, expected {settings.epochs}")
@@ -436,28 +425,20 @@ def train_dcgan(
     """
     out_dir, state_dir = Path(out_dir), Path(state_dir)
     device = resolve_device(device)
-    store = StateStore(state_dir)
-    if not store.exists():
-        # Files of an attempt that never saved state: not ours to keep (and maybe stale).
-        for sub in ("snapshots", "grids"):
-            shutil.rmtree(state_dir / sub, ignore_errors=True)
+    folder = RunFolder(
+        state_dir,
+        what=f"dcgan run {run}",
+        schedule=[(snapshot_name(e), e) for e in snapshot_epochs(settings)],
+        schedule_key="snapshot_every_epochs",
+    )
+    folder.open()
     data = prepare_images(
         images, settings.image_size, settings.channels, device, settings.channels_last
     )
-    trainer = DcganTrainer(data, settings, device, data_fingerprint=fingerprint(images))
+    trainer = DcganTrainer(
+        data, settings, device, data_fingerprint=data_fingerprint(images)["sha256"]
+    )
     total = settings.epochs * trainer.steps_per_epoch
-    saved = store.record_of_state()
-    if saved is not None:  # a changed snapshot schedule must not ask for the past
-        refuse_missing_snapshots(
-            missing_snapshots(
-                ((snapshot_name(e), e) for e in snapshot_epochs(settings)),
-                float(saved.get("done") or 0.0),
-                state_dir / "snapshots",
-            ),
-            "snapshot_every_epochs",
-            state_dir,
-            what=f"dcgan run {run}",
-        )
     log.info(
         "DCGAN run %s: %d images at %d px, %d channel(s), %d steps/epoch x %d epochs on %s "
         "(bf16 %s, channels_last %s)",
@@ -471,6 +452,7 @@ def train_dcgan(
         trainer.bf16,
         settings.channels_last,
     )
+    store = folder.store
     try:
         run_resumable(
             trainer,
@@ -484,8 +466,11 @@ def train_dcgan(
         store.record(f"stopped: {exc}")
         saved = f"state saved at step {store.load()['step']}" if store.exists() else "no state"
         raise NonFiniteLossError(f"{exc} ({saved} in {state_dir})") from exc
-    # The finished state stays: a kill while publishing costs nothing, and a longer run
-    # (epochs raised) continues from it.
-    store.save(trainer.state_dict(), trainer.step)
-    publish(trainer, state_dir, out_dir)
+    files = [
+        (state_dir / sub / name, out_dir / sub / name)
+        for epoch in snapshot_epochs(settings)
+        for sub, name in (("snapshots", snapshot_name(epoch)), ("grids", grid_name(epoch)))
+    ]
+    folder.publish(trainer.state_dict(), trainer.step, files)
+    write_train_log(trainer, out_dir)
     store.record(f"finished at epoch {trainer.epoch} (step {trainer.step}); published {out_dir}")

@@ -238,7 +238,7 @@ class Resumable(Protocol):
     def load_state_dict(self, state: dict[str, Any]) -> None: ...
 
 
-def check_saved_state(trainer: Any, state: dict[str, Any], folder: Path) -> str:
+def check_resumed_state(trainer: Any, state: dict[str, Any], folder: Path) -> str:
     """Apply the trainer's resume contract to a saved state (ResumeRefused if not allowed);
     returns where the run continues from, in words ("epoch 12", "kimg 4.096")."""
     contract: ResumeContract | None = getattr(trainer, "resume_contract", None)
@@ -314,7 +314,7 @@ def run_resumable(
     resumed = state is not None
     if resumed:
         try:
-            where = check_saved_state(trainer, state, store.folder)
+            where = check_resumed_state(trainer, state, store.folder)
         except ValueError as exc:
             store.record(f"refused to resume: {str(exc).splitlines()[0]}")
             raise

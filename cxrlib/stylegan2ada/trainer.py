@@ -81,13 +81,12 @@ import torch.distributed as dist
 import torch.nn.functional as F
 from PIL import Image
 
-from cxrlib.io import atomic_path, publish_file, write_atomic, write_csv
+from cxrlib.io import atomic_path, write_atomic, write_csv
 from cxrlib.jobs.resume import (
     data_fingerprint,
-    missing_snapshots,
-    refuse_missing_snapshots,
 )
-from cxrlib.jobs.survival import StateStore, run_resumable
+from cxrlib.jobs.run_folder import RunFolder
+from cxrlib.jobs.survival import run_resumable
 from cxrlib.logs import format_eta
 from cxrlib.snapshot import save_snapshot
 from cxrlib.stylegan2ada.networks import Discriminator, Generator
@@ -681,20 +680,6 @@ class SnapshotWriter:
 STOP_CHECK_STEPS = 4
 
 
-class _ReadOnlyStateStore(StateStore):
-    """The state store of a data-parallel process other than the first: reads the shared
-    state, never writes (the first process saves the same state)."""
-
-    def save(self, state: dict[str, Any], step: int) -> None:
-        pass
-
-    def record(self, event: str) -> None:
-        pass
-
-    def clear(self) -> None:
-        pass
-
-
 def train_stylegan2ada(
     images: np.ndarray,
     settings: StyleGanSettings,
@@ -720,7 +705,6 @@ def train_stylegan2ada(
     A stop signal or the deadline raises `JobInterrupted` (exit 75; run again to resume).
     """
     out_dir, state_dir = Path(out_dir), Path(state_dir)
-    state_dir.mkdir(parents=True, exist_ok=True)
     x = prepare_images(images, settings.resolution, settings.channels, device)
     start = resume_from if resume_from is not None else settings.resume_from
     data = data_fingerprint(images)
@@ -731,20 +715,16 @@ def train_stylegan2ada(
     trainer = StyleGan2AdaTrainer(x, settings, device=device, resume_from=start, data=data)
     # Data parallel: every process holds the same state; only the first one writes files.
     main = trainer.rank == 0
-    store = StateStore(state_dir) if main else _ReadOnlyStateStore(state_dir)
     writer = SnapshotWriter(state_dir, settings, run)
-    saved = store.record_of_state()
-    if saved is not None:  # a changed snapshot schedule must not ask for the past
-        refuse_missing_snapshots(
-            missing_snapshots(
-                ((writer.snapshot_path(k).name, k) for k in snapshot_kimgs(settings)),
-                float(saved.get("done") or 0.0),
-                state_dir / "snapshots",
-            ),
-            "snapshot_kimg",
-            state_dir,
-            what=f"stylegan2ada run {run}",
-        )
+    folder = RunFolder(
+        state_dir,
+        what=f"stylegan2ada run {run}",
+        schedule=[(writer.snapshot_path(k).name, k) for k in snapshot_kimgs(settings)],
+        schedule_key="snapshot_kimg",
+        writer=main,
+    )
+    folder.open()
+    store = folder.store
     log.info(
         "StyleGAN2-ADA run %s: %d images at %d px, %d steps of %d (%.1f kimg), preset %s, "
         "G %.2fM / D %.2fM parameters, device %s",
@@ -771,15 +751,19 @@ def train_stylegan2ada(
     )  # fmt: skip
     if not main:
         return
-    # Finished: networks for transfer learning, the finished state (raising total_kimg later
-    # continues from it), then the declared outputs, as hard links into the state folder.
+    # Finished: networks for transfer learning, then the finished state and the declared
+    # outputs, as hard links into the state folder.
     with atomic_path(state_dir / NETWORKS_FILE) as tmp:
         torch.save(trainer.networks_dict(), tmp)
-    store.save(trainer.state_dict(), trainer.step)
-    for k in snapshot_kimgs(settings):
-        name = snapshot_name(k)
-        publish_file(writer.snapshot_path(k), out_dir / "snapshots" / f"{name}.pt")
-        publish_file(writer.grid_path(k), out_dir / "grids" / f"{name}.png")
+    files = [
+        pair
+        for k in snapshot_kimgs(settings)
+        for pair in (
+            (writer.snapshot_path(k), out_dir / "snapshots" / f"{snapshot_name(k)}.pt"),
+            (writer.grid_path(k), out_dir / "grids" / f"{snapshot_name(k)}.png"),
+        )
+    ]
+    folder.publish(trainer.state_dict(), trainer.step, files)
     rows = trainer.published_log_rows()
     if len(rows) > len(trainer.log_rows):  # the unfinished last tick: its line too
         trainer.log_progress(rows[-1])
