@@ -2,7 +2,13 @@
 # A table of contents: the stages live in rules/*.smk, the logic in cxrlib/.
 
 
+from pathlib import Path
+
+from snakemake.exceptions import WorkflowError
 from snakemake.utils import min_version, validate
+
+from cxrlib.plan import PlanError
+from cxrlib.plan.config import normalise_file
 
 min_version("9.0")
 
@@ -10,6 +16,12 @@ min_version("9.0")
 configfile: "config.yaml"
 
 
+# YAML 1.1's surprises (3e-4 read as text, off as false) undone or named, ~ expanded in paths
+# (cxrlib/plan/config.py); then the schema checks every key and fills the defaults.
+try:
+    normalise_file(config, Path(workflow.basedir) / "schemas/config.schema.yaml")
+except PlanError as exc:
+    raise WorkflowError(str(exc)) from None
 validate(config, "schemas/config.schema.yaml")
 
 

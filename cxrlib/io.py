@@ -46,6 +46,20 @@ def atomic_path(target: str | Path) -> Iterator[Path]:
         tmp_path.unlink(missing_ok=True)
 
 
+def write_failure(target: str | Path, exc: BaseException, need_bytes: int = 0) -> str:
+    """Why a file could not be written, in words, with the room left on its file system: a
+    full disk shows as OSError(ENOSPC) from plain writes, but as a RuntimeError from
+    torch.save ("unexpected pos", "iostream error"), which this names as what it is."""
+    folder = Path(target).parent
+    try:
+        free = f"{shutil.disk_usage(folder).free / 2**20:,.0f} MB free"
+    except OSError:
+        free = "free space unknown"
+    need = f", about {need_bytes / 2**20:,.0f} MB needed" if need_bytes else ""
+    reason = getattr(exc, "strerror", None) or str(exc).splitlines()[0]
+    return f"cannot write {target} ({reason}; {free} there{need})"
+
+
 def publish_file(src: str | Path, target: str | Path) -> None:
     """Put `src` at `target` atomically as a hard link (no second copy on disk), or as a copy
     where links are impossible (another file system).

@@ -13,11 +13,14 @@ from matplotlib.figure import Figure
 
 from cxrlib.io import write_atomic
 
-# Every text is literal: a class or run name with "$" signs must not be parsed as mathtext
-# (matplotlib raises on unbalanced or unknown TeX and would fail the figure's job).
-matplotlib.rcParams["text.parse_math"] = False
-
 SYNTHETIC_NOTE = "synthetic phantom data (not real patients)"
+
+
+def plain(text: object) -> str:
+    """A name from the data or the config as literal figure text: a "$" would start mathtext,
+    which matplotlib refuses when unbalanced or unknown and which would fail the figure's job
+    (tick labels need mathtext on, so it stays on, and names are escaped instead)."""
+    return str(text).replace("$", r"\$")
 
 
 def save_figure(fig: Figure, target: Path, *, synthetic: bool = False, dpi: int = 120) -> None:

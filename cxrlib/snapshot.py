@@ -16,20 +16,33 @@ gives the same images on any device.
 from __future__ import annotations
 
 import importlib
+import logging
 from pathlib import Path
 from typing import Any, Protocol
 
 import torch
 from torch import nn
 
-from cxrlib.io import atomic_path
+from cxrlib.io import atomic_path, publish_file, write_failure
+
+log = logging.getLogger(__name__)
 
 FORMAT = 1
-# model name -> "module:Class" of its generator (imported lazily: no import cycles).
-GENERATORS: dict[str, str] = {
-    "dcgan": "cxrlib.dcgan.networks:Generator",
-    "stylegan2ada": "cxrlib.stylegan2ada.networks:Generator",
-}
+# model name -> "module:Class" of its generator, where it is not the convention's
+# cxrlib.<model>.networks:Generator (imported lazily: no import cycles).
+GENERATORS: dict[str, str] = {}
+
+
+def generator_class(model: str) -> type[nn.Module] | None:
+    """The generator class of `model` (GENERATORS, else cxrlib.<model>.networks.Generator), or
+    None for a name no generator has."""
+    module_name, class_name = GENERATORS.get(model, f"cxrlib.{model}.networks:Generator").split(":")
+    if not model.replace("_", "").isalnum() and model not in GENERATORS:
+        return None
+    try:
+        return getattr(importlib.import_module(module_name), class_name, None)
+    except ModuleNotFoundError:
+        return None
 
 
 class Sampler(Protocol):
@@ -50,8 +63,8 @@ def save_snapshot(
     seed: int,
 ) -> None:
     """Write a snapshot atomically (a killed job never leaves half a file behind)."""
-    if model not in GENERATORS:
-        raise ValueError(f"unknown model {model!r}; known: {', '.join(GENERATORS)}")
+    if generator_class(model) is None:
+        raise ValueError(f"unknown model {model!r}: no cxrlib.{model}.networks.Generator")
     state = {k: v.detach().cpu().clone() for k, v in generator.state_dict().items()}
     payload = {
         "format": FORMAT,
@@ -62,15 +75,41 @@ def save_snapshot(
         "run": run,
         "seed": int(seed),
     }
-    with atomic_path(path) as tmp:
-        torch.save(payload, tmp)
+    try:
+        with atomic_path(path) as tmp:
+            torch.save(payload, tmp)
+    except (OSError, RuntimeError) as exc:  # torch.save reports a full disk as either
+        raise SnapshotError(
+            f"{write_failure(path, exc)}: free space there, then run snakemake again"
+        ) from exc
+
+
+def restore_snapshot(path: Path) -> None:
+    """Put a published snapshot that was deleted (to free space, say) back from its run's
+    state folder, where training keeps every snapshot (results/<model>/<run>/state/snapshots/,
+    hard links: deleting the published one frees nothing). SnapshotError with the commands
+    that train the run again when the state's copy is gone too."""
+    run_dir = path.parent.parent
+    kept = run_dir / "state" / "snapshots" / path.name
+    if path.parent.name == "snapshots" and kept.is_file():
+        publish_file(kept, path)
+        log.warning("snapshot %s was missing: restored from %s", path, kept)
+        return
+    if path.parent.name != "snapshots":
+        raise SnapshotError(f"snapshot {path} does not exist; run the GAN's training rule first")
+    model = run_dir.parent.name
+    raise SnapshotError(
+        f"snapshot {path} is missing, and so is its copy in {kept.parent}: train the run again. "
+        f"Delete its state folder (rm -r {run_dir / 'state'}), then run snakemake with "
+        f"-R train_{model} added to this run's command"
+    )
 
 
 def read_snapshot(path: str | Path) -> dict[str, Any]:
     """The snapshot dict, checked for the fields every consumer relies on."""
     path = Path(path)
     if not path.is_file():
-        raise SnapshotError(f"snapshot {path} does not exist; run the GAN's training rule first")
+        restore_snapshot(path)
     try:
         payload = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as exc:  # torch raises several types for truncated or foreign files
@@ -79,7 +118,7 @@ def read_snapshot(path: str | Path) -> dict[str, Any]:
             "this workflow: delete it and rerun its training rule"
         ) from exc
     missing = {"format", "model", "kwargs", "generator", "progress"} - set(payload)
-    if missing or payload.get("model") not in GENERATORS:
+    if missing or generator_class(str(payload.get("model"))) is None:
         raise SnapshotError(
             f"snapshot {path} lacks {sorted(missing) or 'a known model name'}; it was not "
             "written by this workflow's training rules"
@@ -88,8 +127,9 @@ def read_snapshot(path: str | Path) -> dict[str, Any]:
 
 
 def build_generator(model: str, kwargs: dict[str, Any]) -> nn.Module:
-    module_name, class_name = GENERATORS[model].split(":")
-    cls = getattr(importlib.import_module(module_name), class_name)
+    cls = generator_class(model)
+    if cls is None:
+        raise SnapshotError(f"no generator of model {model!r} (cxrlib.{model}.networks.Generator)")
     return cls(**kwargs)
 
 

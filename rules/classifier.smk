@@ -31,7 +31,7 @@ rule train_classifier:
         **get_resources("train_classifier"),
     params:
         settings=get_classifier_settings,
-        positive_label=get_positive_label(),
+        positive_label=get_positive_label,
         synthetic_class=config["data"]["synthetic_class"],
         state=get_state_dir("train_classifier"),
     script:
@@ -107,8 +107,8 @@ rule compare_classifiers:
         **get_resources("compare_classifiers"),
     params:
         n_boot=config["classifier"]["n_boot"],
-        positive_label=get_positive_label(),
-        synthetic_class=config["data"]["synthetic_class"],
+        # [positive, negative] class (data.positive_class)
+        classes=get_class_pair,
         synthetic=config["data"]["source"] == "phantom",
     script:
         "../scripts/compare_classifiers.py"

@@ -184,7 +184,18 @@ def get_imagenet_sha256(wildcards):
     return published_sha256_prefix(STUDY.imagenet_url(wildcards.arch))
 
 
-get_score_inputs = from_study(STUDY.score_inputs, "model", "run", "snapshot")
+get_run_trajectory = from_study(STUDY.run_trajectory, "model", "run")
+
+
+@planned
+def get_score_inputs(wildcards):
+    """A snapshot's scoring inputs; the snapshots folder `ancient`: extending a run rewrites
+    the folder, not the earlier snapshots in it, so their scores stand (params.run reruns
+    them when the run's snapshots change: other settings)."""
+    inputs = STUDY.score_inputs(wildcards.model, wildcards.run, wildcards.snapshot)
+    return {**inputs, "snapshots": ancient(inputs["snapshots"])}
+
+
 get_sample_inputs = from_study(STUDY.sample_inputs, "model", "run", "snapshot")
 get_stylegan_train_inputs = from_study(STUDY.stylegan_train_inputs, "run")
 get_start_pin = from_study(STUDY.start_pin, "run")
@@ -210,7 +221,8 @@ get_sweep_metrics = planned(STUDY.sweep_metrics)
 get_reference_settings = planned(STUDY.reference_settings)
 get_shift_factor = planned(STUDY.shift_factor)
 get_floor_features = planned(STUDY.floor_features)
-get_positive_label = planned(STUDY.positive_label)
+get_positive_label = from_study(STUDY.positive_label)
+get_class_pair = from_study(STUDY.class_pair)
 get_classifier_runs = planned(STUDY.classifier_runs)
 get_use_snapshots = planned(STUDY.use_snapshots)
 memorisation_extractor = STUDY.memorisation_extractor

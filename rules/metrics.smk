@@ -93,7 +93,7 @@ rule train_domain_extractor:
         **get_resources("train_domain_extractor"),
     params:
         settings=get_domain_extractor_settings,
-        positive_label=get_positive_label(),
+        positive_label=get_positive_label,
         state=get_state_dir("train_domain_extractor"),
     script:
         "../scripts/train_domain_extractor.py"
@@ -141,6 +141,7 @@ rule score_snapshot:
     params:
         metrics=get_score_metrics(),
         label=config["data"]["synthetic_class"],
+        run=get_run_trajectory,
     script:
         "../scripts/score_snapshot.py"
 

@@ -45,7 +45,6 @@ rule headline:
         template="report/workflow.rst",
         class_counts="results/data/class_counts.csv",
         rejected="results/data/rejected.csv",
-        comparison="results/classifier/comparison.csv",
         runtime="results/benchmarks/runtime_by_rule.csv",
         # the summary figure's real rows
         train_cache="results/data/cache/train.npz",
@@ -90,6 +89,7 @@ rule headline:
         label=config["data"]["synthetic_class"],
         arch=config["classifier"]["settings"].get("arch", "resnet50"),
         use_snapshot=get_use_snapshots(),
+        classes=get_class_pair,
         synthetic=config["data"]["source"] == "phantom",
     script:
         "../scripts/headline.py"

@@ -21,7 +21,8 @@ with job_logging(snakemake.log[0]):
         arm, ratio, _seed = run_key(path)
         label = arm if ratio == "0" else f"{arm} (ratio {ratio})"
         by_arm.setdefault(label, []).append(pd.read_csv(path))
-    classes = (params.synthetic_class, params.positive_label)
+    positive, negative = params.classes
+    classes = (negative, positive)
     plot_roc(by_arm, Path(out.roc), synthetic=params.synthetic)
     plot_confusion(by_arm, Path(out.confusion), class_names=classes, synthetic=params.synthetic)
     plot_metric_vs_ratio(

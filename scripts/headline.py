@@ -32,6 +32,7 @@ from cxrlib.report.headline_tables import (
 from cxrlib.report.summary_figure import plot_summary, real_row, sample_row
 from cxrlib.scoring.features import optional_path
 from cxrlib.scoring.reference import read_reference, shift_findings
+from cxrlib.scoring.sweep import space_agreement_sentence
 
 with job_logging(snakemake.log[0]):
     inp, out, params = snakemake.input, snakemake.output, snakemake.params
@@ -44,10 +45,13 @@ with job_logging(snakemake.log[0]):
     for sweep in sweeps:
         key = (str(sweep.model.iloc[0]), str(sweep.run.iloc[0]))
         if key in spaces:
-            courses[key] = training_course(sweep, spaces[key])
-    comparison = pd.read_csv(inp.comparison)
-    classifier = classifier_rows(comparison)
-    conclusion = classifier_conclusion(comparison)
+            parts = (training_course(sweep, spaces[key]), space_agreement_sentence(sweep))
+            courses[key] = "; ".join(part for part in parts if part)
+    # a one-class study has no classifier stage
+    table = optional_path(inp, "comparison")
+    comparison = pd.read_csv(table) if table else None
+    classifier = classifier_rows(comparison) if table else None
+    conclusion = classifier_conclusion(comparison) if table else None
     floors = optional_path(inp, "real_reference")
     shift = shift_findings(read_reference(floors), params.shift_factor) if floors else []
 
@@ -80,6 +84,7 @@ with job_logging(snakemake.log[0]):
         figure=data_uri(out.figure),
         arch=params.arch,
         use_snapshot=params.use_snapshot,
+        classes=params.classes,
     )
     write_front_page(Path(inp.template), section, Path(out.page))
     write_page(
@@ -92,12 +97,20 @@ with job_logging(snakemake.log[0]):
             synthetic=params.synthetic,
         ),
     )
+    positive = f"{params.classes[0]} vs {params.classes[1]}" if params.classes else ""
     write_page(
         out.classifier,
         tables_page(
-            "Classifier arms against real-only (test AUROC)",
+            f"Classifier arms against real-only (test AUROC, {positive})",
             classifier,
             intro=(*CLASSIFIER_INTRO, conclusion),
+            synthetic=params.synthetic,
+        )
+        if classifier is not None
+        else tables_page(
+            "Classifier arms",
+            pd.DataFrame(),
+            intro=("No classifier: train/ holds one class, so the study runs the GAN stages.",),
             synthetic=params.synthetic,
         ),
     )

@@ -3,7 +3,7 @@ predict the real test set with the final model."""
 
 from pathlib import Path
 
-from cxrlib.classifier.mixing import mix_synthetic
+from cxrlib.classifier.mixing import mix_training_set
 from cxrlib.classifier.trainer import classifier_settings, evaluate_split, train_classifier
 from cxrlib.data.cache import load_split
 from cxrlib.device import setup_torch
@@ -16,12 +16,13 @@ with job_logging(snakemake.log[0]), attempt_guard(snakemake.params.state):
     device = setup_torch(snakemake.threads)
     train, val = load_split(inp.train), load_split(inp.val)
     synthetic = getattr(inp, "synthetic", None)
-    images, labels, composition = mix_synthetic(
+    images, labels, composition = mix_training_set(
         train,
-        Path(synthetic) if synthetic else None,
+        params.settings["added"],
         params.settings["ratio"],
         params.synthetic_class,
         seed=int(snakemake.wildcards.seed),
+        samples_dir=Path(synthetic) if synthetic else None,
     )
     write_json(composition, out.composition)
     train_classifier(

@@ -127,11 +127,11 @@ def test_the_demo_study_plans_every_stage() -> None:
     ):  # fmt: skip
         assert expected in outputs
     assert study.classifier_arms() == [
-        ("real", "0"), ("real_classic", "0"), ("real_dcgan", "balance"),
-        ("real_stylegan2ada", "balance"),
+        ("real", "0"), ("real_classic", "0"), ("real_oversampled", "balance"),
+        ("real_dcgan", "balance"), ("real_stylegan2ada", "balance"),
     ]  # fmt: skip
     runs = study.classifier_runs("metrics.csv")
-    assert len(runs) == 4 * 3 and runs[0] == "results/classifier/real/ratio0/seed0/metrics.csv"
+    assert len(runs) == 5 * 3 and runs[0] == "results/classifier/real/ratio0/seed0/metrics.csv"
     assert study.classifier_inputs("real_dcgan") == {
         "synthetic": "results/synthetic/dcgan/baseline/best"
     }
@@ -146,7 +146,7 @@ def test_a_study_without_generators_still_plans_the_classifier() -> None:
     config["dcgan"]["runs"] = config["stylegan2ada"]["runs"] = {}
     study = Study(config)
     assert study.model_runs() == [] and study.floor_resolutions() == []
-    assert study.classifier_arms() == [("real", "0"), ("real_classic", "0")]
+    assert study.classifier_arms() == [("real", "0"), ("real_classic", "0")]  # no control
     assert paths.SUMMARY not in study.final_outputs()
 
 

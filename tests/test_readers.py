@@ -12,8 +12,8 @@ from pydicom.dataset import Dataset, FileDataset, FileMetaDataset
 from pydicom.encaps import encapsulate
 from pydicom.uid import (
     ExplicitVRLittleEndian,
+    HTJ2KLossless,
     JPEGBaseline8Bit,
-    JPEGLosslessSV1,
     SecondaryCaptureImageStorage,
     generate_uid,
 )
@@ -675,15 +675,60 @@ def test_dicom_without_pixel_data_rejected(tmp_path: Path) -> None:
     _rejected(path, "no pixel data")
 
 
-def test_undecodable_compressed_dicom_rejected(tmp_path: Path) -> None:
-    # No JPEG Lossless decoder (gdcm, pylibjpeg-libjpeg) is installed in the test environment.
+def _recompressed(source: Path, target: Path, syntax: str) -> Path:
+    """`source` (an uncompressed DICOM) re-encoded by GDCM with transfer syntax `syntax` (a
+    gdcm.TransferSyntax name): the compressed files PACS exports."""
+    import gdcm
+
+    reader = gdcm.ImageReader()
+    reader.SetFileName(str(source))
+    assert reader.Read()
+    change = gdcm.ImageChangeTransferSyntax()
+    change.SetTransferSyntax(gdcm.TransferSyntax(getattr(gdcm.TransferSyntax, syntax)))
+    change.SetInput(reader.GetImage())
+    assert change.Change()
+    writer = gdcm.ImageWriter()
+    writer.SetFileName(str(target))
+    writer.SetFile(reader.GetFile())
+    writer.SetImage(change.GetOutput())
+    assert writer.Write()
+    return target
+
+
+@pytest.mark.parametrize(
+    ("syntax", "name"),
+    [
+        ("JPEGLosslessProcess14_1", "JPEG Lossless"),
+        ("JPEGLosslessProcess14", "JPEG Lossless"),
+        ("JPEGLSLossless", "JPEG-LS"),
+        ("JPEG2000Lossless", "JPEG 2000"),
+        ("RLELossless", "RLE"),
+    ],
+)
+def test_compressed_dicom_as_pacs_exports_it_decodes_exactly(
+    tmp_path: Path, syntax: str, name: str
+) -> None:
+    """The common lossless transfer syntaxes decode as installed (python-gdcm is a
+    dependency), to exactly the pixels of the uncompressed file."""
+    raw = _dicom(tmp_path / "raw.dcm", _pattern(dtype=np.uint16))
+    packed = _recompressed(raw, tmp_path / "packed.dcm", syntax)
+    ds = pydicom.dcmread(packed)
+    assert name in ds.file_meta.TransferSyntaxUID.name
+    assert ds.file_meta.TransferSyntaxUID.is_compressed  # encapsulated frames, not raw pixels
+    assert ds.PixelData != pydicom.dcmread(raw).PixelData
+    np.testing.assert_array_equal(read_image(packed).pixels, read_image(raw).pixels)
+
+
+def test_a_transfer_syntax_without_a_decoder_is_rejected_with_the_fix(tmp_path: Path) -> None:
+    """High-Throughput JPEG 2000 (DICOM 2023) has no decoder installed: rejected naming it
+    and the conversion that works, never a crash."""
     path = _dicom(
-        tmp_path / "lossless.dcm",
+        tmp_path / "htj2k.dcm",
         _pattern(dtype=np.uint16),
-        syntax=JPEGLosslessSV1,
-        pixel_data=encapsulate([b"\xff\xd8\xff\xc3 not really a frame \xff\xd9"]),
+        syntax=HTJ2KLossless,
+        pixel_data=encapsulate([b"\xff\x4f\xff\x51 not really a codestream \xff\xd9"]),
     )
-    _rejected(path, "cannot decode", "JPEG Lossless", JPEGLosslessSV1, "pip install pylibjpeg")
+    _rejected(path, "cannot decode", "High-Throughput JPEG 2000", "gdcmconv --raw")
 
 
 def test_truncated_dicom_pixel_data_rejected(tmp_path: Path) -> None:

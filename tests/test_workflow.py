@@ -240,11 +240,17 @@ def test_classifier_arms_are_trained_on_real_plus_synthetic_and_tested_on_real_o
     expected_arms = [
         ("real", "0"), ("real_classic", "0"), ("real_dcgan", "0.5"), ("real_dcgan", "balance"),
         ("real_stylegan2ada", "0.5"), ("real_stylegan2ada", "balance"),
+        ("real_oversampled", "0.5"), ("real_oversampled", "balance"),
     ]  # fmt: skip
     assert sorted(arms) == sorted(expected_arms)
     assert all(seeds == [0, 1] for seeds in arms.values())
-    # ratio 0.5 of 20 real NORMAL training images = 10 synthetic; balance = 0 here (even classes)
+    # ratio 0.5 of 20 real NORMAL training images = 10 synthetic (or, in the count-matched
+    # control, 10 duplicated real ones); balance = 0 here (even classes)
     assert (summary.loc[summary.ratio == "0.5", "n_synthetic"] == 10).all()
+    composition = json.loads(
+        (results / "real_oversampled/ratio0.5/seed0/train_composition.json").read_text()
+    )
+    assert composition["added"] == "oversampled" and composition["samples"] is None
     manifest = pd.read_csv(study / "results" / "data" / "manifest.csv")
     test_paths = set(manifest.loc[manifest.split == "test", "path"])
     for predictions in results.rglob("predictions.csv"):
@@ -253,6 +259,11 @@ def test_classifier_arms_are_trained_on_real_plus_synthetic_and_tested_on_real_o
     comparison = pd.read_csv(results / "comparison.csv")
     assert comparison.loc[comparison.arm == "real", "verdict"].tolist() == ["baseline"]
     assert comparison.verdict.notna().all()
+    # every synthetic arm is compared with the control at its ratio too (2 seeds: no verdict)
+    synthetic = comparison[comparison.arm.isin(["real_dcgan", "real_stylegan2ada"])]
+    assert synthetic.control_diff_mean.notna().all()
+    assert (synthetic.reading == "too few seeds to tell").all()
+    assert comparison.loc[comparison.arm == "real_oversampled", "reading"].isna().all()
     for name in ("roc", "auroc_vs_ratio", "confusion"):
         assert Image.open(results / "figures" / f"{name}.png").size[0] > 200
 

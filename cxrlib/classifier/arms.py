@@ -3,13 +3,19 @@
 from __future__ import annotations
 
 import json
+import math
 import re
 from collections.abc import Sequence
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 
-from cxrlib.classifier.metrics import METRICS, compare_arms
+from cxrlib.classifier.metrics import INSUFFICIENT, METRICS, compare_arms, paired_difference
+
+# The count-matched control arm (cxrlib.classifier.mixing "oversampled"); its name is the
+# plan's (cxrlib.plan.study.CONTROL_ARM), written here too: the classifier stage imports no plan.
+CONTROL_ARM = "real_oversampled"
 
 RUN_PATH = re.compile(r"(?P<arm>[^/]+)/ratio(?P<ratio>[^/]+)/seed(?P<seed>\d+)/[^/]+$")
 
@@ -46,9 +52,9 @@ def build_summary(
             row[f"{metric}_ci_low"] = float(table.loc[metric, "ci_low"])
             row[f"{metric}_ci_high"] = float(table.loc[metric, "ci_high"])
         rows.append(row)
-    order = {"real": 0, "real_classic": 1}
+    order = {"real": 0, "real_classic": 1, CONTROL_ARM: 2}
     summary = pd.DataFrame(rows)
-    summary["_order"] = summary.arm.map(lambda a: order.get(a, 2))
+    summary["_order"] = summary.arm.map(lambda a: order.get(a, 3))
     return (
         summary.sort_values(["_order", "arm", "ratio_value", "seed"])
         .drop(columns="_order")
@@ -75,4 +81,67 @@ def build_comparison(
         "ratio_label",
         [labels.get((a, r), "") for a, r in zip(comparison.arm, comparison.ratio, strict=True)],
     )
-    return comparison
+    return with_control(comparison, frame, predictions, n_boot=n_boot, seed=seed)
+
+
+# Columns of a synthetic arm's comparison with the count-matched control at its ratio.
+CONTROL_COLUMNS = (
+    "control_diff_mean", "control_diff_ci_low", "control_diff_ci_high", "control_boot_ci_low",
+    "control_boot_ci_high", "control_boot_pvalue", "control_verdict", "reading",
+)  # fmt: skip
+
+
+def control_reading(verdict_real: str, verdict_control: str) -> str:
+    """A synthetic arm in one phrase, from its verdicts against real-only and against the
+    count-matched control (the same number of duplicated real images)."""
+    if verdict_control == "helped":
+        return "synthetic beat duplication"
+    if verdict_control == "hurt":
+        return "duplication beat synthetic"
+    if verdict_control == INSUFFICIENT or verdict_real == INSUFFICIENT:
+        return "too few seeds to tell"
+    if verdict_real == "helped":
+        return "synthetic only matched duplication"
+    return "no evidence either way"
+
+
+def with_control(
+    comparison: pd.DataFrame,
+    frame: pd.DataFrame,
+    predictions: dict,
+    *,
+    n_boot: int,
+    seed: int = 0,
+    metric: str = "auroc",
+) -> pd.DataFrame:
+    """`comparison` with each synthetic arm also compared with the control arm
+    (CONTROL_ARM) at the same ratio, paired by seed and by test patient (CONTROL_COLUMNS;
+    empty for arms without a control)."""
+    out = comparison.copy()
+    for column in CONTROL_COLUMNS:
+        out[column] = "" if column in ("control_verdict", "reading") else math.nan
+    control = frame[frame.arm == CONTROL_ARM]
+    for i, row in out.iterrows():
+        if row.arm in ("real", "real_classic", CONTROL_ARM):
+            continue
+        base = control[np.isclose(control.ratio, row.ratio)]
+        if base.empty:
+            continue
+        arm_rows = frame[(frame.arm == row.arm) & np.isclose(frame.ratio, row.ratio)]
+        result = paired_difference(
+            (row.arm, float(row.ratio), arm_rows.set_index("seed")[metric].astype(float)),
+            (CONTROL_ARM, float(base.ratio.iloc[0]), base.set_index("seed")[metric].astype(float)),
+            metric,
+            predictions,
+            n_boot=n_boot,
+            seed=seed,
+        )
+        out.loc[i, "control_diff_mean"] = result["diff_mean"]
+        out.loc[i, "control_diff_ci_low"] = result["diff_ci_low"]
+        out.loc[i, "control_diff_ci_high"] = result["diff_ci_high"]
+        out.loc[i, "control_boot_ci_low"] = result.get("boot_ci_low", math.nan)
+        out.loc[i, "control_boot_ci_high"] = result.get("boot_ci_high", math.nan)
+        out.loc[i, "control_boot_pvalue"] = result.get("boot_pvalue", math.nan)
+        out.loc[i, "control_verdict"] = result["verdict"]
+        out.loc[i, "reading"] = control_reading(str(row.verdict), result["verdict"])
+    return out

@@ -17,7 +17,7 @@ from scipy import stats
 from sklearn.metrics import confusion_matrix, roc_auc_score, roc_curve
 
 from cxrlib.classifier.metrics import MIN_SEEDS
-from cxrlib.plotting import plt, save_figure
+from cxrlib.plotting import plain, plt, save_figure
 
 
 def _per_seed(predictions: Mapping[str, pd.DataFrame | Sequence[pd.DataFrame]]) -> dict:
@@ -187,9 +187,10 @@ def plot_confusion(
                     fontsize=8,
                     color=colour,
                 )
-        ax.set_xticks([0, 1], class_names, fontsize=7)
+        names = [plain(c) for c in class_names]
+        ax.set_xticks([0, 1], names, fontsize=7)
         # class names and "true" on the first panel only: they overlap their left neighbour
-        ax.set_yticks([0, 1], class_names if k == 0 else [], fontsize=7)
+        ax.set_yticks([0, 1], names if k == 0 else [], fontsize=7)
         ax.set_xlabel("predicted", fontsize=8)
         if k == 0:
             ax.set_ylabel("true", fontsize=8)

@@ -408,6 +408,45 @@ def _verdict(n_paired: int, intervals: list[tuple[float, float]]) -> str:
     return NO_EVIDENCE
 
 
+def paired_difference(
+    arm: tuple[str, float, pd.Series],
+    base: tuple[str, float, pd.Series],
+    metric: str,
+    predictions: PredictionSource | None,
+    *,
+    n_boot: int = 2000,
+    seed: int = 0,
+    alpha: float = 0.05,
+    threshold: float = 0.5,
+) -> dict[str, Any]:
+    """`metric` of arm minus base, paired by seed: (name, ratio, metric by seed) of each.
+
+    The t interval over seeds (`_t_interval`), with `predictions` also the patient-level
+    paired bootstrap (`paired_bootstrap`), and the verdict both intervals support (helped /
+    hurt / no evidence / insufficient evidence), with `verdict_basis` naming the intervals.
+    """
+    (name, ratio, by_seed), (base_name, base_ratio, base_by_seed) = arm, base
+    matched = sorted(set(by_seed.index) & set(base_by_seed.index))
+    a, b = by_seed.loc[matched].to_numpy(), base_by_seed.loc[matched].to_numpy()
+    row = _t_interval(a, b, alpha)
+    intervals = [(row["diff_ci_low"], row["diff_ci_high"])]
+    basis = "seed t interval"
+    if predictions is not None and matched:
+        boot = paired_bootstrap(
+            [_lookup(predictions, name, ratio, s) for s in matched],
+            [_lookup(predictions, base_name, base_ratio, s) for s in matched],
+            metric,
+            n_boot,
+            seed,
+            alpha,
+            threshold,
+        )
+        row |= boot
+        intervals.append((boot["boot_ci_low"], boot["boot_ci_high"]))
+        basis += " + patient bootstrap interval"
+    return row | {"verdict": _verdict(len(matched), intervals), "verdict_basis": basis}
+
+
 def compare_arms(
     summary: pd.DataFrame,
     baseline: str = "real",
@@ -470,26 +509,16 @@ def compare_arms(
             rows.append(row | {"verdict": "baseline", "verdict_basis": ""})
             continue
         by_seed = grp.set_index("seed")[metric].astype(float)
-        matched = sorted(set(by_seed.index) & set(base_by_seed.index))
-        a, b = by_seed.loc[matched].to_numpy(), base_by_seed.loc[matched].to_numpy()
-        row |= _t_interval(a, b, alpha)
-        intervals = [(row["diff_ci_low"], row["diff_ci_high"])]
-        basis = "seed t interval"
-        if predictions is not None and matched:
-            boot = paired_bootstrap(
-                [_lookup(predictions, arm, ratio, s) for s in matched],
-                [_lookup(predictions, baseline, base_ratio, s) for s in matched],
-                metric,
-                n_boot,
-                seed,
-                alpha,
-                threshold,
-            )
-            row |= boot
-            intervals.append((boot["boot_ci_low"], boot["boot_ci_high"]))
-            basis += " + patient bootstrap interval"
-        row["verdict"] = _verdict(len(matched), intervals)
-        row["verdict_basis"] = basis
+        row |= paired_difference(
+            (arm, float(ratio), by_seed),
+            (baseline, base_ratio, base_by_seed),
+            metric,
+            predictions,
+            n_boot=n_boot,
+            seed=seed,
+            alpha=alpha,
+            threshold=threshold,
+        )
         rows.append(row)
     columns = [
         "arm",

@@ -60,26 +60,34 @@ def synthetic_needed(
     return {str(r): round(ratio_value(r, counts, k) * counts[k]) for r in ratios}
 
 
-def mix_synthetic(
+def mix_training_set(
     train: SplitArrays,
-    samples_dir: Path | None,
+    added: str,
     ratio: str | float,
     synthetic_class: str,
     seed: int,
+    samples_dir: Path | None = None,
 ) -> tuple[np.ndarray, np.ndarray, dict[str, Any]]:
     """(images uint8 (N, H, W), labels (N,), composition) of an arm's training set.
 
-    `samples_dir` is a generate_samples folder (index.csv + PNGs) or None for real-only arms.
-    The composition (counts per class, real and synthetic, the numeric ratio) is saved beside
-    the model so the report can show what each arm trained on.
+    `added`: what the arm adds to the real training images:
+    - "none": nothing (real, real_classic);
+    - "synthetic": images of `synthetic_class` from `samples_dir` (a generate_samples folder:
+      index.csv + PNGs), round(ratio x real images of the class), drawn without replacement;
+    - "oversampled": the count-matched control: as many extra images of `synthetic_class`
+      drawn with replacement from the *real* training images of that class, so a synthetic
+      arm's gain can be told from "more images of the class" (Pink et al. 2026).
+    The composition (counts per class, what was added, the numeric ratio) is saved beside the
+    model so the report can show what each arm trained on.
     """
     k = label_index(train.label_names, synthetic_class)
     counts_real = {name: int((train.labels == i).sum()) for i, name in enumerate(train.label_names)}
-    if samples_dir is None:
-        images, labels, value = train.images, train.labels, 0.0
-        added = 0
-    else:
-        value = resolve_ratio(ratio, train.labels, k)
+    value = 0.0 if added == "none" else resolve_ratio(ratio, train.labels, k)
+    if added == "none":
+        images, labels = train.images, train.labels
+    elif added == "synthetic":
+        if samples_dir is None:
+            raise ValueError("a synthetic arm needs its samples folder")
         syn_images, syn_labels, _ = load_synthetic(samples_dir / "index.csv", train.images.shape[1])
         wrong = sorted(set(syn_labels) - {synthetic_class})
         if wrong:
@@ -87,14 +95,24 @@ def mix_synthetic(
         images, labels = add_synthetic(
             (train.images, train.labels), train.label_names, (syn_images, syn_labels), value, seed
         )
-        added = len(images) - len(train.images)
+    elif added == "oversampled":
+        pool = np.flatnonzero(train.labels == k)
+        want = round(value * len(pool))
+        pick = np.sort(np.random.default_rng(seed).choice(pool, size=want, replace=True))
+        images = np.concatenate([train.images, train.images[pick]])
+        labels = np.concatenate([train.labels, train.labels[pick]])
+    else:
+        raise ValueError(f"unknown addition {added!r}: none, synthetic or oversampled")
+    n_added = len(images) - len(train.images)
     composition = {
         "real": counts_real,
         "synthetic_class": synthetic_class,
-        "synthetic_added": added,
+        "added": added,
+        # the column the tables read: images added to the class (synthetic or duplicated)
+        "synthetic_added": n_added,
         "ratio": str(ratio),
         "ratio_value": value,
         "samples": str(samples_dir) if samples_dir else None,
     }
-    log.info("training set: real %s + %d synthetic %s", counts_real, added, synthetic_class)
+    log.info("training set: real %s + %d %s %s", counts_real, n_added, added, synthetic_class)
     return images, labels, composition

@@ -11,6 +11,8 @@ from dataclasses import asdict, dataclass, fields
 from pathlib import Path
 from typing import Any
 
+from cxrlib.settings import check_types
+
 ARCH_NAMES = ("resnet50", "resnet18")  # cxrlib.classifier.networks.ARCHS builds these
 AUGMENTS = ("none", "classic")
 
@@ -54,6 +56,7 @@ def classifier_settings(d: dict[str, Any]) -> ClassifierSettings:
     else:
         d["weights"] = None
     s = ClassifierSettings(**d)
+    check_types("classifier", s)
     if s.arch not in ARCH_NAMES:
         raise ValueError(f"classifier arch must be one of {', '.join(ARCH_NAMES)}, got {s.arch!r}")
     if s.augment not in AUGMENTS:

@@ -10,7 +10,7 @@ import numpy as np
 import pandas as pd
 
 from cxrlib.data.cache import load_split
-from cxrlib.plotting import plt, save_figure
+from cxrlib.plotting import plain, plt, save_figure
 from cxrlib.scoring.reference import (
     COMPARISONS,
     ShiftFinding,
@@ -30,7 +30,7 @@ def plot_class_counts(class_counts_csv: Path, target: Path, *, synthetic: bool =
     for j, label in enumerate(labels):
         sub = counts[counts["label"] == label].set_index("split").reindex(splits).fillna(0)
         xs = np.arange(len(splits)) + j * width
-        bars = ax.bar(xs, sub["n_images"], width, label=label)
+        bars = ax.bar(xs, sub["n_images"], width, label=plain(label))
         for bar, n_pat in zip(bars, sub["n_patients"], strict=True):
             ax.annotate(
                 f"{int(n_pat)} pat.",
@@ -76,7 +76,9 @@ def plot_examples(
             ax.axis("off")
             if c < len(picks):
                 ax.imshow(images[picks[c]], cmap="gray", vmin=0, vmax=255)
-        axes[r, 0].set_title(f"{split}: {label} ({len(images)} images)", loc="left", fontsize=9)
+        axes[r, 0].set_title(
+            plain(f"{split}: {label} ({len(images)} images)"), loc="left", fontsize=9
+        )
     fig.suptitle(
         f"Prepared {' and '.join(shown)} images, evenly spaced through each split", fontsize=10
     )
@@ -95,7 +97,7 @@ def plot_histograms(
         for label, sub in hist[hist["stage"] == stage].groupby("label"):
             density = sub["count"].to_numpy(float)
             density /= max(density.sum(), 1.0)
-            ax.plot(sub["level"], density, label=label, lw=1)
+            ax.plot(sub["level"], density, label=plain(label), lw=1)
         ax.set_title(f"Intensity, {title}", fontsize=9)
         ax.set_xlabel("gray level (8-bit)")
     axes[0].set_ylabel("fraction of pixels")

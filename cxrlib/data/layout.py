@@ -296,6 +296,16 @@ def check_root(root: Path, synthetic_class: str | None = None) -> None:
         )
 
 
+def train_classes(root: Path) -> list[str]:
+    """The class folders of `root`/train/, sorted (hidden folders left out): the study's
+    classes (every other split must have the same ones: `find_files`)."""
+    return sorted(
+        p.name
+        for p in _subfolders(Path(root) / "train")
+        if p.is_dir() and not _is_hidden(p.name)
+    )
+
+
 def _subfolders(folder: Path) -> list[Path]:
     try:
         return sorted(folder.iterdir())

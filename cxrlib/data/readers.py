@@ -626,9 +626,10 @@ def _dicom_pixel_array(ds: Dataset) -> np.ndarray:
     syntax = UID(meta.TransferSyntaxUID)
     if not _has_decoder(syntax):
         raise ImageRejected(
-            f"cannot decode DICOM pixel data compressed as {syntax.name} ({syntax}); "
-            "install a decoder (pip install pylibjpeg pylibjpeg-libjpeg pylibjpeg-openjpeg) "
-            "or convert the file to uncompressed DICOM or PNG"
+            f"cannot decode DICOM pixel data compressed as {syntax.name} ({syntax}): no "
+            "decoder for it is installed (the workflow decodes JPEG, JPEG Lossless, JPEG-LS, "
+            "JPEG 2000 and RLE); convert the file to uncompressed DICOM (dcmdjpeg, gdcmconv "
+            "--raw) or PNG"
         )
     try:
         arr = ds.pixel_array

@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from cxrlib.jobs.resume import ResumeContract
+from cxrlib.settings import NUMBER_HINT
 
 IMAGE_SIZES = (32, 64, 128)  # px: the generator's depth is fixed per size
 CHANNELS = (1, 3)  # grayscale, or the gray image repeated as RGB
@@ -53,7 +54,8 @@ def _check(key: str, value: Any) -> None:
     """Raise SettingsError naming `key` when `value` is of the wrong type or out of range."""
 
     def fail(expected: str) -> None:
-        raise SettingsError(f"dcgan setting {key!r} must be {expected}, got {value!r}")
+        hint = f"; {NUMBER_HINT}" if isinstance(value, str) and key != "bf16" else ""
+        raise SettingsError(f"dcgan setting {key!r} must be {expected}, got {value!r}{hint}")
 
     is_int = isinstance(value, int) and not isinstance(value, bool)
     is_num = isinstance(value, int | float) and not isinstance(value, bool)

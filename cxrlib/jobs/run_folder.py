@@ -44,6 +44,9 @@ class _ReadOnlyStateStore(StateStore):
     def clear(self) -> None:
         pass
 
+    def check_room(self, state: dict[str, Any]) -> None:
+        pass
+
 
 class RunFolder:
     """The state folder of one generator run."""

@@ -30,6 +30,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import os
+import shutil
 import signal
 import subprocess
 import time
@@ -41,8 +42,8 @@ from typing import Any, Protocol
 import torch
 import torch.distributed as dist
 
-from cxrlib.io import atomic_path, write_json
-from cxrlib.jobs.attempts import RUN_ENV, failure_line, recorded_failure
+from cxrlib.io import atomic_path, write_failure, write_json
+from cxrlib.jobs.attempts import RUN_ENV, failure_line, record_failure, recorded_failure
 from cxrlib.jobs.resume import RECORD_FILE, ResumeContract, check_resume, read_record
 
 log = logging.getLogger(__name__)
@@ -64,6 +65,22 @@ class JobInterrupted(SystemExit):
 
     def __str__(self) -> str:
         return f"stopped by {self.signame} at step {self.step}; state saved, rerun to resume"
+
+
+class StateNotSaved(RuntimeError):
+    """The resume state cannot be written (a full or read-only disk): the message says where,
+    how much it needs and the fix. Retrying cannot help until space is freed."""
+
+
+def state_bytes(state: Any) -> int:
+    """Bytes of the tensors in a (nested) state dict: about the size of its saved file."""
+    if isinstance(state, torch.Tensor):
+        return state.numel() * state.element_size()
+    if isinstance(state, dict):
+        return sum(state_bytes(v) for v in state.values())
+    if isinstance(state, list | tuple):
+        return sum(state_bytes(v) for v in state)
+    return 0
 
 
 class RepeatedFailure(RuntimeError):
@@ -94,7 +111,17 @@ def attempt_guard(state_dir: str | Path, run_id: str | None = None) -> Iterator[
         raise
     except Exception as exc:
         first = str(exc).splitlines()[0] if str(exc) else ""
-        StateStore(state_dir).record(failure_line(run_id, f"{type(exc).__name__}: {first}"))
+        line = failure_line(run_id, f"{type(exc).__name__}: {first}")
+        try:
+            written = record_failure(state_dir, line)
+        except OSError as unwritable:
+            log.error("could not record this failure anywhere (%s): %s", unwritable, line)
+        else:
+            if written.parent != Path(state_dir):
+                log.error(
+                    "the run's folder %s cannot be written: this failure is recorded in %s",
+                    state_dir, written,
+                )  # fmt: skip
         raise
 
 
@@ -158,13 +185,18 @@ class StateStore:
             ) from exc
 
     def save(self, state: dict[str, Any], step: int) -> None:
-        """Write the state atomically: a kill during the write leaves the previous one intact.
+        """Write the state atomically: a kill, or a disk filling up, during the write leaves the
+        previous one intact (the half-written temporary file is removed).
 
         `state.json` beside it says when, and carries the state's resume record (its
         "resume" entry, see cxrlib.jobs.resume) for the DAG build to read without torch.
+        Raises StateNotSaved (the reason and the fix) when the file system refuses the write.
         """
-        with atomic_path(self.path) as tmp:
-            torch.save(state, tmp)
+        try:
+            with atomic_path(self.path) as tmp:
+                torch.save(state, tmp)
+        except (OSError, RuntimeError) as exc:  # torch.save reports a full disk as either
+            raise StateNotSaved(self._cannot_save(exc, state_bytes(state))) from exc
         write_json(
             {
                 "step": step,
@@ -173,6 +205,23 @@ class StateStore:
                 "resume": state.get("resume"),
             },
             self.folder / RECORD_FILE,
+        )
+
+    def check_room(self, state: dict[str, Any]) -> None:
+        """StateNotSaved at once when the folder cannot hold one more copy of `state` (it is
+        written beside the previous one, then renamed): training that could never save its
+        state would be lost whole at the first time limit."""
+        self.folder.mkdir(parents=True, exist_ok=True)
+        need = state_bytes(state)
+        free = shutil.disk_usage(self.folder).free
+        if free < need * 1.1 + 16 * 2**20:
+            raise StateNotSaved(self._cannot_save(OSError("not enough room"), need))
+
+    def _cannot_save(self, exc: BaseException, need: int) -> str:
+        return (
+            f"cannot save the resume state: {write_failure(self.path, exc, need)}. Free space "
+            "there or point results/ at a larger file system, then run snakemake again (the "
+            "last good state, if any, is kept)"
         )
 
     def record_of_state(self) -> dict[str, Any] | None:
@@ -324,6 +373,7 @@ def run_resumable(
             where, store.path, trainer.step, total_steps,
         )  # fmt: skip
         store.record(f"resumed at step {trainer.step} ({where})")
+    store.check_room(trainer.state_dict())
     first_step = trainer.step
     last_save = clock()
     with StopFlag() as stop:

@@ -44,6 +44,54 @@ def data_root(config: Mapping[str, Any]) -> str:
     return str(root)
 
 
+def study_classes(config: Mapping[str, Any]) -> list[str]:
+    """The study's classes: train/'s class folders (phantoms: NORMAL and PNEUMONIA)."""
+    if config["data"]["source"] == "phantom":
+        from cxrlib.data.phantom import LABELS
+
+        return list(LABELS)
+    from cxrlib.data.layout import train_classes
+
+    return train_classes(Path(data_root(config)))
+
+
+def positive_class(config: Mapping[str, Any], classes: list[str]) -> str | None:
+    """The class a classifier's score stands for (data.positive_class), checked against the
+    study's classes; None for a one-class study (GAN stages only: no classifier).
+
+    Two classes: the configured one, or, when unset, the class that is not
+    data.synthetic_class. More than two: refused (a classifier of this study separates two
+    classes; folding the others into "negative" would report numbers of another question).
+    """
+    data = config["data"]
+    configured = data.get("positive_class")
+    if len(classes) > 2:
+        raise PlanError(
+            f"train/ holds {len(classes)} classes ({', '.join(classes)}); this study compares "
+            "two (a classifier of the positive class against the other). Keep two class "
+            "folders in every split (move the others out of data.root), so that no class is "
+            "folded silently into 'negative'"
+        )
+    if len(classes) < 2:
+        if configured is not None:
+            raise PlanError(
+                f"data.positive_class {configured!r}: train/ holds one class "
+                f"({', '.join(classes)}), so there is no classifier; remove data.positive_class "
+                "(a one-class study runs the GAN stages only)"
+            )
+        return None
+    if configured is None:
+        return next(c for c in classes if c != data["synthetic_class"])
+    if configured not in classes:
+        same = [c for c in classes if c.casefold() == str(configured).casefold()]
+        fix = f"set data.positive_class: {same[0]}" if same else "name one of them"
+        raise PlanError(
+            f"data.positive_class {configured!r} is not a class of train/ ({', '.join(classes)});"
+            f" class names are case-sensitive: {fix}"
+        )
+    return str(configured)
+
+
 def data_tree_signature(config: Mapping[str, Any]) -> str:
     """Hash of every file reachable from data.root (path, size, mtime): a parameter of
     prepare_data, so changing any file reruns it (Snakemake itself only compares the mtime of

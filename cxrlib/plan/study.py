@@ -141,7 +141,8 @@ class Study:
             targets.append(paths.SUMMARY)
         if self.floor_resolutions():
             targets += [paths.REAL_REFERENCE, paths.REAL_DISTANCES]
-        targets.append(paths.COMPARISON)
+        if self.with_classifier:
+            targets.append(paths.COMPARISON)
         return targets
 
     def final_outputs(self) -> list[str]:
@@ -165,6 +166,8 @@ class Study:
         if self.floor_resolutions():
             inputs["real_reference"] = paths.REAL_REFERENCE
         inputs["samples"] = [f for m in self.enabled_generators for f in self.chosen_samples(m)]
+        if self.with_classifier:
+            inputs["comparison"] = paths.COMPARISON
         return inputs
 
     # -- scoring -------------------------------------------------------------------------------
@@ -213,6 +216,7 @@ class Study:
         if "inception" in extractors:
             inputs["inception"] = self.inception_weights()
         if "cxr" in extractors:
+            self.positive_label()  # the cxr extractor is a classifier: two classes needed
             inputs["domain"] = paths.DOMAIN_MODEL
         if "xrv" in extractors:
             inputs["xrv"] = self.xrv_weights()
@@ -248,6 +252,18 @@ class Study:
                     extractor=extractor, split=split, res=res
                 )
         return inputs
+
+    def run_trajectory(self, model: str, run: str) -> dict[str, Any]:
+        """The settings that decide what a run's snapshots hold: all but those its resume
+        contract lets change (snapshot and logging intervals) and its length. A score job's
+        parameter: extending a run (a longer length) keeps its earlier snapshots, whose scores
+        stay valid, while a run trained again with other settings rescored."""
+        module = planning_module(model)
+        contract = module.RESUME_CONTRACT
+        settings = module.resume_settings(self.run_settings(model, run), {})
+        return {
+            k: v for k, v in settings.items() if k not in contract.free and k != contract.length
+        }
 
     def sweep_scores(self, model: str, run: str) -> list[str]:
         return [
@@ -464,9 +480,41 @@ class Study:
     def synthetic_class(self) -> str:
         return self.config["data"]["synthetic_class"]
 
+    @cached_property
+    def classes(self) -> list[str]:
+        """The study's classes (train/'s class folders; phantoms: NORMAL, PNEUMONIA)."""
+        from cxrlib.plan.checks import study_classes
+
+        return study_classes(self.config)
+
+    @cached_property
+    def positive(self) -> str | None:
+        """data.positive_class as checked (cxrlib.plan.checks.positive_class); None: one class,
+        no classifier stage."""
+        from cxrlib.plan.checks import positive_class
+
+        return positive_class(self.config, self.classes)
+
+    @property
+    def with_classifier(self) -> bool:
+        """Two classes: the classifier stage (and the CXR extractor it trains) runs."""
+        return self.positive is not None
+
     def positive_label(self) -> str:
-        """The class a classifier's score stands for: the class that is not synthesised."""
-        return "PNEUMONIA" if self.synthetic_class != "PNEUMONIA" else "NORMAL"
+        """The class a classifier's score stands for (data.positive_class)."""
+        if self.positive is None:
+            raise PlanError(
+                f"train/ holds one class ({', '.join(self.classes)}): no classifier can be "
+                "trained, nor the cxr extractor (a classifier's features); score with "
+                "metrics.extractors: [inception] or [xrv]"
+            )
+        return self.positive
+
+    def class_pair(self) -> list[str]:
+        """[positive, negative] class of the classifier; [] in a one-class study."""
+        if self.positive is None:
+            return []
+        return [self.positive, next(c for c in self.classes if c != self.positive)]
 
     @staticmethod
     def ratio_label(value: Any) -> str:
@@ -475,18 +523,44 @@ class Study:
 
     def arm_names(self) -> list[str]:
         """Every arm name the study can have (the `arm` wildcard's values)."""
-        return ["real", "real_classic", *(f"real_{m}" for m in self.generators)]
+        synthetic = [f"real_{m}" for m in self.generators]
+        classic = [f"real_classic_{m}" for m in self.generators]
+        return ["real", "real_classic", CONTROL_ARM, *synthetic, *classic]
 
     def classifier_arms(self) -> list[tuple[str, str]]:
-        """(arm, ratio) pairs: real, real_classic, real_<model> x ratios."""
+        """(arm, ratio) pairs: real; real_classic; for each enabled generator in
+        classifier.models real_<model> at every ratio, and with
+        classifier.classic_with_synthetic also real_classic_<model>; with any such arm and
+        classifier.count_matched_control the control real_oversampled at every ratio."""
         classifier = self.config["classifier"]
         arms = [("real", "0")]
         if classifier["classic_augmentation"]:
             arms.append(("real_classic", "0"))
-        for model in classifier["models"]:
-            if model in self.generators and self.enabled(model):
-                arms += [(f"real_{model}", self.ratio_label(r)) for r in classifier["ratios"]]
+        ratios = [self.ratio_label(r) for r in classifier["ratios"]]
+        models = [m for m in classifier["models"] if m in self.generators and self.enabled(m)]
+        if models and classifier["count_matched_control"]:
+            arms += [(CONTROL_ARM, r) for r in ratios]
+        for model in models:
+            arms += [(f"real_{model}", r) for r in ratios]
+            if classifier["classic_with_synthetic"]:
+                arms += [(f"real_classic_{model}", r) for r in ratios]
         return arms
+
+    def arm_model(self, arm: str) -> str | None:
+        """The generator whose samples an arm adds (real_<model>, real_classic_<model>)."""
+        for prefix in ("real_classic_", "real_"):
+            model = arm.removeprefix(prefix)
+            if arm.startswith(prefix) and model in self.generators:
+                return model
+        return None
+
+    def arm_additions(self, arm: str) -> tuple[str, str]:
+        """(what the arm adds: none | synthetic | oversampled, its augmentation: none |
+        classic)."""
+        augment = "classic" if arm == "real_classic" or arm.startswith("real_classic_") else "none"
+        if arm == CONTROL_ARM:
+            return "oversampled", augment
+        return ("synthetic" if self.arm_model(arm) else "none"), augment
 
     def classifier_runs(self, filename: str) -> list[str]:
         return [
@@ -494,10 +568,6 @@ class Study:
             for arm, ratio in self.classifier_arms()
             for seed in self.config["classifier"]["seeds"]
         ]
-
-    def arm_model(self, arm: str) -> str | None:
-        model = arm.removeprefix("real_")
-        return model if model in self.generators else None
 
     def classifier_weights(self) -> str | None:
         """classifier.settings.weights: null (random init), "imagenet" (fetched), or a file."""
@@ -532,10 +602,12 @@ class Study:
         from cxrlib.jobs.resume import CONTRACTS
         from cxrlib.plan.checks import check_saved_state
 
+        _refuse_overridden("classifier.settings", self.config["classifier"]["settings"])
+        added, augment = self.arm_additions(arm)
         settings = {
             **self.config["classifier"]["settings"],
             "weights": self.classifier_weights(),
-            "augment": "classic" if arm == "real_classic" else "none",
+            "augment": augment,
             "seed": int(seed),
         }
         run = f"{arm}/ratio{ratio}/seed{seed}"
@@ -549,7 +621,7 @@ class Study:
             resolved,
             f"classifier run {run}",
         )
-        return {"settings": settings, "ratio": ratio}
+        return {"settings": settings, "ratio": ratio, "added": added}
 
     def domain_extractor_settings(self) -> dict[str, Any]:
         """metrics.domain_extractor as the job trains it (real data only, no augmentation); a
@@ -558,6 +630,7 @@ class Study:
         from cxrlib.jobs.resume import CONTRACTS
         from cxrlib.plan.checks import check_saved_state
 
+        _refuse_overridden("metrics.domain_extractor", self.metrics["domain_extractor"])
         settings = {**self.metrics["domain_extractor"], "weights": None, "augment": "none"}
         try:
             resolved = classifier_settings(settings).to_dict()
@@ -570,6 +643,34 @@ class Study:
             "the domain extractor (metrics.domain_extractor)",
         )
         return settings
+
+
+# The count-matched control arm: at each ratio, as many extra real images of the synthetic class
+# (drawn with replacement) as the synthetic arms add (cxrlib.classifier.mixing).
+CONTROL_ARM = "real_oversampled"  # the same name as cxrlib.classifier.arms.CONTROL_ARM
+
+# Keys of a classifier settings section that the workflow sets itself, and where to say what
+# you mean instead: accepted and then overwritten, they would be ignored without a word.
+OVERRIDDEN = {
+    "classifier.settings": {
+        "augment": "each arm sets it (real_classic: classic augmentation, the others none); "
+        "classifier.classic_augmentation turns the real_classic arm on or off",
+        "seed": "the seeds are classifier.seeds (one run of every arm per seed)",
+    },
+    "metrics.domain_extractor": {
+        "augment": "the domain extractor trains on the real images as they are",
+        "weights": "the domain extractor starts from scratch (it must see only this study's "
+        "training images)",
+        "seed": None,  # honoured: listed so the message can name the honoured keys
+    },
+}
+
+
+def _refuse_overridden(where: str, section: dict[str, Any]) -> None:
+    """A key of `section` that the workflow overwrites is refused, naming what decides it."""
+    for key, why in OVERRIDDEN[where].items():
+        if why is not None and key in section:
+            raise PlanError(f"{where}.{key} is not used: {why}. Remove it from your config")
 
 
 def stylegan_run_of(path: str | Path) -> str | None:

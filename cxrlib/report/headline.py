@@ -207,7 +207,12 @@ def selection_rows(models: pd.DataFrame) -> list[dict[str, Any]]:
 
 
 def classifier_line(
-    comparison: pd.DataFrame, arch: str = "", metric: str = "auroc", *, shifted: bool = False
+    comparison: pd.DataFrame,
+    arch: str = "",
+    metric: str = "auroc",
+    *,
+    shifted: bool = False,
+    classes: Sequence[str] = (),
 ) -> str:
     """The classifier stage in one line: the real-only mean and what the arms showed;
     `shifted`: the test split is flagged as shifted (said beside the test numbers)."""
@@ -221,6 +226,8 @@ def classifier_line(
         return "**Classifier**: the real-only test AUROC is not a number (see Headline tables)."
     spread = f" ± {sd:.3f}" if sd is not None else ""
     model = f"{arch}, " if arch else ""
+    if len(classes) == 2:
+        model += f"{classes[0]} vs {classes[1]}, "
     tested = "tested on real test images only" + (
         ", the test split flagged as shifted" if shifted else ""
     )
@@ -236,14 +243,20 @@ def classifier_line(
     for r in arms.itertuples():
         # with many arms only those with a verdict are named, the rest counted (the page stays
         # short; every arm is on the classifier arms page)
-        if len(arms) > MAX_ARMS_NAMED and r.verdict not in ("helped", "hurt"):
+        verdicts = {str(r.verdict), str(getattr(r, "control_verdict", ""))}
+        if len(arms) > MAX_ARMS_NAMED and not verdicts & {"helped", "hurt"}:
             quiet += 1
             continue
         label = _ratio(getattr(r, "ratio_label", r.ratio), r.ratio)
         name = r.arm if label == "–" else f"{r.arm} (ratio {label.split(' ')[0]})"
         verdict = "no evidence" if r.verdict == NO_EVIDENCE else str(r.verdict)
         diff = _finite(r.diff_mean)
-        parts.append(f"{name} {diff:+.3f}, {verdict}" if diff is not None else f"{name}, {verdict}")
+        text_arm = f"{name} {diff:+.3f}, {verdict}" if diff is not None else f"{name}, {verdict}"
+        control = _finite(getattr(r, "control_diff_mean", None))
+        reading = str(getattr(r, "reading", "") or "")
+        if control is not None and reading:  # against its count-matched control too
+            text_arm += f"; {control:+.3f} vs duplication: {reading}"
+        parts.append(text_arm)
     if quiet:
         parts.append(f"{quiet} other arm(s) without a verdict (Headline tables)")
     text += f". Against real-only: {'; '.join(parts)}"
@@ -290,6 +303,7 @@ def headline_section(
     figure: str | None = None,
     arch: str = "",
     use_snapshot: Mapping[str, str] | None = None,
+    classes: Sequence[str] = (),
 ) -> str:
     """The RST 'Headline results' section: the summary figure, then one line per stage.
 
@@ -316,7 +330,11 @@ def headline_section(
         used = (use_snapshot or {}).get(str(row["model"]), "best")
         lines.append(model_line(row, courses.get((row["model"], row["run"]), ""), used))
     if comparison is not None and len(comparison):
-        lines.append(classifier_line(comparison, arch, shifted=any(f.flagged for f in shift)))
+        lines.append(
+            classifier_line(
+                comparison, arch, shifted=any(f.flagged for f in shift), classes=classes
+            )
+        )
     if runtime is not None and len(runtime):
         lines.append(runtime_line(runtime))
     out += [f"- {line}" for line in lines]

@@ -356,7 +356,20 @@ def classifier_rows(comparison: pd.DataFrame, metric: str = "auroc") -> pd.DataF
                 "verdict": r.verdict,
             }
         )
-    return pd.DataFrame(rows)
+        reading = str(getattr(r, "reading", "") or "")
+        if reading and reading != "nan":  # a synthetic arm with its count-matched control
+            rows[-1] |= {
+                "difference to duplication (95% CI over seeds)": _difference(
+                    r.control_diff_mean, r.control_diff_ci_low, r.control_diff_ci_high
+                ),
+                "bootstrap 95% CI vs duplication": (
+                    f"{_num(r.control_boot_ci_low)} to {_num(r.control_boot_ci_high)}"
+                ),
+                "verdict vs duplication": r.control_verdict,
+                "reading": reading,
+            }
+    frame = pd.DataFrame(rows)
+    return frame.fillna("–") if len(frame) else frame
 
 
 VERDICT_RULE = (
@@ -412,6 +425,23 @@ def classifier_conclusion(comparison: pd.DataFrame, metric: str = "auroc") -> st
             f"show no evidence of a difference from real-only data at this scale "
             f"({n_seeds} seed(s) each); that is not evidence of no effect."
         )
+    if "reading" in rows:
+        readings = [
+            f"{arm} (ratio {_ratio(label, value).split(' ')[0]}): {reading}"
+            for arm, label, value, reading in zip(
+                rows.arm,
+                rows.ratio_label if "ratio_label" in rows else rows.ratio,
+                rows.ratio,
+                rows.reading.fillna(""),
+                strict=True,
+            )
+            if reading
+        ]
+        if readings:
+            sentences.append(
+                "Against the count-matched control (the same number of extra real images of the "
+                f"class, duplicated): {'; '.join(readings)}."
+            )
     sentences.append(VERDICT_RULE)
     return " ".join(sentences) + chance
 
@@ -488,6 +518,12 @@ CLASSIFIER_INTRO = (
     "on the real test images only, once per seed. Mean ± sd over seeds; the difference to "
     "real-only is paired by seed (95% t interval over seeds, kept within the metric's range) "
     "and by test patient (paired bootstrap, 95% percentile interval).",
+    "real_oversampled is the count-matched control: at each ratio it adds as many images of "
+    "the synthetic class as the synthetic arms do, drawn with replacement from the real "
+    "training images. A synthetic arm is compared with it at the same ratio, the same way: "
+    "'synthetic beat duplication' when both intervals exclude zero above it, 'synthetic only "
+    "matched duplication' when it beat real-only but not the control, 'no evidence either "
+    "way' otherwise (Pink et al. 2026 found the control beat every synthetic arm).",
 )
 
 

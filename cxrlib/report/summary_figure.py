@@ -18,7 +18,7 @@ import pandas as pd
 from PIL import Image
 
 from cxrlib.data.cache import load_split
-from cxrlib.plotting import plt, save_figure
+from cxrlib.plotting import plain, plt, save_figure
 
 # Width of the front page's text column in Snakemake's report (Tailwind max-w-lg: 32 rem).
 COLUMN_PX = 512
@@ -91,8 +91,8 @@ def plot_summary(
             if c < len(row.images):
                 ax.imshow(row.images[c], cmap="gray", vmin=0, vmax=255, interpolation="lanczos")
         # long names wrapped, so a run name never widens the figure past the column
-        label = "\n".join(textwrap.fill(part, 18) for part in row.label.split("\n"))
+        label = "\n".join(textwrap.fill(plain(part), 18) for part in row.label.split("\n"))
         axes[r, 0].set_ylabel(label, rotation=0, ha="right", va="center", fontsize=7, labelpad=4)
     if title:
-        fig.suptitle(title, fontsize=8, y=1.0, va="top")
+        fig.suptitle(plain(title), fontsize=8, y=1.0, va="top")
     save_figure(fig, out_png, synthetic=synthetic, dpi=150)

@@ -158,6 +158,14 @@ def plot_sweep(
     colors = {e: f"C{i}" for i, e in enumerate(extractors)}
     styles = {r: ("-", "--", ":", "-.")[i % 4] for i, r in enumerate(references)}
     panels = [p for p in _PANELS if p[0] in sweep.columns]
+    if len(extractors) > 1:
+        # spaces have their own scales: each one's FID over its lowest puts them side by side
+        sweep = sweep.copy()
+        groups = sweep.groupby(["extractor", "reference"] if has_reference else ["extractor"])
+        sweep["fid_relative"] = sweep.fid / groups.fid.transform("min")
+        panels.insert(
+            1, ("fid_relative", "FID / the space's lowest\n(unitless; spaces compared)", 1.0)
+        )
     cols = 3 if len(panels) > 4 else 2
     rows_n = -(-len(panels) // cols)
     fig, grid = plt.subplots(

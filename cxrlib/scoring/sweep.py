@@ -141,9 +141,64 @@ def build_sweep(
             mask = sweep.extractor == extractor
             sweep.loc[mask, f"collapse_{progress}"] = at
             sweep.loc[mask, "collapsed"] = sweep.loc[mask, progress] >= at
+    add_space_agreement(sweep, selection_extractor, reference)
     for line in not_computable_lines(sweep):
         log.warning("not computable (NaN in the table): %s", line)
     return sweep
+
+
+def add_space_agreement(sweep: pd.DataFrame, selection: str, reference: str | None) -> None:
+    """Do the feature spaces agree on the snapshots? For each extractor, in place:
+    `best_in_space` (the snapshot with the lowest FID against `reference` in that space) and
+    `tau_vs_selection` (Kendall's tau between that space's snapshot ranking by FID and the
+    selection space's: 1 = the same order, 0 = unrelated, -1 = reversed; NaN with fewer than
+    2 snapshots scored in both). Feature spaces disagree on medical images (Woodland et al.
+    2024, MICCAI): the tables say where, instead of trusting one space silently."""
+    from scipy.stats import kendalltau
+
+    sweep["best_in_space"] = ""
+    sweep["tau_vs_selection"] = np.nan
+    if reference is None:
+        return
+    rows = sweep[(sweep.reference == reference) & np.isfinite(sweep.fid.to_numpy(float))]
+    fid = rows.pivot_table(index="snapshot", columns="extractor", values="fid", aggfunc="first")
+    for extractor in fid.columns:
+        mask = sweep.extractor == extractor
+        sweep.loc[mask, "best_in_space"] = str(fid[extractor].idxmin())
+        if selection in fid.columns:
+            both = fid[[selection, extractor]].dropna()
+            if len(both) >= 2:
+                tau = kendalltau(both[selection], both[extractor]).statistic
+                sweep.loc[mask, "tau_vs_selection"] = float(tau)
+
+
+def space_agreement_sentence(sweep: pd.DataFrame) -> str:
+    """The spaces' agreement on a run's best snapshot in words: "" with one space; "the
+    feature spaces agree on the best snapshot (Kendall tau ...)", or "inception picks kimg X,
+    cxr picks kimg Y"."""
+    if "best_in_space" not in sweep:
+        return ""
+    picks = (
+        sweep[sweep.best_in_space.astype(str) != ""]
+        .drop_duplicates("extractor")[["extractor", "best_in_space", "tau_vs_selection"]]
+    )
+    if len(picks) < 2:
+        return ""
+    chosen_by = str(sweep.best_by.iloc[0]) if "best_by" in sweep and len(sweep) else ""
+    taus = [
+        f"{r.extractor} {float(r.tau_vs_selection):+.2f}"
+        for r in picks.itertuples()
+        if np.isfinite(float(r.tau_vs_selection)) and f"({r.extractor} features)" not in chosen_by
+    ]
+    tau_text = (
+        f" (Kendall tau with the selection space's snapshot ranking: {', '.join(taus)})"
+        if taus
+        else ""
+    )
+    if picks.best_in_space.nunique() == 1:
+        return f"the feature spaces agree on the best snapshot{tau_text}"
+    named = ", ".join(f"{r.extractor} picks {r.best_in_space}" for r in picks.itertuples())
+    return f"the feature spaces disagree: {named}{tau_text}"
 
 
 # What a FID below each reference's floor means, in words.

@@ -16,6 +16,7 @@ from typing import Any, Literal
 
 from cxrlib.file_kinds import network_file_kind
 from cxrlib.jobs.resume import ResumeContract
+from cxrlib.settings import BOOLEAN_HINT, NUMBER_HINT
 
 PRESETS: tuple[str, ...] = ("auto", "paper256")
 START_FILES = (
@@ -160,12 +161,14 @@ def _coerce(name: str, value: Any) -> Any:
         return None if value is None else str(value)
     if name in _STR_KEYS:
         if not isinstance(value, str):
-            raise ValueError(f"stylegan2ada {name} must be a string, got {value!r}")
+            hint = f"; {BOOLEAN_HINT}" if isinstance(value, bool) else ""
+            raise ValueError(f"stylegan2ada {name} must be a string, got {value!r}{hint}")
         return value
     if isinstance(value, bool) or not isinstance(value, int | float):
         kind = "an integer" if name in _INT_KEYS else "a number"
+        hint = f"; {NUMBER_HINT}" if isinstance(value, str) else ""
         raise ValueError(
-            f"stylegan2ada {name} must be {kind}, got {value!r} ({type(value).__name__})"
+            f"stylegan2ada {name} must be {kind}, got {value!r} ({type(value).__name__}){hint}"
         )
     if name in _INT_KEYS:
         if float(value) != int(value):
