@@ -47,7 +47,7 @@ def _png_bytes(image: np.ndarray) -> bytes:
 
 
 def _undecodable_dicom(path: Path, seed: int) -> Path:
-    """A DICOM compressed as JPEG Lossless: no decoder for it is installed here."""
+    """A DICOM whose JPEG Lossless pixel data is corrupt: the installed decoder (GDCM) fails."""
     write_dicom(path, textured(seed).astype(np.uint16) * 16)
     import pydicom
 
@@ -154,7 +154,9 @@ def test_nothing_usable_writes_the_rejected_list_then_stops(tmp_path: Path, kind
     for target in (outputs.rejected, outputs.rejected_log):
         listed = pd.read_csv(target)
         assert len(listed) == 4
-    hint = "pip install pylibjpeg" if kind == "undecodable DICOM" else "truncated or padded"
+    hint = (
+        "cannot decode DICOM pixel data" if kind == "undecodable DICOM" else "truncated or padded"
+    )
     assert hint in message and listed["reason"].str.contains(hint, regex=False).all()
 
 
@@ -168,7 +170,7 @@ def test_too_little_data_in_one_class_leaves_the_list_too(tmp_path: Path) -> Non
     )
     with pytest.raises(DataError, match="test/PNEUMONIA: 0 usable") as info:
         prepare_dataset(places["root"], outputs, DataSettings(min_train_images_per_class=2), PRE)
-    assert "pip install pylibjpeg" in str(info.value)  # the most frequent reasons, named
+    assert "cannot decode DICOM pixel data" in str(info.value)  # the most frequent reasons, named
     listed = pd.read_csv(tmp_path / "log.csv")
     assert listed["path"].str.endswith("person300_virus_1.dcm").any()
 
@@ -233,7 +235,9 @@ def test_workflow_on_a_real_looking_tree(workflow_copy: Path, tmp_path: Path) ->
     assert "test/NORMAL: 0 usable" in (workflow_copy / "logs/prepare_data.log").read_text()
     kept = pd.read_csv(workflow_copy / "logs/prepare_data.rejected.csv")
     dicoms = kept[kept["path"].str.endswith(".dcm")]
-    assert len(dicoms) == 2 and dicoms["reason"].str.contains("pip install pylibjpeg").all()
+    assert (
+        len(dicoms) == 2 and dicoms["reason"].str.contains("cannot decode DICOM pixel data").all()
+    )
     assert not (workflow_copy / "results/data/rejected.csv").exists()  # snakemake removed it
 
 

@@ -119,7 +119,8 @@ def test_class_folders_named_otherwise_reach_the_classifier(workflow_copy: Path)
         "data:\n  source: folder\n  root: data\n  synthetic_class: Normal\n"
     )
     target = "results/classifier/real/ratio0/seed0/predictions.csv"
-    run_snakemake(workflow_copy, target, "--cores", "2", *TEST_CONFIG, "classes.yaml")
+    extractor = "results/metrics/domain_extractor/model.pt"
+    run_snakemake(workflow_copy, target, extractor, "--cores", "2", *TEST_CONFIG, "classes.yaml")
     predictions = pd.read_csv(workflow_copy / target)
     assert set(predictions.label) == {"Normal", "Pneumonia"}
     assert (predictions.y_true == (predictions.label == "Pneumonia")).all()
@@ -349,7 +350,7 @@ def test_deleted_snapshots_as_a_user_meets_them(workflow_copy: Path) -> None:
     assert failed.returncode != 0
     state = re.search(r"rm -r (\S+/state)\)", text)
     assert state and "-R train_dcgan added to this run's command" in text, text[-3000:]
-    shutil.rmtree(state.group(1))  # as typed: rm -r <state>
+    shutil.rmtree(workflow_copy / state.group(1))  # as typed in the workflow folder
     run_snakemake(workflow_copy, samples, "--cores", "2", "-R", "train_dcgan", *config)
     assert published.is_file() and (workflow_copy / samples / "index.csv").is_file()
 

@@ -239,7 +239,8 @@ def test_dry_run_of_the_project_profile_by_path_exits_0(tmp_path: Path) -> None:
     exits 0, and writes no report (nothing ran)."""
     workdir = copy_workflow(tmp_path / "wf")
     for split in ("train", "test"):
-        (workdir / "data/chest_xray" / split / "NORMAL").mkdir(parents=True)
+        for label in ("NORMAL", "PNEUMONIA"):
+            (workdir / "data/chest_xray" / split / label).mkdir(parents=True)
     dry = run_snakemake(workdir, "--profile", "profiles/slurm", "-n", env=_user(tmp_path))
     assert "train_stylegan2ada" in dry.stdout + dry.stderr
     assert not (workdir / "results").exists()

@@ -170,15 +170,20 @@ def missing_snapshots(
 def refuse_missing_snapshots(
     missing: list[str], key: str, state_dir: str | Path, *, what: str = ""
 ) -> None:
-    """Raise ResumeRefused when a changed snapshot schedule (setting `key`) asks for snapshots
-    of the part already trained."""
+    """Raise ResumeRefused when snapshots of the part already trained are gone from
+    `state_dir`/snapshots: deleted, or asked for by a changed snapshot schedule (setting
+    `key`). The fix names both, with the commands that train the run again (the model's
+    rule is train_<model>, <model> read from results/<model>/<run>/state)."""
     if missing:
+        state_dir = Path(state_dir)
+        model = state_dir.parent.parent.name
         raise ResumeRefused(
-            f"cannot resume {what or 'the run'} from {state_dir}: the snapshot "
-            f"schedule ({key}) changed and asks for snapshots before the point already "
-            f"trained, which no longer can be made: {', '.join(missing[:8])}"
-            f"{' ...' if len(missing) > 8 else ''}. Fix: set the schedule back, or delete "
-            f"{state_dir}/ to train from scratch."
+            f"cannot resume {what or 'the run'} from {state_dir}: snapshots of the part "
+            f"already trained are not in {state_dir / 'snapshots'}: {', '.join(missing[:8])}"
+            f"{' ...' if len(missing) > 8 else ''} (deleted, or the snapshot schedule {key} "
+            f"changed since). Fix: if you changed {key}, set it back; otherwise train the run "
+            f"again: delete its state folder (rm -r {state_dir}), then run snakemake with "
+            f"-R train_{model} added to this run's command."
         )
 
 
