@@ -38,7 +38,7 @@ wildcard_constraints:
     run="[A-Za-z0-9][A-Za-z0-9_.-]*",
     # a generator's snapshot stems: epoch0010, kimg000200, kimg000000.500 (or "best")
     snapshot="best|[a-z]+[0-9]+(\\.[0-9]+)?",
-    extractor="inception|cxr|xrv",
+    extractor="[a-z]+",  # the names in the schema's metrics.extractors
     res="[0-9]+",
     arm="|".join(STUDY.arm_names()),
     ratio="balance|[0-9]+(\\.[0-9]+)?",

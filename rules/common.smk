@@ -168,6 +168,14 @@ def get_run_resolution(model):
     return planned(lambda wildcards: STUDY.resolution(model, wildcards.run))
 
 
+def get_grid_columns(model):
+    return planned(lambda wildcards: STUDY.grid_columns(model, wildcards.run))
+
+
+def get_ada_target(wildcards):
+    return STUDY.run_settings("stylegan2ada", wildcards.run).ada_target
+
+
 def get_sample_ratios(wildcards):
     """The ratios of the classifier arms that draw from these samples."""
     classifier = config["classifier"]
@@ -229,6 +237,7 @@ memorisation_extractor = STUDY.memorisation_extractor
 extractor_sha256 = STUDY.extractor_sha256
 fetched_inception_weights = STUDY.fetched_inception_weights
 fetched_xrv_weights = STUDY.fetched_xrv_weights
+fetched_swav_weights = STUDY.fetched_swav_weights
 
 
 # ---------------------------------------------------------------- the report

@@ -85,6 +85,7 @@ rule dcgan_sweep:
     params:
         metrics=get_sweep_metrics(),
         resolution=get_run_resolution("dcgan"),
+        grid_columns=get_grid_columns("dcgan"),
         synthetic=config["data"]["source"] == "phantom",
     script:
         "../scripts/dcgan_sweep.py"

@@ -8,6 +8,7 @@ localrules:
     fetch_weights,
     fetch_classifier_weights,
     fetch_xrv_weights,
+    fetch_swav_weights,
     metrics_summary,
     real_reference,
     real_distances,
@@ -72,6 +73,28 @@ rule fetch_xrv_weights:
         sha256=config["metrics"]["xrv_sha256"],
     script:
         "../scripts/fetch_xrv_weights.py"
+
+
+# The ImageNet SwAV ResNet-50 checkpoint (extractor swav). Upstream publishes no checksum: the
+# rule records the sha256 of what it downloaded beside the file, and the log says how to pin it.
+rule fetch_swav_weights:
+    output:
+        weights=fetched_swav_weights(),
+        sha256=fetched_swav_weights() + ".sha256",
+    log:
+        "logs/fetch_swav_weights.log",
+    benchmark:
+        "results/benchmarks/fetch_swav_weights.tsv"
+    conda:
+        "../envs/cxr.yaml"
+    threads: get_threads("fetch_swav_weights")
+    resources:
+        **get_resources("fetch_swav_weights"),
+    params:
+        url=config["metrics"]["swav_url"],
+        sha256=config["metrics"]["swav_sha256"],
+    script:
+        "../scripts/fetch_swav_weights.py"
 
 
 rule train_domain_extractor:
@@ -205,8 +228,14 @@ rule metrics_summary:
         scores=get_all_scores(),
         floors="results/metrics/real_reference.csv",
     output:
-        report(
+        table=report(
             "results/metrics/summary.csv",
+            caption="../report/metrics_summary.rst",
+            category="Scoring",
+            labels={"table": "all scores (CSV)"},
+        ),
+        page=report(
+            "results/metrics/summary.html",
             caption="../report/metrics_summary.rst",
             category="Scoring",
             labels={"table": "all scores"},
@@ -222,6 +251,7 @@ rule metrics_summary:
         **get_resources("metrics_summary"),
     params:
         resolutions=get_run_resolutions(),
+        synthetic=config["data"]["source"] == "phantom",
     script:
         "../scripts/metrics_summary.py"
 

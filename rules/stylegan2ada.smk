@@ -116,6 +116,8 @@ rule stylegan2ada_sweep:
     params:
         metrics=get_sweep_metrics(),
         resolution=get_run_resolution("stylegan2ada"),
+        grid_columns=get_grid_columns("stylegan2ada"),
+        ada_target=get_ada_target,
         psis=config["stylegan2ada"]["truncation_psis"],
         synthetic=config["data"]["source"] == "phantom",
     script:

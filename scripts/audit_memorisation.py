@@ -25,6 +25,8 @@ with job_logging(snakemake.log[0]):
         domain_model=_optional_path(inp, "domain"),
         xrv_weights=_optional_path(inp, "xrv"),
         xrv_sha256=params.sha256,
+        swav_weights=_optional_path(inp, "swav"),
+        swav_sha256=params.sha256,
     )
     extractor = make_extractor(params.extractor, sources, device)
     fake_features = extract_features(extractor, array_batches(fakes), device)

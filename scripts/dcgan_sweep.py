@@ -27,5 +27,7 @@ with job_logging(snakemake.log[0]):
     grids = {
         int(re.search(r"(\d+)", p.stem).group(1)): p for p in sorted(Path(inp.grids).glob("*.png"))
     }
-    plot_grids_across_epochs(grids, Path(out.grids), synthetic=synthetic)
+    plot_grids_across_epochs(
+        grids, Path(out.grids), columns=params.grid_columns, synthetic=synthetic
+    )
     plot_sweep(sweep, Path(out.sweep_plot), synthetic=synthetic)

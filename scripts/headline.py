@@ -26,9 +26,8 @@ from cxrlib.report.headline_tables import (
     format_model_rows,
     model_notes,
     model_rows,
-    tables_page,
-    write_page,
 )
+from cxrlib.report.pages import tables_page, write_page
 from cxrlib.report.summary_figure import plot_summary, real_row, sample_row
 from cxrlib.scoring.features import optional_path
 from cxrlib.scoring.reference import read_reference, shift_findings

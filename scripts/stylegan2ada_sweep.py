@@ -22,10 +22,20 @@ with job_logging(snakemake.log[0]):
     )
     write_csv(sweep, out.sweep)
     synthetic = params.synthetic
-    plot_stylegan_curves(pd.read_csv(inp.train_log), Path(out.curves), synthetic=synthetic)
+    plot_stylegan_curves(
+        pd.read_csv(inp.train_log),
+        Path(out.curves),
+        ada_target=params.ada_target,
+        synthetic=synthetic,
+    )
     grids = {float(p.stem.removeprefix("kimg")): p for p in Path(inp.grids).glob("kimg*.png")}
     plot_grids_across_epochs(
-        grids, Path(out.grids), unit="kimg", title="StyleGAN2-ADA", synthetic=synthetic
+        grids,
+        Path(out.grids),
+        unit="kimg",
+        title="StyleGAN2-ADA",
+        columns=params.grid_columns,
+        synthetic=synthetic,
     )
     plot_sweep(
         sweep, Path(out.sweep_plot), progress="kimg", title="StyleGAN2-ADA", synthetic=synthetic

@@ -33,8 +33,8 @@ from cxrlib.report.headline_tables import (
     format_model_rows,
     model_notes,
     model_rows,
-    tables_page,
 )
+from cxrlib.report.pages import tables_page
 from cxrlib.scoring.reference import ShiftFinding
 
 
@@ -176,6 +176,17 @@ def test_a_named_snapshot_and_a_collapse_are_said_on_the_line() -> None:
     assert "near-copies 3 of 48 in epoch0001 (use\\_snapshot" in line
 
 
+def test_snapshots_skipped_for_copying_are_named_on_the_line() -> None:
+    sweep = _sweep("dcgan", "baseline", "epoch", [30.0, 12.5, 20.0])
+    sweep["best_by"] = (
+        "lowest FID against train (cxr features); not chosen, near-copying: "
+        "epoch0002 (share 0.3 > limit 0.05), epoch0003 (share 0.2 > limit 0.05)"
+    )
+    row = selection_rows(model_rows([sweep], {}))[0]
+    line = model_line(row, training_course(sweep, "cxr"))
+    assert "not chosen for copying training images: epoch0002, epoch0003." in line
+
+
 def test_a_nan_metric_never_becomes_an_interval_spanning_the_range() -> None:
     comparison = _comparison({("real_dcgan", "0.5"): NO_EVIDENCE}).assign(n_paired=3)
     summary = pd.DataFrame(
@@ -264,10 +275,14 @@ def test_the_data_line_says_whether_the_test_split_is_shifted() -> None:
     data = data_summary(_counts(), pd.DataFrame())
     plain = ShiftFinding("cxr", 64, 10.0, 8.0, 6.0, 3.0, False)
     shifted = ShiftFinding("cxr", 32, 40.0, 8.0, 6.0, 3.0, True)
-    assert "not shifted from train (FID 10.0, 1.2 times" in data_line(data, [plain])
+    assert "not shifted from train (train-vs-test FID against the same-distribution distance:" in (
+        data_line(data, [plain])
+    )
+    assert "cxr, 64 px: FID 10.0, 1.2 times; flagged above 3 times" in data_line(data, [plain])
     line = data_line(data, [plain, shifted], phantom_test_shift=0.3)
-    assert "flagged as shifted from train: FID 40.0 train vs test, 5.0 times" in line
-    assert "(cxr features, 32 px); drawn so on purpose (data.phantom.test_shift = 0.3)" in line
+    # every resolution said, the flagged one marked: a flag at one resolution is not hidden
+    assert "cxr, 64 px: FID 10.0, 1.2 times; cxr, 32 px: FID 40.0, 5.0 times (flagged)" in line
+    assert "drawn so on purpose (data.phantom.test_shift = 0.3)" in line
     assert "train 10 NORMAL + 20 PNEUMONIA; val ; test 5 NORMAL + 5 PNEUMONIA" in data_line(data)
 
 

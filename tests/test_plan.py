@@ -96,6 +96,7 @@ def test_a_new_generator_is_planned_from_its_settings_module_alone(
     toy.snapshots = lambda s: [(f"step{i:04d}", float(i)) for i in range(s.every, s.steps + 1, 2)]
     toy.resolution = lambda s: 32
     toy.resume_settings = lambda s, saved: vars(s)
+    toy.grid_columns = lambda s: 4
     monkeypatch.setitem(sys.modules, "cxrlib.toygan", types.ModuleType("cxrlib.toygan"))
     monkeypatch.setitem(sys.modules, "cxrlib.toygan.settings", toy)
     config = load_config(DEMO)
@@ -115,6 +116,7 @@ def test_a_new_generator_is_planned_from_its_settings_module_alone(
     assert "real_toygan" in study.arm_names()
     assert study.state_template("train_toygan") == "results/toygan/{run}/state"
     assert study.generator_settings("toygan", "tiny")["steps"] == 4
+    assert study.grid_columns("toygan", "tiny") == 4
 
 
 def test_the_demo_study_plans_every_stage() -> None:
@@ -127,11 +129,11 @@ def test_the_demo_study_plans_every_stage() -> None:
     ):  # fmt: skip
         assert expected in outputs
     assert study.classifier_arms() == [
-        ("real", "0"), ("real_classic", "0"), ("real_oversampled", "balance"),
+        ("real", "0"), ("real_oversampled", "balance"),
         ("real_dcgan", "balance"), ("real_stylegan2ada", "balance"),
     ]  # fmt: skip
     runs = study.classifier_runs("metrics.csv")
-    assert len(runs) == 5 * 3 and runs[0] == "results/classifier/real/ratio0/seed0/metrics.csv"
+    assert len(runs) == 4 * 3 and runs[0] == "results/classifier/real/ratio0/seed0/metrics.csv"
     assert study.classifier_inputs("real_dcgan") == {
         "synthetic": "results/synthetic/dcgan/baseline/best"
     }
@@ -144,6 +146,7 @@ def test_the_demo_study_plans_every_stage() -> None:
 def test_a_study_without_generators_still_plans_the_classifier() -> None:
     config = load_config(DEMO)
     config["dcgan"]["runs"] = config["stylegan2ada"]["runs"] = {}
+    config["classifier"]["classic_augmentation"] = True  # the demo leaves it out
     study = Study(config)
     assert study.model_runs() == [] and study.floor_resolutions() == []
     assert study.classifier_arms() == [("real", "0"), ("real_classic", "0")]  # no control

@@ -22,8 +22,8 @@ from cxrlib.report.headline_tables import (
     generated_vs_test_sentence,
     model_notes,
     model_rows,
-    tables_page,
 )
+from cxrlib.report.pages import tables_page
 from cxrlib.scoring.feasibility import NOT_COMPUTABLE
 from cxrlib.scoring.fidelity import score_features
 from cxrlib.scoring.figures import floor_lines, plot_sweep
@@ -307,9 +307,10 @@ def test_headline_puts_each_floor_beside_its_score_and_says_what_it_means() -> N
     finding = judge_shift(1067.0, 2.3, 4.8, 3.0, extractor="cxr", resolution=64)
     data = {"images": 10, "splits": {}, "rejected": 0}
     section = headline_section(data, rows, {}, None, None, [finding])
-    assert "Test images flagged as shifted from train: FID 1,067 train vs test, 222.3 times" in (
+    assert "Test images shifted from train (train-vs-test FID against the same-distribution" in (
         section
     )
+    assert "cxr, 64 px: FID 1,067, 222.3 times (flagged)" in section
     assert "on purpose" not in section  # real data, or phantoms without a shift
     # phantoms shifted on purpose say so; a flagged shift is said beside the classifier too
     comparison = pd.DataFrame(

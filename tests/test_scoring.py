@@ -129,7 +129,9 @@ def test_tiny_reference_splits_are_scored_as_nan_with_the_reason(
         path = workspace["root"] / f"real_{n}.npz"
         np.savez(path, features=all_features[:n])
         real[("cxr", split)] = path
-    table = score_snapshot(snap, real, sources, SETTINGS, label="NORMAL")
+    with np.load(workspace["root"] / "train.npz") as npz:
+        patients = npz["patient_ids"]
+    table = score_snapshot(snap, real, sources, SETTINGS, label="NORMAL", train_patients=patients)
     assert list(table.columns) == SCORE_COLUMNS
     scores = table.set_index("reference")
     assert scores.loc["train", "not_computable"] == ""
@@ -190,6 +192,58 @@ def test_collapse_detector_flags_a_collapsed_generator_and_not_a_healthy_one(
 
     healthy_only = build_sweep(pd.concat(frames[:2]), progress="epoch", selection_extractor="cxr")
     assert healthy_only.collapse_epoch.isna().all() and not healthy_only.collapsed.any()
+
+
+class CopyingGenerator(nn.Module):
+    """A 'generator' whose samples are the training images themselves (memorised)."""
+
+    TRAIN: np.ndarray = np.zeros((1, SIZE, SIZE), np.uint8)  # set by the test
+
+    def __init__(self, image_size: int = SIZE):
+        super().__init__()
+        self.dummy = nn.Parameter(torch.zeros(1))
+
+    def sample(self, n: int, rng: torch.Generator, **options) -> torch.Tensor:
+        picks = torch.randint(0, len(self.TRAIN), (n,), generator=rng).numpy()
+        return torch.from_numpy(self.TRAIN[picks]).float().div(127.5).sub(1).unsqueeze(1)
+
+
+def test_a_snapshot_that_copies_is_flagged_and_never_chosen_as_best(
+    workspace: dict[str, Path], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Issue 25 item 4: every scored snapshot gets its near-copy share beside the rate of fresh
+    real patients' images; one that copies the training images has the lowest FID against
+    train, yet is skipped by the sweep, and the next best is chosen."""
+    monkeypatch.setitem(snapshots.GENERATORS, "copying", f"{__name__}:CopyingGenerator")
+    with np.load(workspace["root"] / "train.npz") as npz:
+        CopyingGenerator.TRAIN = resize_uint8(npz["images"], SIZE)
+        patients = npz["patient_ids"]
+    root, sources = workspace["root"], ExtractorSources(domain_model=workspace["domain"])
+    real = {("cxr", "train"): workspace["features"]}
+    frames = []
+    for epoch, model, generator in (
+        (10, "phantom", PhantomGenerator()),
+        (20, "copying", CopyingGenerator()),
+    ):
+        snap = _save(root / f"copies/epoch{epoch:04d}.pt", model, generator, epoch)
+        frames.append(score_snapshot(snap, real, sources, SETTINGS, train_patients=patients))
+    fresh, copying = (frame.iloc[0] for frame in frames)
+    assert copying.near_copy_share == 1.0  # every sample is a training image
+    assert 0 <= fresh.near_copy_share <= fresh.near_copy_limit < 0.5
+    assert fresh.near_copy_limit == copying.near_copy_limit  # the yardstick is the real data's
+    assert 0 <= fresh.heldout_near_copy_rate <= fresh.near_copy_limit
+    assert copying.fid < fresh.fid  # FID alone would choose the copies
+    sweep = build_sweep(pd.concat(frames), progress="epoch", selection_extractor="cxr")
+    assert best_snapshot(sweep) == "epoch0010"
+    assert sweep.set_index("snapshot").near_copy_skipped.to_dict() == {
+        "epoch0010": False,
+        "epoch0020": True,
+    }
+    assert "not chosen, near-copying: epoch0020 (share 1 > limit" in sweep.best_by.iloc[0]
+    # without the patients' ids there is no yardstick: NaN with the reason, nothing skipped
+    table = score_snapshot(snap, real, sources, SETTINGS)
+    assert table.near_copy_share.isna().all()
+    assert "near-copy share: no patient id" in table.not_computable.iloc[0]
 
 
 def test_samples_are_written_as_pngs_with_an_index(workspace: dict[str, Path]) -> None:

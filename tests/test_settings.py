@@ -31,7 +31,7 @@ def test_the_whole_study_dry_runs_with_the_heavy_libraries_unimportable(
         )
     (workflow_copy / "everything.yaml").write_text(
         "metrics:\n"
-        "  extractors: [inception, cxr, xrv]\n"
+        "  extractors: [inception, cxr, xrv, swav]\n"
         "  weights_dir: resources/weights\n"
         "classifier:\n  settings:\n    weights: imagenet\n"
     )
@@ -40,8 +40,9 @@ def test_the_whole_study_dry_runs_with_the_heavy_libraries_unimportable(
         "everything.yaml", env={"PYTHONPATH": f"{shadow}:{ROOT}"},
     )  # fmt: skip
     out = proc.stdout + proc.stderr
-    for rule in ("fetch_weights", "fetch_xrv_weights", "fetch_classifier_weights",
-                 "train_stylegan2ada", "score_snapshot", "train_classifier"):  # fmt: skip
+    for rule in ("fetch_weights", "fetch_xrv_weights", "fetch_swav_weights",
+                 "fetch_classifier_weights", "train_stylegan2ada", "score_snapshot",
+                 "train_classifier"):  # fmt: skip
         assert rule in out, rule
     assert "imported while building the DAG" not in out
 

@@ -25,7 +25,8 @@ from torch_fidelity.metric_fid import fid_features_to_statistics, fid_statistics
 from torch_fidelity.metric_kid import kid_features_to_metric
 
 from cxrlib.report.headline import headline_section
-from cxrlib.report.headline_tables import format_model_rows, model_notes, model_rows, tables_page
+from cxrlib.report.headline_tables import format_model_rows, model_notes, model_rows
+from cxrlib.report.pages import tables_page
 from cxrlib.scoring.feasibility import (
     NOT_COMPUTABLE,
     SplitCount,
@@ -41,7 +42,13 @@ from cxrlib.scoring.feasibility import (
 )
 from cxrlib.scoring.fidelity import score_features
 from cxrlib.scoring.figures import plot_sweep
-from cxrlib.scoring.score import SUMMARY_COLUMNS, reference_diversity, summary_table
+from cxrlib.scoring.score import (
+    SUMMARY_COLUMNS,
+    SUMMARY_INTRO,
+    reference_diversity,
+    summary_page_rows,
+    summary_table,
+)
 from cxrlib.scoring.sweep import (
     NoBestSnapshot,
     best_or_latest,
@@ -270,6 +277,18 @@ def test_summary_keeps_nan_rows_with_their_reason(tmp_path: Path) -> None:
     assert small.precision.isna().all() and small.fid.notna().all()
     assert small[NOT_COMPUTABLE].str.startswith("precision/recall: test/NORMAL has 2 images").all()
     assert (summary.loc[summary.n_real != 2, NOT_COMPUTABLE] == "").all()
+
+
+def test_summary_page_shows_the_reason_beside_its_empty_scores(tmp_path: Path) -> None:
+    new = tmp_path / "epoch0010.csv"
+    _scores(test_n=2).to_csv(new, index=False)
+    rows = summary_page_rows(summary_table([new]))
+    assert list(rows.columns[:6]) == ["model", "run", "snapshot", "features", "reference", "FID"]
+    small = rows[rows.reference == "test"]
+    assert small.precision.isna().all()
+    page = tables_page("Every snapshot's scores", rows, intro=SUMMARY_INTRO)
+    assert page.count("<tr") == len(rows) + 1  # header + one per row
+    assert "precision/recall: test/NORMAL has 2 images" in page
 
 
 # -------------------------------------------------------------------------------- the headline

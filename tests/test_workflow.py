@@ -14,9 +14,11 @@ from PIL import Image
 from cxrlib.data.cache import load_split
 from cxrlib.scoring.fidelity import FidelityScores, file_sha256, score_features
 from cxrlib.scoring.reference import REFERENCE_COLUMNS, format_fid, patient_halves, shift_findings
+from cxrlib.scoring.swav import sha256_record
 from tests.browser import browse_report, inside
 from tests.conftest import run_snakemake
 from tests.test_fidelity import make_inception_weights
+from tests.test_swav import make_swav_checkpoint
 from tests.test_xrv import make_xrv_weights
 
 pytestmark = pytest.mark.slow
@@ -374,7 +376,10 @@ def test_report_renders_in_headless_chromium_with_every_figure(study: Path, repo
     } <= set(view.tables)  # fmt: skip
     for path, text in view.tables.items():
         assert text == (study / path).read_text(), path
-    assert set(view.pages) == {"results/report/models.html", "results/report/classifier.html"}
+    assert set(view.pages) == {
+        "results/report/models.html", "results/report/classifier.html",
+        "results/metrics/summary.html",
+    }  # fmt: skip
     for path, text in view.pages.items():
         assert text == (study / path).read_text(), path
 
@@ -497,7 +502,8 @@ def test_full_config_dry_run(workflow_copy: Path, tmp_path: Path) -> None:
     """config.yaml as a cluster user runs it: real data folder (empty here), dry run."""
     root = tmp_path / "chest_xray"
     for split in ("train", "test"):
-        (root / split / "NORMAL").mkdir(parents=True)
+        for label in ("NORMAL", "PNEUMONIA"):
+            (root / split / label).mkdir(parents=True)
     proc = run_snakemake(workflow_copy, "-n", "--cores", "4", "--config", f"data={{root: {root}}}")
     assert "prepare_data" in proc.stdout and "data_qc" in proc.stdout
 
@@ -576,28 +582,37 @@ def test_inception_weights_fetched_checked_and_used_beside_the_cxr_extractor(
     assert "not the published file" in proc.stdout + proc.stderr
 
 
-def test_xrv_weights_fetched_checked_and_scored_in_the_summary(
+def test_xrv_and_swav_weights_fetched_checked_and_scored_in_the_summary(
     workflow_copy: Path, tmp_path: Path
 ) -> None:
     """fetch_xrv_weights downloads torchxrayvision's DenseNet (here a random one in the release
-    format, from a file:// URL), and the summary has xrv rows for every snapshot and reference.
-    xrv alone (no cxr: no extractor training) and few samples: DenseNet-121 at 224 px costs
+    format, from a file:// URL) and fetch_swav_weights the SwAV ResNet-50 (likewise; no pin:
+    the fetch records its sha256), and the summary has xrv and swav rows for every snapshot and
+    reference. No cxr (no extractor training) and few samples: both networks at 224 px cost
     about a second an image on a CPU core."""
     published = tmp_path / "densenet121-res224-all-test.pt"
     make_xrv_weights(published)
+    swav = tmp_path / "swav_800ep_pretrain.pth.tar"
+    make_swav_checkpoint(swav)
     (workflow_copy / "xrv.yaml").write_text(
         "metrics:\n"
-        "  extractors: [xrv]\n"
+        "  extractors: [xrv, swav]\n"
         "  n_fake: 8\n"
         f"  xrv_url: {published.as_uri()}\n"
         f"  xrv_sha256: {file_sha256(published)}\n"
+        f"  swav_url: {swav.as_uri()}\n"
     )
     target = "results/metrics/summary.csv"
     run_snakemake(workflow_copy, target, "--cores", "2", *TEST_CONFIG, "xrv.yaml")
     fetched = workflow_copy / "resources" / "weights" / "xrv" / published.name
     assert fetched.read_bytes() == published.read_bytes()
+    fetched_swav = workflow_copy / "resources" / "weights" / "swav" / swav.name
+    assert fetched_swav.read_bytes() == swav.read_bytes()
+    assert sha256_record(fetched_swav).read_text().split()[0] == file_sha256(swav)
+    log = (workflow_copy / "logs" / "fetch_swav_weights.log").read_text()
+    assert f"set metrics.swav_sha256: {file_sha256(swav)}" in log
     summary = pd.read_csv(workflow_copy / target)
-    assert set(summary.extractor) == {"xrv"}
+    assert set(summary.extractor) == {"xrv", "swav"}
     assert set(summary.model) == {"dcgan", "stylegan2ada"}
     assert set(summary.reference) == {"train", "test"}
     assert summary.fid.notna().all() and (summary.n_fake == 8).all()

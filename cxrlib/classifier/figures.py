@@ -41,7 +41,7 @@ def plot_roc(
     (not the AUROC of the mean curve, which can differ a little).
     """
     grid = np.linspace(0.0, 1.0, 201)
-    fig, ax = plt.subplots(figsize=(6.4, 4.6))
+    fig, ax = plt.subplots(figsize=(5.6, 5.2))
     for k, (label, frames) in enumerate(_per_seed(predictions).items()):
         colour = f"C{k % 10}"
         aurocs, tprs = [], []
@@ -67,14 +67,11 @@ def plot_roc(
     ax.set_ylabel("sensitivity (true positive rate)")
     ax.set_title("ROC on the real test set: each seed (thin), mean over seeds (thick)", fontsize=9)
     ax.set_aspect("equal")
+    # below the chance line, where a useful classifier's curves never are
     ax.legend(
-        fontsize=7,
-        title="arm: test AUROC mean ± sd over seeds",
-        title_fontsize=7,
-        loc="upper left",
-        bbox_to_anchor=(1.02, 1.0),
-        borderaxespad=0,
-    )
+        fontsize=7, title="arm: test AUROC mean ± sd over seeds", title_fontsize=7,
+        loc="lower right",
+    )  # fmt: skip
     save_figure(fig, out_png, synthetic=synthetic)
 
 
@@ -111,17 +108,21 @@ def plot_metric_vs_ratio(
     as a dot and, from MIN_SEEDS seeds on, the 95 % t interval (kept inside [0, 1]).
 
     Arms without added images (ratio 0: the real-only baseline, classical augmentation) are
-    drawn as horizontal lines with a shaded interval, the others as points with error bars.
+    drawn as horizontal lines with a shaded interval, the others as points with error bars,
+    set side by side (by 1.5 % of the ratio axis each) where several arms share a ratio.
     """
-    fig, ax = plt.subplots(figsize=(7.2, 4))
+    fig, ax = plt.subplots(figsize=(5.4, 3.8))
     n_min = int(summary.groupby(["arm", "ratio"]).size().min()) if len(summary) else 0
+    added = sorted(set(summary.loc[summary["ratio"] > 0, "arm"]))
+    span = float(summary["ratio"].max()) if len(summary) else 0.0
     for k, (arm, grp) in enumerate(summary.groupby("arm", sort=True)):
         colour = "black" if arm == baseline else f"C{k}"
         points = [
             (float(r), *mean_interval(g[metric].to_numpy(float)))
             for r, g in grp.groupby("ratio", sort=True)
         ]
-        ax.scatter(grp["ratio"], grp[metric], s=10, color=colour, alpha=0.5, lw=0)
+        dodge = (added.index(arm) - (len(added) - 1) / 2) * 0.015 * span if arm in added else 0
+        ax.scatter(grp["ratio"] + dodge, grp[metric], s=10, color=colour, alpha=0.5, lw=0)
         if len(points) == 1 and points[0][0] == 0:
             _, mean, low, high = points[0]
             ax.axhline(mean, color=colour, ls="--", lw=1, label=f"{arm} (n={len(grp)})")
@@ -130,7 +131,7 @@ def plot_metric_vs_ratio(
             continue
         xs, means, lows, highs = (np.array(v, dtype=float) for v in zip(*points, strict=True))
         ax.errorbar(
-            xs,
+            xs + dodge,
             means,
             yerr=np.nan_to_num(np.vstack([means - lows, highs - means])),
             marker="o",
@@ -168,8 +169,12 @@ def plot_confusion(
         for label, frames in _per_seed(predictions).items()
     }
     n = max(len(predictions), 1)
-    fig, axes = plt.subplots(1, n, figsize=(2.9 * n, 3.0), squeeze=False)
-    for k, (ax, (label, frame)) in enumerate(zip(axes[0], predictions.items(), strict=False)):
+    cols = min(n, 3)  # rows of three fit the report's image pane
+    rows = -(-n // cols)
+    fig, axes = plt.subplots(rows, cols, figsize=(2.4 * cols, 2.5 * rows), squeeze=False)
+    for ax in axes.flat[n:]:
+        ax.axis("off")
+    for k, (ax, (label, frame)) in enumerate(zip(axes.flat, predictions.items(), strict=False)):
         y = frame["y_true"].to_numpy(int)
         pred = (frame["score"].to_numpy(float) >= threshold).astype(int)
         cm = confusion_matrix(y, pred, labels=[0, 1])
@@ -190,9 +195,9 @@ def plot_confusion(
         names = [plain(c) for c in class_names]
         ax.set_xticks([0, 1], names, fontsize=7)
         # class names and "true" on the first panel only: they overlap their left neighbour
-        ax.set_yticks([0, 1], names if k == 0 else [], fontsize=7)
+        ax.set_yticks([0, 1], names if k % cols == 0 else [], fontsize=7)
         ax.set_xlabel("predicted", fontsize=8)
-        if k == 0:
+        if k % cols == 0:
             ax.set_ylabel("true", fontsize=8)
         ax.set_title(str(label), fontsize=8)
     fig.suptitle(

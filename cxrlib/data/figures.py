@@ -64,8 +64,10 @@ def plot_examples(
         raise ValueError(f"no cache of the splits {', '.join(splits)} among {cache_paths}")
     labels = list(caches[shown[0]].label_names)
     rows = [(label, split) for label in labels for split in shown]
+    # cells as wide as the report's pane allows, the figure no taller than a laptop window
+    cell = min(7.2 / per_class, 6.0 / (1.15 * len(rows)))
     fig, axes = plt.subplots(
-        len(rows), per_class, figsize=(1.4 * per_class, 1.5 * len(rows)), squeeze=False
+        len(rows), per_class, figsize=(cell * per_class, cell * 1.15 * len(rows)), squeeze=False
     )
     for r, (label, split) in enumerate(rows):
         arrays = caches[split]
@@ -90,7 +92,7 @@ def plot_histograms(
 ) -> None:
     """Mean intensity histograms per class before and after normalisation (8-bit scale)."""
     hist = pd.read_csv(histograms_csv)
-    fig, axes = plt.subplots(1, 2, figsize=(8, 3), sharey=False)
+    fig, axes = plt.subplots(1, 2, figsize=(7.2, 3), sharey=False)
     for ax, stage, title in zip(
         axes, ("before", "after"), ("decoded", f"after {normalisation} + resize"), strict=True
     ):

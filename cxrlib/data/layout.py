@@ -300,9 +300,7 @@ def train_classes(root: Path) -> list[str]:
     """The class folders of `root`/train/, sorted (hidden folders left out): the study's
     classes (every other split must have the same ones: `find_files`)."""
     return sorted(
-        p.name
-        for p in _subfolders(Path(root) / "train")
-        if p.is_dir() and not _is_hidden(p.name)
+        p.name for p in _subfolders(Path(root) / "train") if p.is_dir() and not _is_hidden(p.name)
     )
 
 

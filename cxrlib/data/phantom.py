@@ -14,6 +14,11 @@ drawn at full resolution.
 
 Determinism: every image has its own generator seeded from (seed, stable key), so the same spec
 gives byte-identical files whatever the number of worker processes.
+
+Why one module of about 1,000 lines: the renderer's small anatomy functions share one
+frame, one set of parameters and one seeding scheme, and a change to the phantom (a new
+structure, another shift) is made and reviewed in one place; the data set writer at the end
+is the renderer's only caller.
 """
 
 from __future__ import annotations

@@ -8,6 +8,7 @@ would cost seconds on every `snakemake` call and every cluster job.
 from __future__ import annotations
 
 import dataclasses
+import math
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -146,3 +147,8 @@ def resolution(settings: DcganSettings) -> int:
 
 def resume_settings(settings: DcganSettings, saved: Mapping[str, Any]) -> dict[str, Any]:
     return dataclasses.asdict(settings)
+
+
+def grid_columns(settings: DcganSettings) -> int:
+    """Images per row of the run's fixed-noise grids (square: ceil(sqrt(grid_size)))."""
+    return math.ceil(math.sqrt(settings.grid_size))

@@ -40,7 +40,7 @@ def plot_nearest_distances(
     the SSIM line are drawn.
     """
     fake, real, summary = result.samples, result.real_to_real, result.summary
-    fig, axes = plt.subplots(1, 2, figsize=(9, 3.4))
+    fig, axes = plt.subplots(1, 2, figsize=(7.2, 3.2))
     panels = (
         (
             "feature_distance",
@@ -62,7 +62,8 @@ def plot_nearest_distances(
         if np.isfinite(threshold):
             ax.axvline(threshold, color="firebrick", ls="--", lw=1, label="near-copy threshold")
         ax.set_xlabel(label)
-    axes[0].set_ylabel("probability density (share per unit)")
+    axes[0].set_ylabel("probability density (share per unit)", fontsize=8)
+    axes[1].set_ylabel("probability density (share per unit)", fontsize=8)
     axes[0].set_title(
         f"threshold: {summary['feature_quantile']:.0%} quantile of real->real"
         if summary.get("feature_threshold") is not None
@@ -112,7 +113,7 @@ def plot_closest_pairs(
     n: int = 8,
     *,
     rank_by: Literal["ssim", "feature"] = "ssim",
-    pairs_per_row: int = 4,
+    pairs_per_row: int = 3,
     synthetic: bool = False,
 ) -> None:
     """The closest pairs side by side: synthetic | its nearest real training image.
@@ -127,7 +128,7 @@ def plot_closest_pairs(
         raise ValueError("the audit has no synthetic images to show")
     rows = -(-len(pairs) // pairs_per_row)
     cols = 2 * min(pairs_per_row, len(pairs))
-    fig, axes = plt.subplots(rows, cols, figsize=(1.7 * cols, 2.1 * rows), squeeze=False)
+    fig, axes = plt.subplots(rows, cols, figsize=(1.2 * cols, 1.6 * rows), squeeze=False)
     for ax in axes.flat:
         ax.axis("off")
     for k, pair in pairs.iterrows():

@@ -17,7 +17,9 @@ Planning interface of `cxrlib.<section>.settings`:
   ("epoch0010", 10.0); the file is `<stem>.pt` in the run's snapshots folder;
 - `resolution(settings)`: the side (px) of its images;
 - `resume_settings(settings, saved: dict)`: the settings as its resume record stores them,
-  given the saved record's settings (a key the job decides for itself is taken from there).
+  given the saved record's settings (a key the job decides for itself is taken from there);
+- `grid_columns(settings)`: images per row of the run's fixed-noise grids (the figure of
+  grids across training shows the first few of each).
 """
 
 from __future__ import annotations
@@ -38,6 +40,7 @@ INTERFACE = (
     "snapshots",
     "resolution",
     "resume_settings",
+    "grid_columns",
 )
 _SECTION_KEYS = {"settings", "runs", "use_snapshot"}
 

@@ -4,6 +4,10 @@ arms, weights files and the checks made at DAG build.
 `Study(config)` is built once per `snakemake` call by rules/common.smk; its methods are what the
 input functions and params of the rules return. Every method answers from the config and the
 files on disk alone (no snakemake object), raising PlanError with the key and the fix.
+
+Why one module of about 700 lines: `Study` is the one object rules/common.smk asks, and each
+method is a short answer from the config; split, the planning of one stage's outputs would
+be spread over files that all need the same parsed config.
 """
 
 from __future__ import annotations
@@ -94,6 +98,10 @@ class Study:
         """Side length (px) of a run's generated images."""
         return planning_module(model).resolution(self.run_settings(model, run))
 
+    def grid_columns(self, model: str, run: str) -> int:
+        """Images per row of a run's fixed-noise grids."""
+        return int(planning_module(model).grid_columns(self.run_settings(model, run)))
+
     def check_snapshot(self, model: str, run: str, snapshot: str) -> None:
         names = self.snapshots(model, run)
         if snapshot not in names:
@@ -180,13 +188,18 @@ class Study:
         return {key: self.metrics[key] for key in keys}
 
     def score_metrics(self) -> dict[str, Any]:
-        """The metrics keys a snapshot's scores depend on; the xrv file's sha256 only where xrv
-        is scored, so studies without it keep their params."""
-        extra = ("xrv_sha256",) if "xrv" in self.metrics["extractors"] else ()
-        return self.metrics_subset((*SCORE_KEYS, *extra))
+        """The metrics keys a snapshot's scores depend on; the xrv and swav files' sha256 only
+        where they are scored, so studies without them keep their params."""
+        extra = tuple(
+            f"{name}_sha256" for name in ("xrv", "swav") if name in self.metrics["extractors"]
+        )
+        quantile = self.metrics["memorisation"]["feature_quantile"]  # the near-copy threshold
+        return {**self.metrics_subset((*SCORE_KEYS, *extra)), "near_copy_quantile": quantile}
 
     def sweep_metrics(self) -> dict[str, Any]:
-        return self.metrics_subset(SWEEP_KEYS)
+        """The metrics keys a sweep table depends on, the near-copy limit among them."""
+        limit = self.metrics["memorisation"]["max_near_copy_share"]
+        return {**self.metrics_subset(SWEEP_KEYS), "max_near_copy_share": limit}
 
     def reference_settings(self) -> dict[str, Any]:
         """The metrics keys the floors use, so floors and scores are computed alike (the shift
@@ -220,13 +233,17 @@ class Study:
             inputs["domain"] = paths.DOMAIN_MODEL
         if "xrv" in extractors:
             inputs["xrv"] = self.xrv_weights()
+        if "swav" in extractors:
+            inputs["swav"] = self.swav_weights()
         return inputs
 
     def extractor_sha256(self, extractor: str) -> str:
-        """The sha256 an extractor's weights file is checked against: metrics.xrv_sha256 for
-        xrv, else metrics.inception_sha256 (which cxr ignores; kept so these jobs' params stay
-        as they were)."""
-        return self.metrics["xrv_sha256" if extractor == "xrv" else "inception_sha256"]
+        """The sha256 an extractor's weights file is checked against: metrics.<name>_sha256 for
+        xrv and swav, else metrics.inception_sha256 (which cxr ignores; kept so these jobs'
+        params stay as they were)."""
+        return self.metrics[
+            f"{extractor}_sha256" if extractor in ("xrv", "swav") else "inception_sha256"
+        ]
 
     def audit_inputs(self) -> dict[str, str]:
         """The weights the memorisation audit's feature space needs."""
@@ -244,6 +261,7 @@ class Study:
         res = self.resolution(model, run)
         inputs = {
             "snapshots": paths.SNAPSHOTS.format(model=model, run=run),
+            "train_cache": paths.CACHE.format(split="train"),  # its patient ids: near copies
             **self.extractor_inputs(self.metrics["extractors"]),
         }
         for extractor in self.metrics["extractors"]:
@@ -358,6 +376,22 @@ class Study:
     def fetched_xrv_weights(self) -> str:
         name = self.metrics["xrv_url"].rsplit("/", 1)[-1]
         return str(Path(self._weights_dir()) / "xrv" / name)
+
+    def swav_weights(self) -> str:
+        """The SwAV ResNet-50 checkpoint: configured, or where fetch_swav_weights puts it."""
+        configured = self._configured_file("swav_weights", "swav_url", "fetch_swav_weights")
+        if configured and not self.metrics["swav_sha256"]:
+            raise PlanError(
+                f"metrics.swav_weights {configured} has no sha256 to be checked against: set "
+                f"metrics.swav_sha256 to the output of `sha256sum {configured}` (upstream "
+                "publishes none), or set swav_weights to null so that fetch_swav_weights "
+                "downloads the file and records it"
+            )
+        return configured or self.fetched_swav_weights()
+
+    def fetched_swav_weights(self) -> str:
+        name = self.metrics["swav_url"].rsplit("/", 1)[-1]
+        return str(Path(self._weights_dir()) / "swav" / name)
 
     def imagenet_weights_path(self, arch: str) -> str:
         """Where fetch_classifier_weights puts torchvision's ImageNet weights for `arch`."""

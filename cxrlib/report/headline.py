@@ -88,13 +88,16 @@ def data_line(
     judged = [f for f in shift if f.flagged is not None]
     if judged:
         flagged = [f for f in judged if f.flagged]
-        worst = max(judged, key=lambda f: f.ratio)
-        where = f"{worst.extractor} features, {worst.resolution} px"
+        each = "; ".join(
+            f"{f.extractor}, {f.resolution} px: FID {format_fid(f.fid_train_test)}, "
+            f"{f.ratio:.1f} times{' (flagged)' if f.flagged else ''}"
+            for f in judged
+        )
+        threshold = f"flagged above {judged[0].shift_factor:g} times"
         if flagged:
             line += (
-                " Test images flagged as shifted from train: FID "
-                f"{format_fid(worst.fid_train_test)} train vs test, {worst.ratio:.1f} times the "
-                f"same-distribution distance ({where})"
+                " Test images shifted from train (train-vs-test FID against the "
+                f"same-distribution distance: {each}; {threshold})"
             )
             line += (
                 f"; drawn so on purpose (data.phantom.test_shift = {phantom_test_shift:g})."
@@ -103,8 +106,8 @@ def data_line(
             )
         else:
             line += (
-                f" Test images are not shifted from train (FID {format_fid(worst.fid_train_test)}"
-                f", {worst.ratio:.1f} times the same-distribution distance; {where})."
+                " Test images are not shifted from train (train-vs-test FID against the "
+                f"same-distribution distance: {each}; {threshold})."
             )
     return line
 
@@ -181,6 +184,10 @@ def model_line(row: Mapping[str, Any], course: str, used: str = "best") -> str:
     )
     if course:
         text += f"; {course}"
+    _, marker, skipped = str(row.get("best by", "")).partition("not chosen, near-copying: ")
+    if marker:  # snapshots with a lower FID whose near-copy share was over its limit
+        names = re.findall(r"(\S+) \(share", skipped)
+        text += f"; not chosen for copying training images: {', '.join(names)}"
     copies = row.get("near-copies")
     of = "" if used == "best" else f" in {used} (use_snapshot: the audit's and classifier's)"
     if copies not in (None, "–"):
@@ -224,7 +231,7 @@ def classifier_line(
     mean, sd = _finite(base["mean"].iloc[0]), _finite(base["std"].iloc[0])
     if mean is None:
         return "**Classifier**: the real-only test AUROC is not a number (see Headline tables)."
-    spread = f" ± {sd:.3f}" if sd is not None else ""
+    spread = f" ± {sd:.3f} (sd over seeds)" if sd is not None else ""
     model = f"{arch}, " if arch else ""
     if len(classes) == 2:
         model += f"{classes[0]} vs {classes[1]}, "
@@ -250,6 +257,8 @@ def classifier_line(
         label = _ratio(getattr(r, "ratio_label", r.ratio), r.ratio)
         name = r.arm if label == "–" else f"{r.arm} (ratio {label.split(' ')[0]})"
         verdict = "no evidence" if r.verdict == NO_EVIDENCE else str(r.verdict)
+        if r.verdict == NO_EVIDENCE:
+            verdict += _one_interval(r)
         diff = _finite(r.diff_mean)
         text_arm = f"{name} {diff:+.3f}, {verdict}" if diff is not None else f"{name}, {verdict}"
         control = _finite(getattr(r, "control_diff_mean", None))
@@ -266,6 +275,26 @@ def classifier_line(
     elif (arms.verdict == NO_EVIDENCE).all():
         text += " (no evidence of a difference is not evidence of no effect)"
     return "**Classifier** " + rst_escape(text + ".")
+
+
+def _one_interval(row: Any) -> str:
+    """When only one of the two intervals excludes 0 (the verdict needs both), which one and
+    on which side: the reader sees why 'no evidence' although, say, every seed was lower."""
+    seeds = (_finite(row.diff_ci_low), _finite(row.diff_ci_high))
+    boot = (_finite(getattr(row, "boot_ci_low", None)), _finite(getattr(row, "boot_ci_high", None)))
+
+    def side(low: float | None, high: float | None) -> str:
+        if low is not None and low > 0:
+            return "above"
+        if high is not None and high < 0:
+            return "below"
+        return ""
+
+    if side(*boot) and not side(*seeds):
+        return f" (the patient bootstrap alone puts it {side(*boot)} real-only; seeds vary)"
+    if side(*seeds) and not side(*boot):
+        return f" (the seeds alone put it {side(*seeds)} real-only; test patients vary)"
+    return ""
 
 
 # -- runtime ---------------------------------------------------------------------------------

@@ -8,17 +8,14 @@ behind those lines, with what each column means, each said once.
 
 from __future__ import annotations
 
-import html
 import math
-from collections.abc import Iterable, Mapping, Sequence
-from pathlib import Path
+from collections.abc import Iterable, Mapping
 from typing import Any
 
 import numpy as np
 import pandas as pd
 
 from cxrlib.classifier.metrics import INSUFFICIENT, MIN_SEEDS, NO_EVIDENCE
-from cxrlib.io import write_atomic
 from cxrlib.scoring.feasibility import NOT_COMPUTABLE, column_reasons
 from cxrlib.scoring.reference import NEAR, format_fid
 
@@ -448,49 +445,6 @@ def classifier_conclusion(comparison: pd.DataFrame, metric: str = "auroc") -> st
 
 # -- the HTML pages --------------------------------------------------------------------------
 
-_CSS = """
-body { font-family: system-ui, sans-serif; font-size: 14px; margin: 1.2em; color: #1e293b;
-       max-width: 78em; }
-h1 { font-size: 1.3em; } p, li { line-height: 1.45; max-width: 60em; }
-table { border-collapse: collapse; margin: 0.8em 0; }
-th, td { border-bottom: 1px solid #cbd5e1; padding: 0.3em 0.7em; text-align: left;
-         vertical-align: top; }
-th { background: #f1f5f9; } h2 { font-size: 1.05em; margin-top: 1.5em; }
-.synthetic { color: firebrick; }
-"""
-
-
-def tables_page(
-    title: str,
-    table: pd.DataFrame,
-    *,
-    intro: Sequence[str] = (),
-    notes: Sequence[str] = (),
-    synthetic: bool = False,
-) -> str:
-    """A self-contained HTML page: title, the table, notes as a list, then the intro
-    paragraphs under "How to read this table" (the numbers first, where the frame opens).
-
-    Every text is escaped; the report shows the page in a frame as wide as the window.
-    """
-    parts = [
-        "<!DOCTYPE html>",
-        '<html><head><meta charset="utf-8">',
-        f"<title>{html.escape(title)}</title><style>{_CSS}</style></head><body>",
-        f"<h1>{html.escape(title)}</h1>",
-    ]
-    if synthetic:
-        parts.append('<p class="synthetic">synthetic phantom data (not real patients)</p>')
-    parts.append(table.to_html(index=False, border=0, na_rep="–", escape=True))
-    if notes:
-        parts.append("<ul>" + "".join(f"<li>{html.escape(n)}</li>" for n in notes) + "</ul>")
-    if intro:
-        parts.append("<h2>How to read this table</h2>")
-        parts += [f"<p>{html.escape(p)}</p>" for p in intro]
-    parts.append("</body></html>")
-    return "\n".join(parts) + "\n"
-
-
 MODELS_INTRO = (
     "The best snapshot of each run: the lowest FID against the real training images in the "
     "selection feature space (chosen by names the reference and the space), with its scores "
@@ -525,7 +479,3 @@ CLASSIFIER_INTRO = (
     "matched duplication' when it beat real-only but not the control, 'no evidence either "
     "way' otherwise (Pink et al. 2026 found the control beat every synthetic arm).",
 )
-
-
-def write_page(target: str | Path, page: str) -> None:
-    write_atomic(Path(target), lambda tmp: tmp.write_text(page, encoding="utf-8"))

@@ -60,6 +60,7 @@ def write_runtime_report(
     for y, (total, jobs) in enumerate(zip(ordered["total_s"], ordered["jobs"], strict=True)):
         ax.text(total, y, f" {total:.0f} s ({jobs} job{'s' * (jobs > 1)})", va="center", fontsize=7)
     ax.tick_params(axis="y", labelsize=7)
+    ax.set_xlim(0, float(table["total_s"].max()) * 1.35 or 1.0)  # room for the bar labels
     ax.set_xlabel("total runtime of the rule's jobs (s, from results/benchmarks)")
     ax.set_title("where the study's time went")
     save_figure(fig, figure_png, synthetic=synthetic)

@@ -1,9 +1,11 @@
 """Feature extractors by name, and the declared real-feature files every scoring job reuses.
 
-Three feature spaces: "inception" (torch-fidelity's InceptionV3 pool features, the published
+Four feature spaces: "inception" (torch-fidelity's InceptionV3 pool features, the published
 standard, from a sha256-checked local file), "cxr" (the penultimate layer of a CXR classifier
-the workflow trains on the real training split) and "xrv" (torchxrayvision's DenseNet-121
-trained on pooled public CXR data sets, from a sha256-checked local file; cxrlib.scoring.xrv).
+the workflow trains on the real training split), "xrv" (torchxrayvision's DenseNet-121
+trained on pooled public CXR data sets, from a sha256-checked local file; cxrlib.scoring.xrv)
+and "swav" (ImageNet SwAV ResNet-50, the space that tracked radiologists best in Woodland et
+al. 2024; cxrlib.scoring.swav).
 Real images are brought to the generator's resolution before extraction, so real and generated
 images pass through exactly the same resize path into each extractor: a FID at 64 px compares
 64 px images with 64 px images.
@@ -23,7 +25,7 @@ from cxrlib.data.cache import load_split
 from cxrlib.io import write_npz
 from cxrlib.scoring.fidelity import array_batches, extract_features, inception_extractor
 
-EXTRACTORS = ("inception", "cxr", "xrv")
+EXTRACTORS = ("inception", "cxr", "xrv", "swav")
 Extractor = Callable[[torch.Tensor], torch.Tensor | tuple[torch.Tensor, ...]]
 
 
@@ -36,6 +38,8 @@ class ExtractorSources:
     domain_model: Path | None = None
     xrv_weights: Path | None = None
     xrv_sha256: str = ""  # "" = the published file's (cxrlib.scoring.xrv.XRV_SHA256)
+    swav_weights: Path | None = None
+    swav_sha256: str = ""  # "" = the one recorded when it was fetched (cxrlib.scoring.swav)
 
 
 def make_extractor(name: str, sources: ExtractorSources, device: str = "cpu") -> Extractor:
@@ -61,6 +65,14 @@ def make_extractor(name: str, sources: ExtractorSources, device: str = "cpu") ->
         from cxrlib.scoring.xrv import XRV_SHA256, XrvExtractor
 
         return XrvExtractor(sources.xrv_weights, sources.xrv_sha256 or XRV_SHA256, device)
+    if name == "swav":
+        if sources.swav_weights is None:
+            raise ValueError(
+                "the swav extractor needs metrics.swav_weights or the fetch_swav_weights rule"
+            )
+        from cxrlib.scoring.swav import SwavExtractor
+
+        return SwavExtractor(sources.swav_weights, sources.swav_sha256, device)
     raise ValueError(f"unknown extractor {name!r}; known: {', '.join(EXTRACTORS)}")
 
 

@@ -26,35 +26,52 @@ def _spread(epochs: list[int], k: int) -> list[int]:
     return [epochs[i] for i in sorted(set(picks))]
 
 
+# What the report's image pane shows without shrinking at a laptop's window (1400 px: the
+# results list takes the rest), in inches at the figures' 120 dpi: figures stay within it so
+# that their text stays readable (tests/test_workflow.py checks every figure in Chromium).
+PANE_WIDTH_IN = 7.2
+
+
 def plot_grids_across_epochs(
     grid_pngs: Mapping[int, Path],
     out_png: Path,
     *,
-    max_panels: int = 8,
+    max_panels: int = 6,
     unit: str = "epoch",
     title: str = "DCGAN",
+    columns: int | None = None,
+    show: int = 4,
     synthetic: bool = False,
 ) -> None:
     """The fixed-noise grids of several epochs side by side (the same z in every panel).
 
     `unit` names what the keys count ("epoch"; "kimg" for StyleGAN2-ADA) and `title` the model.
+    With `columns` (images per row of the stored grids) each panel shows only the first
+    `show` x `show` images, large enough to see (a study's 8 x 8 grids at full size would be
+    16 px tiles); the same images in every panel.
 
     With more than `max_panels` epochs an evenly spaced subset is shown (first and last kept).
     """
     if not grid_pngs:
         raise ValueError("no grids to plot")
     epochs = _spread(sorted(grid_pngs), max_panels)
-    cols = min(4, len(epochs))
+    cols = min(3, len(epochs))
     rows = -(-len(epochs) // cols)
-    fig, axes = plt.subplots(rows, cols, figsize=(3.2 * cols, 3.4 * rows), squeeze=False)
+    side = PANE_WIDTH_IN / cols
+    fig, axes = plt.subplots(rows, cols, figsize=(PANE_WIDTH_IN, side * rows + 0.5), squeeze=False)
     for ax in axes.flat:
         ax.axis("off")
     for ax, epoch in zip(axes.flat, epochs, strict=False):
         with Image.open(grid_pngs[epoch]) as im:
             pixels = np.asarray(im.convert("RGB") if im.mode not in ("L", "RGB") else im)
+        if columns and columns > show:
+            keep = show / columns  # the first show x show tiles (gaps make this approximate)
+            pixels = pixels[: round(pixels.shape[0] * keep), : round(pixels.shape[1] * keep)]
         ax.imshow(pixels, cmap="gray" if pixels.ndim == 2 else None, vmin=0, vmax=255)
-        ax.set_title(f"{unit} {epoch}", fontsize=9)
-    fig.suptitle(f"{title} samples from fixed noise across {unit}s", fontsize=10)
+        ax.set_title(f"{unit} {epoch}", fontsize=8)
+    shown = f" (the first {show} x {show})" if columns and columns > show else ""
+    fig.suptitle(f"{title} samples from fixed noise across {unit}s{shown}", fontsize=9)
+    fig.tight_layout()
     save_figure(fig, Path(out_png), synthetic=synthetic)
 
 
@@ -105,7 +122,7 @@ PROGRESS_LABELS = {
 _PANELS = (
     ("fid", "FID (squared feature distance;\nlower is better)", None),
     ("kid_mean", "KID ± std (MMD², cubic kernel;\nunitless, lower is better)", None),
-    ("precision", "precision vs the reals\n(share of samples, 0-1)", None),
+    ("precision", "precision (dots) / recall (x)\n(shares, 0-1)", None),
     ("density", "density (unitless;\n~1: spread like the reals)", 1.0),
     ("coverage", "coverage\n(share of reals covered, 0-1)", None),
     ("diversity_ratio", "diversity ratio\n(generated / real, unitless)", 1.0),
@@ -158,6 +175,7 @@ def plot_sweep(
     colors = {e: f"C{i}" for i, e in enumerate(extractors)}
     styles = {r: ("-", "--", ":", "-.")[i % 4] for i, r in enumerate(references)}
     panels = [p for p in _PANELS if p[0] in sweep.columns]
+    copies = "near_copy_share" in sweep and np.isfinite(sweep.near_copy_share.to_numpy(float)).any()
     if len(extractors) > 1:
         # spaces have their own scales: each one's FID over its lowest puts them side by side
         sweep = sweep.copy()
@@ -166,14 +184,17 @@ def plot_sweep(
         panels.insert(
             1, ("fid_relative", "FID / the space's lowest\n(unitless; spaces compared)", 1.0)
         )
-    cols = 3 if len(panels) > 4 else 2
-    rows_n = -(-len(panels) // cols)
+    cols = 2  # two columns of panels fit the report's image pane with readable text
+    slots = len(panels) + copies  # the last: FID against the near-copy share
+    rows_n = -(-slots // cols)
     fig, grid = plt.subplots(
-        rows_n, cols, figsize=(4.0 * cols, 2.7 * rows_n), sharex=True, squeeze=False
+        rows_n, cols, figsize=(PANE_WIDTH_IN, 1.75 * rows_n + 0.6), squeeze=False
     )
-    for ax in grid.flat[len(panels) :]:
+    for ax in grid.flat[slots:]:
         ax.axis("off")
     axes = {column: ax for (column, _, _), ax in zip(panels, grid.flat, strict=False)}
+    for ax in list(axes.values())[1:]:
+        ax.sharex(grid.flat[0])
     ax_fid = axes["fid"]
     keys = ["extractor", "reference"] if has_reference else ["extractor"]
     for key, rows in sweep.sort_values("epoch").groupby(keys, sort=True):
@@ -193,6 +214,11 @@ def plot_sweep(
                 label=label if column == "fid" else None,
             )
             ax.scatter(best["epoch"], best[column], marker="*", s=120, color=color, zorder=3)
+        if "precision" in axes and "recall" in rows:  # recall beside precision, thinner
+            axes["precision"].plot(
+                rows["epoch"], rows["recall"], ls=style, marker="x", ms=4, lw=0.8,
+                color=color, alpha=0.6,
+            )  # fmt: skip
         axes["kid_mean"].fill_between(
             rows["epoch"],
             rows["kid_mean"] - rows["kid_std"],
@@ -252,42 +278,89 @@ def plot_sweep(
             ax.axhline(line, color="gray", lw=0.8, ls=":")
         if column in ("precision", "coverage"):
             ax.set_ylim(-0.03, 1.03)
-        ax.set_ylabel(label + (" (log)" if ax.get_yscale() == "log" else ""), fontsize=8)
-        ax.tick_params(labelsize=7)
+        ax.set_ylabel(label + (" (log)" if ax.get_yscale() == "log" else ""), fontsize=7)
+        ax.tick_params(labelsize=6.5)
         ax.grid(alpha=0.25)
     # the x axis under every panel with no panel below it (the last row, and above an empty
     # slot when the panels do not fill the grid)
     for i, ax in enumerate(axes.values()):
-        if i + cols >= len(panels):
-            ax.set_xlabel(PROGRESS_LABELS.get(progress, progress), fontsize=8)
-            ax.xaxis.set_tick_params(labelbottom=True)
+        if i + cols >= len(panels):  # no panel of the same x axis below it
+            ax.set_xlabel(PROGRESS_LABELS.get(progress, progress), fontsize=7)
+        else:
+            ax.xaxis.set_tick_params(labelbottom=False)
+    if copies:
+        _plot_fid_vs_copies(grid.flat[len(panels)], sweep, colors, progress)
     ax_fid.scatter([], [], marker="*", s=80, color="gray", label="best snapshot")
+    if "near_copy_skipped" in sweep and sweep.near_copy_skipped.astype(bool).any():
+        ax_fid.scatter(
+            [], [], marker="x", s=60, color="firebrick", label="near-copy share over its limit"
+        )
     handles, labels = ax_fid.get_legend_handles_labels()
-    if handles:
+    if handles and slots < grid.size:  # in the empty slot: the figure stays short
+        grid.flat[slots].legend(
+            handles, labels, fontsize=6.5, loc="center", handlelength=4.0, frameon=False
+        )
+    elif handles:
         # below the panels, never over the curves ("tight" saving makes room for it); long
         # handles: a dashed reference's line must read as dashed beside its marker
         fig.legend(
             handles,
             labels,
-            fontsize=7,
+            fontsize=6.5,
             loc="upper center",
             bbox_to_anchor=(0.5, 0.0),
-            ncol=min(3, len(handles)),
-            handlelength=4.5,
+            ncol=min(2, len(handles)),
+            handlelength=4.0,
             frameon=False,
         )
     px = _resolution_of(sweep)
     at = f", {px} px" if px else ""
-    fig.suptitle(f"{title} snapshots{at}: fidelity and diversity by {progress}", fontsize=10)
+    fig.suptitle(f"{title} snapshots{at}: fidelity and diversity by {progress}", fontsize=9)
     fig.tight_layout()
     shown = ("FID", "KID", "precision/recall", "density/coverage", "diversity ratio")
     notes = not_computable_lines(sweep, metrics=shown)
     if notes:
         more = [f"... and {len(notes) - 6} more (see the sweep table)"] if len(notes) > 6 else []
-        text = "\n".join(textwrap.fill(f"n/a: {n}", 160) for n in notes[:6] + more)
+        text = "\n".join(textwrap.fill(f"n/a: {n}", 110) for n in notes[:6] + more)
         # Below the legend: bbox "tight" grows the saved figure to hold it.
         fig.text(0.01, -0.12, text, fontsize=6, va="top", ha="left")
     save_figure(fig, Path(out_png), synthetic=synthetic)
+
+
+def _plot_fid_vs_copies(
+    ax: plt.Axes, sweep: pd.DataFrame, colors: dict[str, str], progress: str
+) -> None:
+    """Fidelity against memorisation: each snapshot's FID against train over its near-copy
+    share (cxrlib.memorisation.share), one line per feature space in training order (its first
+    and last snapshot named), each space's limit a thin vertical line; the best snapshot
+    starred, those over the limit crossed."""
+    rows = sweep[sweep.reference == "train"] if "reference" in sweep else sweep
+    for extractor, points in rows.sort_values("epoch").groupby("extractor", sort=True):
+        color = colors[str(extractor)]
+        ax.plot(points.near_copy_share, points.fid, marker=".", color=color, lw=0.8)
+        best = points[points.best.astype(bool)]
+        ax.scatter(best.near_copy_share, best.fid, marker="*", s=120, color=color, zorder=3)
+        if "near_copy_skipped" in points:
+            over = points[points.near_copy_skipped.astype(bool)]
+            ax.scatter(
+                over.near_copy_share, over.fid, marker="x", s=60, color="firebrick", zorder=4
+            )
+        for _, end in points.iloc[[0, -1]].iterrows():
+            if np.isfinite(float(end.near_copy_share)) and np.isfinite(float(end.fid)):
+                ax.annotate(
+                    f"{progress} {float(end.epoch):g}", (end.near_copy_share, end.fid),
+                    fontsize=5.5, color=color, xytext=(3, 3), textcoords="offset points",
+                )  # fmt: skip
+        limits = points.near_copy_limit.dropna() if "near_copy_limit" in points else []
+        if len(limits):
+            ax.axvline(float(limits.iloc[0]), color=color, lw=0.8, alpha=0.6)
+    if _wide(rows.fid.to_numpy(float)):
+        ax.set_yscale("log")
+    ax.set_xlim(-0.03, 1.03)
+    ax.set_xlabel("near-copy share vs train (0-1; thin line: its limit)", fontsize=7)
+    ax.set_ylabel("FID vs train" + (" (log)" if ax.get_yscale() == "log" else ""), fontsize=7)
+    ax.tick_params(labelsize=6.5)
+    ax.grid(alpha=0.25)
 
 
 def _resolution_of(sweep: pd.DataFrame) -> int | None:

@@ -18,6 +18,7 @@ import numpy as np
 import pandas as pd
 import torch
 
+from cxrlib.memorisation.share import NearCopyShare, near_copy_share
 from cxrlib.scoring.diversity import NoRealDiversity, diversity_ratio
 from cxrlib.scoring.feasibility import FIX, NOT_COMPUTABLE, format_reasons, shortfalls
 from cxrlib.scoring.features import ExtractorSources, load_real_features, make_extractor
@@ -50,6 +51,13 @@ SCORE_COLUMNS = [
     "density",
     "coverage",
     "diversity_ratio",
+    # cxrlib.memorisation.share, per extractor (the same in every reference's row): the share
+    # of generated images nearer to a training image than metrics.memorisation.feature_quantile
+    # of the real-to-real distances, the rate of fresh real patients' images under that rule,
+    # and its 95 % upper bound (the limit a chosen snapshot may not exceed)
+    "near_copy_share",
+    "heldout_near_copy_rate",
+    "near_copy_limit",
     # Why some of the row's metrics are NaN ("" when none are): "precision/recall: test/NORMAL
     # has 2 images, needs >= 4 (...)", see cxrlib.scoring.feasibility.
     NOT_COMPUTABLE,
@@ -107,6 +115,26 @@ def reference_diversity(
         return float("nan"), {"diversity ratio": f"the images of {name} are all identical"}
 
 
+def _near_copies(
+    fake: np.ndarray,
+    train_file: Path | None,
+    patients: np.ndarray | None,
+    quantile: float,
+    seed: int,
+) -> NearCopyShare:
+    """The near-copy share of `fake` against the train reference's features, or NaNs with
+    the reason when the train reference or its patient ids are not given."""
+    nan = float("nan")
+    if train_file is None:
+        why = "needs train in metrics.references (the training images copies are sought in)"
+        return NearCopyShare(nan, nan, nan, 0, nan, why)
+    train = load_real_features(train_file)
+    if patients is None or len(patients) != len(train):
+        why = f"no patient id for each of the {len(train)} training images in {train_file}"
+        return NearCopyShare(nan, nan, nan, 0, nan, why)
+    return near_copy_share(fake, train, patients, quantile=quantile, seed=seed)
+
+
 def score_snapshot(
     snapshot: Path,
     real_feature_files: Mapping[tuple[str, str], Path],
@@ -115,6 +143,8 @@ def score_snapshot(
     *,
     label: str = "",
     device: str = "cpu",
+    train_patients: np.ndarray | None = None,
+    near_copy_quantile: float = 0.01,
 ) -> pd.DataFrame:
     """One row per (extractor, reference split): the columns of SCORE_COLUMNS.
 
@@ -128,12 +158,23 @@ def score_snapshot(
     images, precision/recall more than `settings.prc_neighborhood`, density/coverage more than
     `settings.dc_neighborhood`) gets NaN there and the reason in the NOT_COMPUTABLE column,
     logged as a warning with the fix; never an error.
+
+    The near-copy columns (cxrlib.memorisation.share, threshold `near_copy_quantile`) need the
+    train reference and `train_patients`, the patient id of each row of its real features
+    (N,); without them they are NaN with the reason.
     """
     payload = read_snapshot(snapshot)
     names = sorted({extractor for extractor, _ in real_feature_files})
     extractors = {name: make_extractor(name, sources, device) for name in names}
     log.info("scoring %s: %d samples, extractors %s", snapshot, settings.n_fake, names)
     fakes = fake_features(snapshot, extractors, settings, device)
+    shares = {
+        name: _near_copies(
+            fakes[name], real_feature_files.get((name, "train")), train_patients,
+            near_copy_quantile, settings.seed,
+        )
+        for name in names
+    }  # fmt: skip
     rows = []
     for (extractor, reference), path in sorted(real_feature_files.items()):
         real = load_real_features(path)
@@ -156,7 +197,10 @@ def score_snapshot(
             {real_name: len(real), fake_name: len(fakes[extractor])},
             seed=settings.seed,
         )
+        share = shares[extractor]
         reasons = {**scores.reasons, **diversity_reason}
+        if share.reason:
+            reasons["near-copy share"] = share.reason
         progress = payload["progress"]
         rows.append(
             {
@@ -169,12 +213,15 @@ def score_snapshot(
                 "reference": reference,
                 **{k: v for k, v in asdict(scores).items() if k != "reasons"},
                 "diversity_ratio": diversity,
+                "near_copy_share": share.share,
+                "heldout_near_copy_rate": share.heldout_rate,
+                "near_copy_limit": share.limit,
                 NOT_COMPUTABLE: format_reasons(reasons),
             }
         )
         log.info(
             "%s vs real %s: FID %.3f, KID %.5f, precision %.3f, recall %.3f, density %.3f, "
-            "coverage %.3f, diversity %.3f",
+            "coverage %.3f, diversity %.3f, near-copy share %.3f (limit %.3f)",
             extractor,
             reference,
             scores.fid,
@@ -184,15 +231,17 @@ def score_snapshot(
             scores.density,
             scores.coverage,
             diversity,
+            share.share,
+            share.limit,
         )
         for name, detail in reasons.items():
             log.warning(
-                "%s vs real %s: %s not computable (written as NaN): %s. Fix: %s",
+                "%s vs real %s: %s not computable (written as NaN): %s%s",
                 extractor,
                 reference,
                 name,
                 detail,
-                FIX,
+                "" if name == "near-copy share" else f". Fix: {FIX}",
             )
     table = pd.DataFrame(rows)[SCORE_COLUMNS]
     # An integer column with gaps where KID was not computed (plain int where it always was).
@@ -219,3 +268,48 @@ def summary_table(
         return scores[SUMMARY_COLUMNS]
     with_floors = attach_floors(scores, floors, resolutions)
     return with_floors[[*SUMMARY_COLUMNS, *FLOOR_COLUMNS, "below_real_floor"]]
+
+
+# Columns of results/metrics/summary.html (name in the page -> summary.csv column), the scores a
+# reader compares; the CSV keeps everything.
+_PAGE_COLUMNS = {
+    "model": "model",
+    "run": "run",
+    "snapshot": "snapshot",
+    "features": "extractor",
+    "reference": "reference",
+    "FID": "fid",
+    "real floor FID": "real_floor_fid",
+    "KID": "kid_mean",
+    "precision": "precision",
+    "recall": "recall",
+    "density": "density",
+    "coverage": "coverage",
+    "diversity": "diversity_ratio",
+    "not computable": "not_computable",
+}
+
+
+def summary_page_rows(summary: pd.DataFrame) -> pd.DataFrame:
+    """The rows of results/metrics/summary.html: summary.csv's scores a reader compares, sorted
+    by model, run, feature space, reference and snapshot, numbers rounded to 3 decimals.
+
+    Columns missing from `summary` (a table without real floors) are left out.
+    """
+    shown = {name: col for name, col in _PAGE_COLUMNS.items() if col in summary}
+    page = summary[list(shown.values())].rename(columns={c: n for n, c in shown.items()})
+    page = page.sort_values(["model", "run", "features", "reference", "snapshot"], kind="stable")
+    return page.round(3).reset_index(drop=True)
+
+
+SUMMARY_INTRO = (
+    "One row per snapshot, feature space (features) and real reference split: FID and KID "
+    "against the real images of the synthetic class, precision / recall and density / "
+    "coverage (Naeem et al. 2020) of the generated images, and diversity, their mean pairwise "
+    "feature distance over the real images' (near 0: mode collapse).",
+    "The real floor FID is what real images score in the same comparison (train: two "
+    "patient-disjoint halves of the training images; test: the real training images against "
+    "the real test images); a generator cannot be expected below it. FIDs compare only within "
+    "one feature space and resolution. summary.csv beside this page holds every column, "
+    "with KID's standard deviation, set sizes and each floor's other scores.",
+)

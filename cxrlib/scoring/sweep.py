@@ -16,13 +16,17 @@ from cxrlib.scoring.reference import attach_floors, floor_label, format_fid
 log = logging.getLogger(__name__)
 
 
+NEAR_COPY_COLUMNS = ("near_copy_share", "heldout_near_copy_rate", "near_copy_limit")
+
+
 class NoBestSnapshot(ValueError):
     """No snapshot of a run could be chosen as best; the message names the config key to change."""
 
 
 def read_scores(paths: Iterable[str | Path]) -> pd.DataFrame:
     """The per-snapshot score tables, concatenated. Tables written before scores said why a
-    metric was not computable get an empty NOT_COMPUTABLE column."""
+    metric was not computable get an empty NOT_COMPUTABLE column, those written before the
+    near-copy share NaN there."""
     frames = [pd.read_csv(p) for p in paths]
     if not frames:
         raise ValueError("no score files given")
@@ -30,6 +34,9 @@ def read_scores(paths: Iterable[str | Path]) -> pd.DataFrame:
     if NOT_COMPUTABLE not in scores:
         scores[NOT_COMPUTABLE] = ""
     scores[NOT_COMPUTABLE] = scores[NOT_COMPUTABLE].fillna("").astype(str)
+    for column in NEAR_COPY_COLUMNS:  # tables scored before the near-copy share
+        if column not in scores:
+            scores[column] = np.nan
     return scores
 
 
@@ -80,6 +87,7 @@ def build_sweep(
     selection_references: Sequence[str] = SELECTION_REFERENCES,
     collapse_ratio: float = 0.5,
     collapse_patience: int = 1,
+    max_near_copy_share: float | None = None,
 ) -> pd.DataFrame:
     """Scores of one run -> the sweep table.
 
@@ -97,6 +105,11 @@ def build_sweep(
     choice is logged, and a warning says when the best snapshot's FID is below the floor of
     the reference it was chosen against (closer to those images than real images are to each
     other: a case for the memorisation audit).
+    A snapshot whose near-copy share in the selection space is above its limit
+    (`max_near_copy_share`, or with None the held-out real rate's bound in `near_copy_limit`,
+    cxrlib.memorisation.share) is never chosen: `near_copy_skipped` marks it in every row and
+    `best_by` names it; when every snapshot with a FID is skipped, none is best. A NaN share
+    or limit skips nothing.
     Raises ValueError when `selection_extractor` has no scores at all.
     """
     sweep = scores.sort_values([progress, "extractor", "reference"]).reset_index(drop=True)
@@ -109,15 +122,21 @@ def build_sweep(
         )
     reference, best_by = _selection(sweep, selection_extractor, selection_references)
     sweep["best"] = False
+    copying = _mark_near_copies(sweep, selection_extractor, max_near_copy_share)
+    chosen = sweep[
+        (sweep.extractor == selection_extractor)
+        & (sweep.reference == reference)
+        & np.isfinite(sweep.fid.to_numpy(float))
+        & ~sweep.near_copy_skipped
+    ]
+    if reference is not None and chosen.empty:
+        reference, best_by = None, f"every snapshot with a FID copies: {copying}"
+    elif copying:
+        best_by += f"; not chosen, near-copying: {copying}"
     if reference is None:
         best_by = f"none: {best_by}"
         log.warning("no best snapshot: %s", best_by)
     else:
-        chosen = sweep[
-            (sweep.extractor == selection_extractor)
-            & (sweep.reference == reference)
-            & np.isfinite(sweep.fid.to_numpy(float))
-        ]
         best_row = chosen.loc[chosen.fid.idxmin()]
         sweep["best"] = sweep.snapshot == best_row["snapshot"]
         if reference != selection_references[0]:
@@ -145,6 +164,25 @@ def build_sweep(
     for line in not_computable_lines(sweep):
         log.warning("not computable (NaN in the table): %s", line)
     return sweep
+
+
+def _mark_near_copies(sweep: pd.DataFrame, extractor: str, limit: float | None) -> str:
+    """Set `near_copy_skipped` (in place) on every row of the snapshots whose near-copy share
+    in `extractor`'s space is above `limit` (None: each row's near_copy_limit); return them
+    in words ("epoch0008 (share 0.31 > limit 0.09)"; "" when none)."""
+    for column in NEAR_COPY_COLUMNS:
+        if column not in sweep:
+            sweep[column] = np.nan
+    rows = sweep[sweep.extractor == extractor].drop_duplicates("snapshot")
+    share = rows.near_copy_share.to_numpy(float)
+    bound = rows.near_copy_limit.to_numpy(float) if limit is None else np.full(len(rows), limit)
+    over = np.isfinite(share) & np.isfinite(bound) & (share > bound)
+    skipped = rows.snapshot[over].tolist()
+    sweep["near_copy_skipped"] = sweep.snapshot.isin(skipped)
+    return ", ".join(
+        f"{name} (share {s:.3g} > limit {b:.3g})"
+        for name, s, b in zip(rows.snapshot[over], share[over], bound[over], strict=True)
+    )
 
 
 def add_space_agreement(sweep: pd.DataFrame, selection: str, reference: str | None) -> None:
@@ -178,10 +216,9 @@ def space_agreement_sentence(sweep: pd.DataFrame) -> str:
     cxr picks kimg Y"."""
     if "best_in_space" not in sweep:
         return ""
-    picks = (
-        sweep[sweep.best_in_space.astype(str) != ""]
-        .drop_duplicates("extractor")[["extractor", "best_in_space", "tau_vs_selection"]]
-    )
+    picks = sweep[sweep.best_in_space.astype(str) != ""].drop_duplicates("extractor")[
+        ["extractor", "best_in_space", "tau_vs_selection"]
+    ]
     if len(picks) < 2:
         return ""
     chosen_by = str(sweep.best_by.iloc[0]) if "best_by" in sweep and len(sweep) else ""
@@ -252,11 +289,16 @@ def best_snapshot(sweep: pd.DataFrame) -> str:
         why = str(sweep.best_by.iloc[0]) if "best_by" in sweep and len(sweep) else "none marked"
         why = why.removeprefix("none: ")
         snapshots = ", ".join(dict.fromkeys(sweep.snapshot.astype(str))) if len(sweep) else ""
+        fix = (
+            "raise metrics.memorisation.max_near_copy_share if you accept the copying"
+            if why.startswith("every snapshot with a FID copies")
+            else "put train (or val) with at least 2 images of data.synthetic_class in "
+            "metrics.references"
+        )
         raise NoBestSnapshot(
             f"no snapshot of {model} run {run} can be chosen as best ({why}). Set "
             f"{model}.use_snapshot to one of its snapshots ({snapshots}) instead of best, or "
-            "put train (or val) with at least 2 images of data.synthetic_class in "
-            "metrics.references."
+            f"{fix}."
         )
     if len(names) != 1:
         raise ValueError(f"sweep table marks {len(names)} best snapshots, expected 1")
@@ -298,4 +340,5 @@ def sweep_from_config(
         selection_extractor=metrics["extractors"][0],
         collapse_ratio=metrics["collapse_diversity_ratio"],
         collapse_patience=metrics["collapse_patience"],
+        max_near_copy_share=metrics.get("max_near_copy_share"),
     )

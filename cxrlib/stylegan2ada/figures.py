@@ -11,35 +11,47 @@ import torch
 
 from cxrlib.plotting import plt, save_figure
 from cxrlib.scoring.fidelity import to_uint8_rgb
+from cxrlib.scoring.figures import PANE_WIDTH_IN
 from cxrlib.snapshot import load_generator, read_snapshot
 
 
 def plot_stylegan_curves(
-    train_log: pd.DataFrame, out_png: Path, *, synthetic: bool = False
+    train_log: pd.DataFrame,
+    out_png: Path,
+    *,
+    ada_target: float | None = None,
+    synthetic: bool = False,
 ) -> None:
-    """Losses, regularisers, and ADA's p with r_t against kimg (columns of train_log.csv)."""
-    fig, axes = plt.subplots(1, 3, figsize=(14, 3.6))
+    """Losses, regularisers, and ADA's p with r_t (and its `ada_target`, a dotted line) against
+    kimg (columns of train_log.csv), three panels stacked to fit the report's image pane."""
+    fig, axes = plt.subplots(3, 1, figsize=(PANE_WIDTH_IN, 6.0), sharex=True)
     kimg = train_log["kimg"]
     axes[0].plot(kimg, train_log["loss_g"], label="G loss")
     axes[0].plot(kimg, train_log["loss_d"], label="D loss")
-    axes[0].set_title("non-saturating logistic losses")
+    axes[0].set_title("non-saturating logistic losses", fontsize=8)
+    axes[0].set_ylabel("loss (softplus, per image)", fontsize=7)
     for column, label in (("r1", "R1 penalty"), ("pl", "path-length penalty")):
         if column in train_log and train_log[column].notna().any():
             axes[1].plot(kimg, train_log[column], label=label)
-    axes[1].set_title("regularisers")
+    axes[1].set_title("regularisers", fontsize=8)
+    axes[1].set_ylabel("penalty (unweighted)", fontsize=7)
     if "ada_p" in train_log:
         axes[2].plot(kimg, train_log["ada_p"], label="augmentation p")
     if "ada_rt" in train_log and train_log["ada_rt"].notna().any():
         axes[2].plot(kimg, train_log["ada_rt"], label="r_t = E[sign D(real)]", alpha=0.7)
+    if ada_target is not None:
+        axes[2].axhline(
+            ada_target, color="gray", ls=":", lw=1, label=f"r_t target ({ada_target:g})"
+        )
     axes[2].set_ylim(-0.05, 1.05)
-    axes[2].set_title("adaptive augmentation")
-    axes[0].set_ylabel("loss (softplus, per image)")
-    axes[1].set_ylabel("penalty (unweighted)")
-    axes[2].set_ylabel("probability / sign mean (0-1)")
+    axes[2].set_title("adaptive augmentation", fontsize=8)
+    axes[2].set_ylabel("probability / sign mean (0-1)", fontsize=7)
+    axes[2].set_xlabel("kimg (thousands of real images shown to D)", fontsize=7)
     for ax in axes:
-        ax.set_xlabel("kimg (thousands of real images shown to D)")
-        ax.legend(fontsize=8)
+        ax.legend(fontsize=6.5, loc="upper left", bbox_to_anchor=(1.01, 1.0), borderaxespad=0)
+        ax.tick_params(labelsize=6.5)
         ax.grid(alpha=0.3)
+    fig.tight_layout()
     save_figure(fig, Path(out_png), synthetic=synthetic)
 
 
@@ -62,7 +74,9 @@ def plot_truncation(
         rng = torch.Generator().manual_seed(seed)
         images = to_uint8_rgb(generator.sample(n, rng, truncation_psi=float(psi)))
         rows.append(images[:, 0].numpy())
-    fig, axes = plt.subplots(len(psis), n, figsize=(1.4 * n, 1.5 * len(psis)), squeeze=False)
+    fig, axes = plt.subplots(
+        len(psis), n, figsize=(PANE_WIDTH_IN, PANE_WIDTH_IN / n * len(psis) + 0.4), squeeze=False
+    )
     for r, (psi, images) in enumerate(zip(psis, rows, strict=True)):
         for c in range(n):
             ax = axes[r, c]

@@ -21,6 +21,10 @@ precision layers are clamped to +-`conv_clamp`.
 
 Shapes: images are (N, C, H, W) float in about [-1, 1]; latents z (N, z_dim); w (N, num_ws,
 w_dim), one w per style input ("ws": the same w repeated unless styles are mixed).
+
+Why one module of about 800 lines: the generator and discriminator share their layers
+(equalised-lr dense and conv layers, FIR resampling, modulated convolution), and the official
+networks' import (cxrlib.stylegan2ada.official) maps onto these names in one place.
 """
 
 from __future__ import annotations

@@ -36,6 +36,9 @@ and constructor arguments that are not whole numbers; an error that escapes thes
 still becomes an OfficialNetworkError naming the file (`official_checks.refuse_malformed`).
 Kept but noted: minibatch-std grouping (official: samples i, i+n, ...; ours: consecutive),
 clamping (official: every conv output to +-256; ours: bfloat16 layers only).
+
+Why one module of about 600 lines: the mapping table above is the contract, and every
+refusal it lists is checked beside the tensor it concerns.
 """
 
 from __future__ import annotations

@@ -327,6 +327,11 @@ def resolution(settings: StyleGanSettings) -> int:
     return settings.resolution
 
 
+def grid_columns(settings: StyleGanSettings) -> int:
+    """Images per row of the run's grids (grid_size x grid_size)."""
+    return settings.grid_size
+
+
 def resume_settings(settings: StyleGanSettings, saved: dict[str, Any]) -> dict[str, Any]:
     """`gpus` is left to the job (it trains on the GPUs it gets): the saved value stands."""
     return {**asdict(settings), "gpus": saved.get("gpus", settings.gpus)}

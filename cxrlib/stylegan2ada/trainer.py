@@ -62,6 +62,10 @@ step, which need not divide snapshot_kimg * 1000: the snapshot for boundary K is
 the first step at which images shown >= K * 1000, and is named by K (`snapshot_name`), so the
 file names are known before training (`snapshot_kimgs`) and the stored `progress["kimg"]`
 is K too (`progress["kimg_shown"]` is the exact count).
+
+Why one module of about 800 lines: the training step, its lazy regularisation, EMA, ADA's
+controller and the presets table are one algorithm from one paper pair; the networks,
+augmentations and the run folder live in their own modules.
 """
 
 from __future__ import annotations
