@@ -29,9 +29,15 @@ def file_sha256(path: str | Path) -> str:
 
 
 def verify_weights(
-    path: str | Path, expected_sha256: str, *, shown_as: str | Path | None = None
+    path: str | Path,
+    expected_sha256: str,
+    *,
+    shown_as: str | Path | None = None,
+    mismatch: str = "it is not the published file (corrupt or a different model): download it "
+    "again",
 ) -> str:
-    """Check a weights file's sha256 (full, or the published prefix) before anything loads it.
+    """Check a weights file's sha256 (full, or the published prefix) before anything loads it;
+    `mismatch` is what a WeightsError says after the two sums when they differ.
 
     torch-fidelity unpickles the Inception file (`weights_only=False`): an unchecked file is
     code. Returns the full sha256.
@@ -46,8 +52,7 @@ def verify_weights(
     actual = file_sha256(path)
     if not actual.startswith(expected_sha256.lower()):
         raise WeightsError(
-            f"weights file {name} has sha256 {actual}, expected {expected_sha256}...; it is "
-            "not the published file (corrupt or a different model): download it again"
+            f"weights file {name} has sha256 {actual}, expected {expected_sha256}...; {mismatch}"
         )
     return actual
 

@@ -37,6 +37,9 @@ def from_study(method, *fields):
     return planned(lambda wildcards: method(*(wildcards[f] for f in fields)))
 
 
+planned(STUDY.check_weights_settings)()  # whichever targets are asked for
+
+
 # ---------------------------------------------------------------- data
 
 

@@ -162,6 +162,52 @@ def test_off_in_an_untyped_settings_section_says_quote_it() -> None:
         Study(config).snapshots("stylegan2ada", "ada")
 
 
+@pytest.mark.parametrize(
+    ("value", "said"),
+    [
+        ("5%", r"max_near_copy_share: '5%' is not of type .* 5% is 0\.05"),
+        ("none", r"max_near_copy_share: 'none' .* null \(unquoted\)"),
+        (1.5, r"max_near_copy_share: 1\.5 is greater than .* a value from 0 to 1"),
+        (float("nan"), r"max_near_copy_share must be a finite number, got nan"),
+    ],
+)
+def test_values_the_schema_refuses_are_named_with_the_fix(value: object, said: str) -> None:
+    """Not Snakemake's schema dump: the dotted key, the value and what to write instead; NaN
+    (which a schema's minimum and maximum let through) refused everywhere."""
+    config = load_config(DEMO)
+    config["metrics"]["memorisation"]["max_near_copy_share"] = value
+    with pytest.raises(PlanError, match=rf"metrics\.memorisation\.{said}"):
+        normalise(config, _schema())
+
+
+def test_digits_where_text_is_meant_say_quote_it() -> None:
+    config = load_config(DEMO)
+    config["metrics"]["swav_sha256"] = 12345678  # swav_sha256: 12345678
+    with pytest.raises(PlanError, match=r"metrics\.swav_sha256 is the number 12345678: .* Quote"):
+        normalise(config, _schema())
+
+
+def test_weights_settings_are_checked_whatever_the_target(workflow_copy: Path) -> None:
+    """A configured weights file that is missing fails the DAG build even for a target that
+    does not score (an input function's error is not shown for jobs whose outputs exist, so
+    a finished study skipped the bad setting silently)."""
+    (workflow_copy / "swav.yaml").write_text(
+        "metrics:\n  extractors: [swav, cxr]\n  swav_weights: /no/such/swav.pth\n"
+        f"  swav_sha256: '{'0' * 64}'\n"
+    )
+    proc = run_snakemake(
+        workflow_copy, "-n", "results/data/manifest.csv", *TEST_CONFIG, "swav.yaml", check=False
+    )
+    assert proc.returncode != 0
+    assert "metrics.swav_weights /no/such/swav.pth does not exist" in proc.stdout + proc.stderr
+    folder = workflow_copy / "weights"
+    folder.mkdir()
+    config = load_config(DEMO)
+    config["metrics"].update(extractors=["xrv"], xrv_weights=str(folder))
+    with pytest.raises(PlanError, match=r"metrics\.xrv_weights .* is a folder"):
+        Study(config).check_weights_settings()
+
+
 def test_paths_with_tilde_and_variables_mean_what_a_shell_means(
     monkeypatch: pytest.MonkeyPatch, tmp_path: Path
 ) -> None:
@@ -172,7 +218,9 @@ def test_paths_with_tilde_and_variables_mean_what_a_shell_means(
     config["metrics"]["weights_dir"] = "$SCRATCH/weights"
     config["classifier"]["settings"]["weights"] = "~/nets/r50.pth"
     config["stylegan2ada"]["runs"]["ada"] = {"resume_from": "~/nets/ffhq.pkl"}
+    config["metrics"]["swav_weights"] = "~/nets/swav.pth.tar"
     normalise(config, _schema())
+    assert config["metrics"]["swav_weights"] == f"{tmp_path}/nets/swav.pth.tar"
     assert config["data"]["root"] == f"{tmp_path}/data/chest_xray"
     assert config["metrics"]["weights_dir"] == f"{tmp_path}/scratch/weights"
     assert config["classifier"]["settings"]["weights"] == f"{tmp_path}/nets/r50.pth"

@@ -109,12 +109,12 @@ def test_the_checkpoint_must_be_pinned_or_recorded_and_match(checkpoint, tmp_pat
         SwavExtractor(copy)  # neither a pin nor a record of the fetch
     sha256_record(copy).write_text(f"{file_sha256(copy)}  {copy.name}\n")
     assert SwavExtractor(copy).dim == SWAV_DIM  # the recorded sha256
-    with pytest.raises(WeightsError, match="download it again"):
+    with pytest.raises(WeightsError, match=r"pinned \(metrics\.swav_sha256\)"):
         SwavExtractor(copy, "0" * 64)  # a pin wins over the record
     with copy.open("r+b") as fh:  # the file changed after it was fetched
         fh.seek(-100, os.SEEK_END)
         fh.write(b"\xff" * 100)
-    with pytest.raises(WeightsError, match="has sha256"):
+    with pytest.raises(WeightsError, match=r"has sha256 .*pinned \(.*\.sha256\).*swav_sha256"):
         SwavExtractor(copy)
     with pytest.raises(ValueError, match=r"metrics\.swav_weights or the fetch_swav_weights rule"):
         make_extractor("swav", ExtractorSources())
@@ -131,9 +131,11 @@ def test_files_that_would_run_code_or_hold_another_network_are_refused(tmp_path:
     payload = _RunsCode()
     payload.marker = marker
     hostile.write_bytes(pickle.dumps({"module.conv1.weight": payload}, protocol=2))
-    with pytest.raises(WeightsError, match=r"hostile\.pth\.tar.*nothing in it was run"):
+    with pytest.raises(WeightsError, match=r"hostile\.pth\.tar.*nothing in it was run") as info:
         load_swav_state_dict(hostile)
     assert not marker.exists()
+    assert "weights_only` set to `False`" not in str(info.value)  # torch's advice: run it
+    assert "objects other than tensors" in str(info.value)
     other = tmp_path / "resnet18.pth"
     torch.save(torchvision.models.resnet18(weights=None).state_dict(), other)
     sha256_record(other).write_text(file_sha256(other))

@@ -543,7 +543,7 @@ def test_a_shift_factor_that_is_not_a_finite_number_fails_at_dag_build(
         workflow_copy, "-n", "--cores", "1", *TEST_CONFIG, "factor.yaml", check=False
     )
     assert proc.returncode != 0
-    assert "metrics.shift_factor must be a finite number > 0" in proc.stdout + proc.stderr
+    assert "metrics.shift_factor must be a finite number" in proc.stdout + proc.stderr
 
 
 def test_inception_weights_fetched_checked_and_used_beside_the_cxr_extractor(

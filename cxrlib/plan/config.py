@@ -9,12 +9,18 @@ surprises are undone or named, and paths mean what they mean in a shell.
   key and the fix: quote the word.
 - Paths: `~` and `$VARS` in the config's paths (`PATH_KEYS`, and every run's `resume_from`)
   are expanded as a shell would, so `data.root: ~/data/chest_xray` is the folder in your home.
+- Digits where the schema wants text (`swav_sha256: 12345678`): YAML read a number; refused
+  with "quote it" (a leading 0 may already be lost to YAML's octal).
+- `.nan` and `.inf` are refused everywhere: a schema's minimum and maximum let NaN through.
+- Then the schema: a value it refuses is named by its dotted key with the fix (the range, the
+  allowed words, "a share: 5% is 0.05"), not as a schema dump.
 
 `normalise` is called by the Snakefile before `validate` (schemas/config.schema.yaml).
 """
 
 from __future__ import annotations
 
+import math
 import os
 import re
 from collections.abc import Mapping
@@ -35,6 +41,7 @@ PATH_KEYS = (
     ("metrics", "weights_dir"),
     ("metrics", "inception_weights"),
     ("metrics", "xrv_weights"),
+    ("metrics", "swav_weights"),
 )
 BOOLEAN_WORDS = "off/on, no/yes, false/true, n/y"
 
@@ -73,16 +80,31 @@ def _resolve(schema: Mapping[str, Any], root: Mapping[str, Any]) -> Mapping[str,
     return schema
 
 
+def _kinds(schema: Mapping[str, Any]) -> list[str]:
+    kinds = schema.get("type")
+    return [kinds] if isinstance(kinds, str) else list(kinds or [])
+
+
 def _booleans(value: Any, schema: Mapping[str, Any], root: Mapping[str, Any], path: str) -> None:
-    """Refuse a boolean where the schema wants no boolean (YAML 1.1 read a word as one)."""
+    """Refuse what YAML 1.1 read otherwise than meant: a boolean where the schema wants no
+    boolean (a word read as one), a number where it wants only text (digits read as one), and
+    NaN or infinity anywhere."""
     schema = _resolve(schema, root)
+    key = path.rsplit(".", 1)[-1]
     if isinstance(value, bool):
         if not _type_allows_bool(schema):
             raise PlanError(
                 f"{path} is {str(value).lower()}: YAML reads the words {BOOLEAN_WORDS} as "
-                f"booleans. Quote the word you meant, e.g. {path.rsplit('.', 1)[-1]}: 'off'"
+                f"booleans. Quote the word you meant, e.g. {key}: 'off'"
             )
         return
+    if isinstance(value, float) and not math.isfinite(value):
+        raise PlanError(f"{path} must be a finite number, got {value} (YAML's .nan or .inf)")
+    if isinstance(value, int | float) and _kinds(schema) == ["string"]:
+        raise PlanError(
+            f"{path} is the number {value}: YAML reads digits as a number. Quote the text you "
+            f"meant, e.g. {key}: '{value}' (with every digit as written)"
+        )
     if isinstance(value, Mapping):
         properties = schema.get("properties") or {}
         extra = schema.get("additionalProperties")
@@ -114,7 +136,46 @@ def normalise(config: dict[str, Any], schema: Mapping[str, Any]) -> dict[str, An
     if isinstance(classifier, dict) and classifier.get("weights") not in (None, "imagenet"):
         classifier["weights"] = _expand(classifier["weights"])
     _booleans(config, schema, schema, "")
+    check_schema(config, schema)
     return config
+
+
+def _fix(error: Any) -> str:
+    """What to write instead, for a jsonschema error."""
+    node, value = error.schema, error.instance
+    if error.validator == "type":
+        words = {"number": "a number", "integer": "a whole number", "string": "text",
+                 "boolean": "true or false", "null": "null (unquoted)", "array": "a list",
+                 "object": "a section of keys"}  # fmt: skip
+        wanted = ", or ".join(words.get(kind, kind) for kind in _kinds(node))
+        hint = ""
+        if isinstance(value, str) and value.strip().endswith("%"):
+            hint = " (a share is written as a fraction: 5% is 0.05)"
+        return f"write {wanted}{hint}"
+    if error.validator in ("minimum", "maximum", "exclusiveMinimum", "exclusiveMaximum"):
+        low = node.get("minimum", node.get("exclusiveMinimum", "-inf"))
+        high = node.get("maximum", node.get("exclusiveMaximum", "inf"))
+        return f"use a value from {low} to {high}"
+    if error.validator == "enum":
+        return "use one of " + ", ".join(str(v) for v in node["enum"])
+    if error.validator == "additionalProperties":
+        return "check the key's spelling against config.yaml, where every key is shown"
+    return "see the key's comment in config.yaml"
+
+
+def check_schema(config: Mapping[str, Any], schema: Mapping[str, Any]) -> None:
+    """Refuse the first value the schema refuses, named by its dotted key with the fix
+    (PlanError). Missing keys are the schema's own business (Snakemake's validate fills
+    their defaults)."""
+    import jsonschema
+
+    validator = jsonschema.validators.validator_for(schema)(schema)
+    errors = [e for e in validator.iter_errors(config) if e.validator != "required"]
+    if not errors:
+        return
+    error = jsonschema.exceptions.best_match(errors)
+    path = ".".join(str(p) for p in error.absolute_path) or "the config"
+    raise PlanError(f"{path}: {error.message}. Fix: {_fix(error)}")
 
 
 def normalise_file(config: dict[str, Any], schema_path: str | Path) -> dict[str, Any]:

@@ -348,8 +348,22 @@ class Study:
     def _weights_dir(self) -> str:
         return self.metrics["weights_dir"]
 
+    def check_weights_settings(self) -> None:
+        """The weights settings of every configured feature space, checked when the DAG is
+        built, whichever targets are asked for: an input function's error is not shown for a
+        job whose outputs exist, so a bad setting would otherwise be skipped silently."""
+        files = {"inception": self.inception_weights, "xrv": self.xrv_weights,
+                 "swav": self.swav_weights}  # fmt: skip
+        for extractor in self.metrics["extractors"]:
+            if extractor in files:
+                files[extractor]()
+
     def _configured_file(self, key: str, url_key: str, rule: str) -> str | None:
         configured = self.metrics[key]
+        if configured and Path(configured).is_dir():
+            raise PlanError(
+                f"metrics.{key} {configured} is a folder: set it to the weights file itself"
+            )
         if configured and not Path(configured).is_file():
             raise PlanError(
                 f"metrics.{key} {configured} does not exist; download {self.metrics[url_key]} "

@@ -199,8 +199,10 @@ def score_snapshot(
         )
         share = shares[extractor]
         reasons = {**scores.reasons, **diversity_reason}
-        if share.reason:
-            reasons["near-copy share"] = share.reason
+        if share.reason:  # a share without a yardstick names the limit, not the share
+            reasons["near-copy " + ("limit" if np.isfinite(share.share) else "share")] = (
+                share.reason
+            )
         progress = payload["progress"]
         rows.append(
             {
@@ -241,7 +243,7 @@ def score_snapshot(
                 reference,
                 name,
                 detail,
-                "" if name == "near-copy share" else f". Fix: {FIX}",
+                "" if name.startswith("near-copy") else f". Fix: {FIX}",
             )
     table = pd.DataFrame(rows)[SCORE_COLUMNS]
     # An integer column with gaps where KID was not computed (plain int where it always was).

@@ -71,6 +71,15 @@ def expected_sha256(weights: str | Path, pinned: str = "") -> str:
     )
 
 
+def _load_failure(exc: Exception) -> str:
+    """torch.load's refusal in a line, without its advice to load with weights_only=False
+    (which would run the file's code)."""
+    if "weights_only" in str(exc):
+        return "it holds objects other than tensors, which torch.load(weights_only=True) refuses"
+    first = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
+    return f"{type(exc).__name__}: {first[:200]}" if first else type(exc).__name__
+
+
 def load_swav_state_dict(path: str | Path) -> dict[str, torch.Tensor]:
     """The SwAV checkpoint's backbone tensors by torchvision ResNet-50 name (no "module." prefix,
     no training heads), read with `torch.load(weights_only=True)`.
@@ -82,8 +91,8 @@ def load_swav_state_dict(path: str | Path) -> dict[str, torch.Tensor]:
         raw = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as exc:  # whatever a malformed or hostile file makes the loader raise
         raise WeightsError(
-            f"cannot read {path} as the SwAV ResNet-50 checkpoint ({type(exc).__name__}: "
-            f"{str(exc)[:300]}); nothing in it was run. {SWAV_FIX}"
+            f"cannot read {path} as the SwAV ResNet-50 checkpoint ({_load_failure(exc)}); "
+            f"nothing in it was run. {SWAV_FIX}"
         ) from exc
     if isinstance(raw, Mapping) and "state_dict" in raw and isinstance(raw["state_dict"], Mapping):
         raw = raw["state_dict"]  # a training checkpoint that wraps its weights
@@ -167,7 +176,14 @@ class SwavExtractor:
         expected = expected_sha256(weights, sha256)
         if not Path(weights).is_file():
             raise WeightsError(f"the SwAV weights file {weights} does not exist; {SWAV_FIX}")
-        digest = verify_weights(weights, expected)
+        source = "metrics.swav_sha256" if sha256.strip() else str(sha256_record(weights))
+        digest = verify_weights(
+            weights,
+            expected,
+            mismatch=f"the file changed since it was pinned ({source}). If you replaced it on "
+            "purpose, set metrics.swav_sha256 to its new sha256; else fetch it again "
+            "(`snakemake fetch_swav_weights` on the login node)",
+        )
         self.model = build_swav_resnet50(load_swav_state_dict(weights), weights).to(self.device)
         self.name = "swav-resnet50-800ep"
         self.dim = SWAV_DIM

@@ -170,10 +170,19 @@ def _mark_near_copies(sweep: pd.DataFrame, extractor: str, limit: float | None) 
     """Set `near_copy_skipped` (in place) on every row of the snapshots whose near-copy share
     in `extractor`'s space is above `limit` (None: each row's near_copy_limit); return them
     in words ("epoch0008 (share 0.31 > limit 0.09)"; "" when none)."""
+    if limit is not None and not (0 <= float(limit) <= 1):
+        raise ValueError(f"metrics.memorisation.max_near_copy_share must be 0-1, got {limit}")
     for column in NEAR_COPY_COLUMNS:
         if column not in sweep:
             sweep[column] = np.nan
     rows = sweep[sweep.extractor == extractor].drop_duplicates("snapshot")
+    if not np.isfinite(rows.near_copy_share.to_numpy(float)).any():
+        log.warning(
+            "no near-copy share in %s's scores (scored before the share existed, or not "
+            "computable: see the not_computable column): the best snapshot is chosen by FID "
+            "alone. To score it: snakemake --forcerun score_snapshot with this run's command",
+            extractor,
+        )
     share = rows.near_copy_share.to_numpy(float)
     bound = rows.near_copy_limit.to_numpy(float) if limit is None else np.full(len(rows), limit)
     over = np.isfinite(share) & np.isfinite(bound) & (share > bound)

@@ -26,6 +26,10 @@ records checked to lie inside their storage, and storages must match the bytes t
 Nothing the file names is constructed or called. The tensors in the records' parameter and
 buffer dictionaries are then copied into a DenseNet this module builds itself
 (`build_xrv_densenet`), after their names, shapes, dtypes and values are checked.
+
+Size (over the project's ~600 lines): the reader of an untrusted legacy pickle is one
+promise, kept in one place; torch.load(weights_only=True) refuses this release's format (its
+persistent ids name modules, not only storages), so the reader cannot be handed to torch yet.
 """
 
 from __future__ import annotations
