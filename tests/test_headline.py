@@ -176,6 +176,20 @@ def test_a_named_snapshot_and_a_collapse_are_said_on_the_line() -> None:
     assert "near-copies 3 of 48 in epoch0001 (use\\_snapshot" in line
 
 
+def test_a_best_last_snapshot_after_a_rise_is_not_called_steady_improvement() -> None:
+    """The demo's DCGAN: FID 10 at epoch 150, 50 at 250, 9 at 300: best at the end, but the
+    course rose five-fold on the way, which 'no degradation' would hide."""
+    sweep = _sweep("dcgan", "baseline", "epoch", [30.0, 10.0, 50.0, 9.0])
+    sweep["collapse_epoch"] = float("nan")
+    course = training_course(sweep, "cxr")
+    assert course.startswith("best at its last snapshot (epoch 3), though FID vs train rose")
+    assert "(to 50.0 at epoch 2, 5.0 times its lowest before)" in course
+    assert "still improving" not in course
+    steady = _sweep("dcgan", "baseline", "epoch", [30.0, 20.0, 12.0, 9.0])
+    steady["collapse_epoch"] = float("nan")
+    assert training_course(steady, "cxr").startswith("still improving at its last snapshot")
+
+
 def test_snapshots_skipped_for_copying_are_named_on_the_line() -> None:
     sweep = _sweep("dcgan", "baseline", "epoch", [30.0, 12.5, 20.0])
     sweep["best_by"] = (

@@ -319,7 +319,7 @@ def test_headline_puts_each_floor_beside_its_score_and_says_what_it_means() -> N
     )  # fmt: skip
     phantom = headline_section(data, rows, {}, comparison, None, [finding], 1.0)
     assert "on purpose (data.phantom.test\\_shift = 1)" in phantom
-    assert "tested on real test images only, the test split flagged as shifted" in phantom
+    assert "tested on real test images only, the test split flagged as shifted at 64 px" in phantom
     unflagged = judge_shift(5.0, 4.0, 4.8, 3.0, extractor="cxr", resolution=64)
     plain = headline_section(data, rows, {}, comparison, None, [unflagged])
     assert "flagged as shifted" not in plain

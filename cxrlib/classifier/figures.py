@@ -205,4 +205,5 @@ def plot_confusion(
         "seeds)",
         fontsize=9,
     )
+    fig.tight_layout()  # each panel's "predicted" clear of the title below it
     save_figure(fig, out_png, synthetic=synthetic)

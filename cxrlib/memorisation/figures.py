@@ -61,7 +61,8 @@ def plot_nearest_distances(
         ax.hist(fake[column], bins=bins, density=True, alpha=0.55, label="synthetic -> real")
         if np.isfinite(threshold):
             ax.axvline(threshold, color="firebrick", ls="--", lw=1, label="near-copy threshold")
-        ax.set_xlabel(label)
+        ax.set_xlabel(label, fontsize=8)
+        ax.tick_params(labelsize=7)
     axes[0].set_ylabel("probability density (share per unit)", fontsize=8)
     axes[1].set_ylabel("probability density (share per unit)", fontsize=8)
     axes[0].set_title(

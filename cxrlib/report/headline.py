@@ -25,6 +25,7 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pandas as pd
 
 from cxrlib.classifier.metrics import MIN_SEEDS, NO_EVIDENCE
@@ -124,6 +125,21 @@ def _finite(value: Any) -> float | None:
     return number if math.isfinite(number) else None
 
 
+def _largest_rise(rows: pd.DataFrame, progress: str, factor: float = 1.5) -> tuple | None:
+    """(FID, position, ratio) of the snapshot whose FID rose most above the lowest FID of the
+    snapshots before it, when that ratio exceeds `factor`; else None. `rows`: one reference's
+    sweep rows in training order."""
+    fids = rows.fid.to_numpy(float)
+    worst = None
+    for i in range(1, len(fids)):
+        before = fids[:i][np.isfinite(fids[:i])]
+        if len(before) and np.isfinite(fids[i]) and before.min() > 0:
+            ratio = fids[i] / before.min()
+            if ratio > factor and (worst is None or ratio > worst[2]):
+                worst = (float(fids[i]), float(rows[progress].iloc[i]), float(ratio))
+    return worst
+
+
 def training_course(sweep: pd.DataFrame, extractor: str) -> str:
     """Where along training the run was best, in words, in feature space `extractor` (the one
     that chose the best snapshot): still improving at its last snapshot ("training stopped
@@ -143,7 +159,14 @@ def training_course(sweep: pd.DataFrame, extractor: str) -> str:
     collapse = _finite(scored.get(f"collapse_{progress}", pd.Series(dtype=float)).min())
     if at >= last:
         text = f"best at its last snapshot ({progress} {last:g})"
-        if collapse is None:
+        rise = _largest_rise(rows, progress)
+        if rise is not None:  # best at the end, but not by steady improvement
+            fid, where, times = rise
+            text += (
+                f", though FID vs {reference} rose on the way (to {format_fid(fid)} at "
+                f"{progress} {where:g}, {times:.1f} times its lowest before)"
+            )
+        elif collapse is None:
             text = (
                 f"still improving at its last snapshot ({progress} {last:g}): training stopped "
                 "before any degradation"
@@ -218,11 +241,12 @@ def classifier_line(
     arch: str = "",
     metric: str = "auroc",
     *,
-    shifted: bool = False,
+    shifted: Sequence[int] = (),
     classes: Sequence[str] = (),
 ) -> str:
     """The classifier stage in one line: the real-only mean and what the arms showed;
-    `shifted`: the test split is flagged as shifted (said beside the test numbers)."""
+    `shifted`: the resolutions (px) at which the test split is flagged as shifted (said
+    beside the test numbers)."""
     rows = comparison[comparison.metric == metric]
     base = rows[rows.verdict == "baseline"]
     if base.empty:
@@ -236,7 +260,9 @@ def classifier_line(
     if len(classes) == 2:
         model += f"{classes[0]} vs {classes[1]}, "
     tested = "tested on real test images only" + (
-        ", the test split flagged as shifted" if shifted else ""
+        f", the test split flagged as shifted at {', '.join(f'{px} px' for px in shifted)}"
+        if shifted
+        else ""
     )
     text = (
         f"({model}{n_seeds} seed(s), {tested}): real-only test {metric.upper()} {mean:.3f}{spread}"
@@ -304,8 +330,9 @@ def runtime_line(runtime: pd.DataFrame) -> str:
     total = float(runtime.total_s.sum())
     top = runtime.sort_values("total_s", ascending=False).iloc[0]
     return (
-        f"**Runtime**: {int(runtime.jobs.sum())} jobs, {total / 60:.1f} job-minutes; the most "
-        f"expensive rule was {rst_escape(top.rule)} ({float(top.total_s) / 60:.1f} min over "
+        f"**Runtime**: {int(runtime.jobs.sum())} jobs before the report, "
+        f"{total / 60:.1f} job-minutes; the most expensive rule was {rst_escape(top.rule)} "
+        f"({float(top.total_s) / 60:.1f} min over "
         f"{int(top.jobs)} job(s))."
     )
 
@@ -361,7 +388,10 @@ def headline_section(
     if comparison is not None and len(comparison):
         lines.append(
             classifier_line(
-                comparison, arch, shifted=any(f.flagged for f in shift), classes=classes
+                comparison,
+                arch,
+                shifted=sorted({int(f.resolution) for f in shift if f.flagged}),
+                classes=classes,
             )
         )
     if runtime is not None and len(runtime):

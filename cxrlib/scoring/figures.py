@@ -289,7 +289,9 @@ def plot_sweep(
         else:
             ax.xaxis.set_tick_params(labelbottom=False)
     if copies:
-        _plot_fid_vs_copies(grid.flat[len(panels)], sweep, colors, progress)
+        _plot_fid_vs_copies(
+            grid.flat[len(panels)], sweep, colors, styles.get("train", "-"), progress
+        )
     ax_fid.scatter([], [], marker="*", s=80, color="gray", label="best snapshot")
     if "near_copy_skipped" in sweep and sweep.near_copy_skipped.astype(bool).any():
         ax_fid.scatter(
@@ -328,7 +330,7 @@ def plot_sweep(
 
 
 def _plot_fid_vs_copies(
-    ax: plt.Axes, sweep: pd.DataFrame, colors: dict[str, str], progress: str
+    ax: plt.Axes, sweep: pd.DataFrame, colors: dict[str, str], style: str, progress: str
 ) -> None:
     """Fidelity against memorisation: each snapshot's FID against train over its near-copy
     share (cxrlib.memorisation.share), one line per feature space in training order (its first
@@ -337,7 +339,7 @@ def _plot_fid_vs_copies(
     rows = sweep[sweep.reference == "train"] if "reference" in sweep else sweep
     for extractor, points in rows.sort_values("epoch").groupby("extractor", sort=True):
         color = colors[str(extractor)]
-        ax.plot(points.near_copy_share, points.fid, marker=".", color=color, lw=0.8)
+        ax.plot(points.near_copy_share, points.fid, marker=".", color=color, lw=0.8, ls=style)
         best = points[points.best.astype(bool)]
         ax.scatter(best.near_copy_share, best.fid, marker="*", s=120, color=color, zorder=3)
         if "near_copy_skipped" in points:
@@ -349,14 +351,21 @@ def _plot_fid_vs_copies(
             if np.isfinite(float(end.near_copy_share)) and np.isfinite(float(end.fid)):
                 ax.annotate(
                     f"{progress} {float(end.epoch):g}", (end.near_copy_share, end.fid),
-                    fontsize=5.5, color=color, xytext=(3, 3), textcoords="offset points",
+                    fontsize=5.5, color=color, xytext=(4, -2), textcoords="offset points",
+                    va="top",
                 )  # fmt: skip
         limits = points.near_copy_limit.dropna() if "near_copy_limit" in points else []
         if len(limits):
-            ax.axvline(float(limits.iloc[0]), color=color, lw=0.8, alpha=0.6)
+            limit = float(limits.iloc[0])
+            ax.axvline(limit, color=color, lw=0.8, alpha=0.6)
+            ax.annotate(
+                f"limit {limit:.2f}", (limit, 1), xycoords=("data", "axes fraction"),
+                xytext=(3, -3), textcoords="offset points", va="top", fontsize=5.5, color=color,
+            )  # fmt: skip
     if _wide(rows.fid.to_numpy(float)):
         ax.set_yscale("log")
     ax.set_xlim(-0.03, 1.03)
+    ax.set_title("memorisation: fidelity against near copies", fontsize=7)
     ax.set_xlabel("near-copy share vs train (0-1; thin line: its limit)", fontsize=7)
     ax.set_ylabel("FID vs train" + (" (log)" if ax.get_yscale() == "log" else ""), fontsize=7)
     ax.tick_params(labelsize=6.5)
