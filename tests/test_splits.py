@@ -72,6 +72,23 @@ def test_validation_carve_is_by_patient_stratified_and_seeded() -> None:
     assert not mask.equals(carve_validation(pool, 0.2, seed=4))
 
 
+def test_a_carve_that_overshoots_on_large_patients_says_so(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """Two NORMAL patients of 12 images each at val_fraction 0.2: one whole patient (50 %)
+    goes to validation; the log names the share and the fix."""
+    rows = [
+        (f"n{p}_{i}", "train", "NORMAL", f"p{p}", f"n{p}{i}") for p in (1, 2) for i in range(12)
+    ]
+    rows += [(f"q{p}", "train", "PNEUMONIA", f"q{p}", f"q{p}") for p in range(20)]
+    with caplog.at_level("WARNING", logger="cxrlib.data.splits"):
+        mask = carve_validation(_frame(rows), 0.2, seed=0)
+    assert mask[:24].sum() == 12  # one patient: half the class
+    assert "validation took 50% of the NORMAL training images (1 of 2 patients" in caplog.text
+    assert "data.val_source: given" in caplog.text
+    assert "PNEUMONIA" not in caplog.text  # 4 of 20 one-image patients: as asked
+
+
 def test_carve_never_empties_a_class() -> None:
     pool = _frame(
         [

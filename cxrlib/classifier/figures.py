@@ -143,7 +143,11 @@ def plot_metric_vs_ratio(
     low, high = ax.get_ylim()
     ax.set_ylim(max(low, -0.02), min(high, 1.02))
     ax.set_xlabel("synthetic : real ratio (extra images / real images of the synthetic class)")
-    interval = "95 % t interval" if n_min >= MIN_SEEDS else f"no interval: < {MIN_SEEDS} seeds"
+    interval = (
+        "95 % t interval, clipped to 0-1"
+        if n_min >= MIN_SEEDS
+        else f"no interval: < {MIN_SEEDS} seeds"
+    )
     name = metric.upper() if metric in ("auroc", "auprc", "f1") else metric.replace("_", " ")
     ax.set_ylabel(f"test {name} (mean over seeds; {interval})", fontsize=8)
     ax.set_title(f"Test {name} against the amount of added data; dots: single seeds", fontsize=9)

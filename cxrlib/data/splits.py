@@ -7,10 +7,13 @@ Nothing is dropped without a row in the returned `rejected` frame saying why.
 
 from __future__ import annotations
 
+import logging
 from dataclasses import dataclass
 
 import numpy as np
 import pandas as pd
+
+log = logging.getLogger(__name__)
 
 # Which copy of a duplicate survives: training data keep it; the evaluation side loses it so it
 # cannot leak a training image into validation or test.
@@ -105,7 +108,15 @@ def carve_validation(pool: pd.DataFrame, val_fraction: float, seed: int) -> pd.S
             picked.append(pid)
             taken += int(group.at[pid, "n"])
         if taken >= group["n"].sum():  # never empty a group's training side
-            picked.pop()
+            taken -= int(group.at[picked.pop(), "n"])
+        share = taken / group["n"].sum()
+        if share > max(2 * val_fraction, val_fraction + 0.1):  # whole patients overshoot
+            log.warning(
+                "validation took %.0f%% of the %s training images (%d of %d patients; "
+                "data.val_fraction %g): their patients are few, with many images each. Lower "
+                "data.val_fraction, or give a val/ folder with data.val_source: given",
+                100 * share, labels, len(picked), len(group), val_fraction,
+            )  # fmt: skip
         chosen.extend(picked)
     mask[pool["patient_id"].isin(chosen)] = True
     return mask
