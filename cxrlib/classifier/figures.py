@@ -175,7 +175,9 @@ def plot_confusion(
     n = max(len(predictions), 1)
     cols = min(n, 3)  # rows of three fit the report's image pane
     rows = -(-n // cols)
-    fig, axes = plt.subplots(rows, cols, figsize=(2.4 * cols, 2.5 * rows), squeeze=False)
+    # panels no taller than wide, the figure no taller than a laptop window at the pane's width
+    height = min(2.3, 6.0 / rows)
+    fig, axes = plt.subplots(rows, cols, figsize=(2.4 * cols, height * rows), squeeze=False)
     for ax in axes.flat[n:]:
         ax.axis("off")
     for k, (ax, (label, frame)) in enumerate(zip(axes.flat, predictions.items(), strict=False)):
