@@ -9,7 +9,9 @@ import hashlib
 import logging
 import shutil
 import urllib.request
+from collections.abc import Callable, Mapping
 from pathlib import Path
+from typing import Any
 
 from cxrlib.io import atomic_path
 
@@ -119,3 +121,32 @@ def published_sha256_prefix(url: str) -> str:
     if len(prefix) < 8 or any(c not in "0123456789abcdef" for c in prefix.lower()):
         raise ValueError(f"{url} carries no sha256 prefix in its file name (name-<hex>.pth)")
     return prefix
+
+
+def state_problems(
+    state: Mapping[str, Any], targets: Mapping[str, Any], short: Callable[[str], str] = str
+) -> tuple[list[str], dict[str, Any]]:
+    """A loaded state dict checked against a model's `targets` (name -> tensor): the problems
+    in words (missing and unexpected names, the first 3 of each, `short` shortening the
+    unexpected ones; tensors of another shape or dtype), and the floating-point tensors that
+    match, by name, for the caller's value checks (finite, variances >= 0)."""
+    problems = []
+    missing = [k for k in targets if k not in state]
+    unexpected = [str(k) for k in state if k not in targets]
+    if missing:
+        problems.append(f"{len(missing)} missing: {', '.join(missing[:3])}")
+    if unexpected:
+        problems.append(f"{len(unexpected)} unexpected: {', '.join(map(short, unexpected[:3]))}")
+    floats = {}
+    for name, target in targets.items():
+        value = state.get(name)
+        if value is None:
+            continue
+        if value.shape != target.shape or value.dtype != target.dtype:
+            problems.append(
+                f"{name} is {value.dtype} {tuple(value.shape)}, the model's "
+                f"{target.dtype} {tuple(target.shape)}"
+            )
+        elif value.is_floating_point():
+            floats[name] = value
+    return problems, floats

@@ -33,7 +33,7 @@ import torchvision
 from PIL import Image
 from torch import nn
 
-from cxrlib.weights import WeightsError, verify_weights
+from cxrlib.weights import WeightsError, state_problems, verify_weights
 
 log = logging.getLogger(__name__)
 
@@ -117,25 +117,10 @@ def build_swav_resnet50(state: Mapping[str, torch.Tensor], source: str | Path = 
     """
     model = torchvision.models.resnet50(weights=None)
     model.fc = nn.Identity()
-    targets = model.state_dict()
-    missing = [k for k in targets if k not in state]
-    unexpected = [k for k in state if k not in targets]
-    problems = []
-    if missing:
-        problems.append(f"{len(missing)} missing: {', '.join(missing[:3])}")
-    if unexpected:
-        problems.append(f"{len(unexpected)} unexpected: {', '.join(unexpected[:3])}")
-    for name, target in targets.items():
-        value = state.get(name)
-        if value is None:
-            continue
-        if value.shape != target.shape or value.dtype != target.dtype:
-            problems.append(
-                f"{name} is {value.dtype} {tuple(value.shape)}, the model's "
-                f"{target.dtype} {tuple(target.shape)}"
-            )
-        elif value.is_floating_point() and not torch.isfinite(value).all():
-            problems.append(f"{name} holds NaN or infinite values")
+    problems, floats = state_problems(state, model.state_dict())
+    problems += [
+        f"{n} holds NaN or infinite values" for n, v in floats.items() if not v.isfinite().all()
+    ]
     if problems:
         raise WeightsError(
             f"the weights {f'of {source} ' if source else ''}do not fit a ResNet-50 backbone "

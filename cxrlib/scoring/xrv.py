@@ -53,7 +53,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from cxrlib.pickle_scan import scan_pickle
-from cxrlib.weights import XRV_FIX, WeightsError, file_sha256
+from cxrlib.weights import XRV_FIX, WeightsError, file_sha256, state_problems
 
 # torchxrayvision adds a process-wide "ignore every warning" filter when imported (and a few
 # more); the catch_warnings block puts the process's own filters back.
@@ -679,24 +679,8 @@ def build_xrv_densenet(state: Mapping[str, torch.Tensor], source: str | Path = "
     if not isinstance(state, Mapping) or not all(torch.is_tensor(v) for v in state.values()):
         problems.append("not a mapping of names to tensors")
         state = {}
-    missing = [k for k in targets if k not in state]
-    unexpected = [str(k) for k in state if k not in targets]
-    if missing:
-        problems.append(f"{len(missing)} missing: {', '.join(missing[:3])}")
-    if unexpected:
-        problems.append(f"{len(unexpected)} unexpected: {', '.join(map(_short, unexpected[:3]))}")
-    floats: dict[str, torch.Tensor] = {}  # those of the model's shape and dtype
-    for name, target in targets.items():
-        value = state.get(name)
-        if value is None:
-            continue
-        if value.shape != target.shape or value.dtype != target.dtype:
-            problems.append(
-                f"{name} is {value.dtype} {tuple(value.shape)}, the model's "
-                f"{target.dtype} {tuple(target.shape)}"
-            )
-        elif value.is_floating_point():
-            floats[name] = value
+    found, floats = state_problems(state, targets, _short)
+    problems += found
     problems += _value_problems(floats)
     if problems:
         raise WeightsError(
