@@ -14,37 +14,29 @@ gray, scaled exactly as `xrv.utils.normalize(img, 255)` (to [-1024, 1024]) and r
 bilinear, antialiased).
 
 Weights: the release file is a whole pickled model (`torch.save(model)` in the library's
-training script), by all signs in the pre-1.6 (non-zip) torch format: the library patches
-modules saved before torch 1.6 when loading it, and its size is that format's to within 0.1%.
-The fetch_xrv_weights rule downloads it on the login node and checks it against a pinned
-sha256 before anything reads it. It is then read as data, never run (`load_xrv_state_dict`).
-torch.load is not used: the reader parses either torch.save format itself. Each pickle is first
-walked opcode by opcode, refusing what would make the unpickler allocate what the file asks for.
-It is then unpickled with an unpickler whose every global is an inert stand-in. The model's
-classes become records of their pickled attributes, which refuse to be called. Tensors become
-records checked to lie inside their storage, and storages must match the bytes the file holds.
-Nothing the file names is constructed or called. The tensors in the records' parameter and
-buffer dictionaries are then copied into a DenseNet this module builds itself
-(`build_xrv_densenet`), after their names, shapes, dtypes and values are checked.
-
-Size (over the project's ~600 lines): the reader of an untrusted legacy pickle is one
-promise, kept in one place; torch.load(weights_only=True) refuses this release's format (its
-persistent ids name modules, not only storages), so the reader cannot be handed to torch yet.
+training script), in the pre-1.6 (non-zip) torch format. The fetch_xrv_weights rule downloads
+it on the login node and checks it against a pinned sha256 before anything reads it. It is
+then read as data, never run (`load_xrv_state_dict`), by torch's own restricted unpickler (the
+one behind `torch.load(weights_only=True)`), with the model's classes allowlisted as inert
+stand-ins (`torch.serialization.safe_globals`): records of their pickled attributes that
+refuse to be called. The tensors in the records' parameter and buffer dictionaries are copied
+into a DenseNet this module builds itself (`build_xrv_densenet`) after their names, shapes,
+dtypes and values are checked.
 """
 
 from __future__ import annotations
 
 import io
 import logging
-import math
 import os
-import pickle
+import pickletools
+import re
 import reprlib
 import struct
 import sys
 import warnings
 import zipfile
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, ClassVar
 
@@ -79,14 +71,12 @@ XRV_DIM = 1024  # DenseNet-121's pooled features
 #   then per key an int64 element count and the storage's raw little-endian bytes. Storages are
 #   persistent ids ('storage', <torch.XStorage>, key, location, numel, view_metadata=None);
 #   module classes are persistent ids ('module', <class>, source_file, source);
-# - zip (torch >= 1.6): <prefix>/data.pkl (the object; storages are persistent ids ('storage',
-#   <torch.XStorage>, key, location, numel)), <prefix>/data/<key> (raw bytes, stored
-#   uncompressed), <prefix>/byteorder ('little'), version records.
-# A module pickles as NEWOBJ (cls.__new__(cls), no arguments) then BUILD (its __dict__); a
-# tensor as REDUCE of torch._utils._rebuild_tensor_v2(storage, offset, size, stride, ...).
-# Why not torch.load: its legacy loader allocates each storage at the size the file declares,
-# before reading a byte; with weights_only=False its pickle_module hook still lets the file call
-# whatever the unpickler resolves; weights_only=True cannot read the release file's modules.
+# - zip (torch >= 1.6): <prefix>/data.pkl (the object), <prefix>/data/<key> (raw bytes, stored
+#   uncompressed); storages are persistent ids ('storage', <torch.XStorage>, key, location, numel).
+# A module pickles as NEWOBJ (cls.__new__(cls), no arguments) then BUILD (its __dict__).
+# torch.load(weights_only=True) reads the zip format with the stand-ins allowlisted; it refuses
+# the legacy format's module persistent ids, so for that format this module hands each pickle
+# to the same restricted unpickler (torch._weights_only_unpickler) with its own persistent_load.
 
 # The classes the release file's modules are instances of: the network's own and the torch.nn
 # layers inside it. Each is read as a record of its pickled attributes (_ModuleRecord).
@@ -104,25 +94,10 @@ _MODEL_CLASSES: tuple[type, ...] = (
     nn.Linear,
 )
 _MAX_FILE_BYTES = 256 * 2**20  # the release file is 28 MB
-_MAX_PICKLE_BYTES = 32 * 2**20  # its pickled structure is ~0.2 MB (the rest is tensor bytes)
-_MAX_STORAGE_BYTES = 256 * 2**20  # all tensor bytes together (the release's: 28 MB)
-_MAX_DIMS = 8
 _MAX_MODULE_DEPTH = 16  # DenseNet-121 nests 4 deep
 _LEGACY_MAGIC = 0x1950A86A20F9469CFC6C  # torch.serialization.MAGIC_NUMBER
 _LEGACY_PROTOCOL = 1001  # torch.serialization.PROTOCOL_VERSION
 _ZIP_MAGIC = b"PK\x03\x04"
-# The storage classes a tensor record may name (as torch.<Name>), by the dtype they stand for.
-_STORAGE_DTYPES: dict[str, torch.dtype] = {
-    "FloatStorage": torch.float32,
-    "DoubleStorage": torch.float64,
-    "HalfStorage": torch.float16,
-    "BFloat16Storage": torch.bfloat16,
-    "LongStorage": torch.int64,
-    "IntStorage": torch.int32,
-    "ShortStorage": torch.int16,
-    "CharStorage": torch.int8,
-    "ByteStorage": torch.uint8,
-}
 
 
 class _Refused(Exception):
@@ -137,28 +112,16 @@ def _short(value: object) -> str:
     return _REPR.repr(value)
 
 
-class _Inert:
-    """Base of the stand-ins the unpickler hands the file (storage types, the rebuilders, the
-    storage and tensor records): a pickle BUILD on one is refused, so the file cannot alter
-    one once made and checked (nor the shared ones, for later loads in this process)."""
-
-    __slots__ = ()
-
-    def __setstate__(self, state: object) -> None:
-        raise _Refused(f"it sets the state of a {type(self).__name__.strip('_')}")
-
-
 class _ModuleRecord:
     """One module of the file as data: its class's dotted name and its pickled __dict__.
 
-    find_class returns a subclass of this (one per allowed class, `_MODULE_RECORDS`) in place
-    of the real class, so nothing of the real class runs. torch.save writes a module as
+    The restricted unpickler resolves each allowed class name to a subclass of this
+    (`_MODULE_RECORDS`), so nothing of the real class runs. torch.save writes a module as
     NEWOBJ (`cls.__new__(cls)`, no arguments) and BUILD (its __dict__): __new__ takes no
     arguments and __setstate__ keeps the dict, once. A pickle that calls the class instead
     (REDUCE, `cls(*args)`), as a file that wants the real constructor to run would, is refused.
     """
 
-    __slots__ = ("state",)
     class_name: ClassVar[str] = ""
 
     def __new__(cls, *args: object, **kwargs: object) -> _ModuleRecord:
@@ -168,9 +131,7 @@ class _ModuleRecord:
                 f"{_short(kwargs) if kwargs else ''} (torch.save passes none: the file asks "
                 "for the real constructor to run)"
             )
-        record = super().__new__(cls)
-        record.state = None
-        return record
+        return super().__new__(cls)
 
     def __init__(self, *args: object, **kwargs: object) -> None:
         # reached only by a call of the class (REDUCE); NEWOBJ calls __new__ alone
@@ -179,14 +140,14 @@ class _ModuleRecord:
         )
 
     def __setstate__(self, state: object) -> None:
-        if self.state is not None:
+        if "state" in self.__dict__:
             raise _Refused(f"it sets the state of a {self.class_name} twice")
         if not isinstance(state, dict) or not all(isinstance(k, str) for k in state):
             raise _Refused(
                 f"the state of a {self.class_name} is a {type(state).__name__}, not the dict "
                 "of its attributes"
             )
-        self.state = dict(state)
+        self.__dict__["state"] = dict(state)
 
 
 def _dotted(cls: type) -> str:
@@ -194,393 +155,180 @@ def _dotted(cls: type) -> str:
 
 
 _MODULE_RECORDS: dict[str, type[_ModuleRecord]] = {
-    _dotted(c): type(c.__qualname__, (_ModuleRecord,), {"__slots__": (), "class_name": _dotted(c)})
+    _dotted(c): type(c.__qualname__, (_ModuleRecord,), {"class_name": _dotted(c)})
     for c in _MODEL_CLASSES
 }
 _ROOT_RECORD = _MODULE_RECORDS[_dotted(xrv.models.DenseNet)]
+_STAND_INS = [(record, name) for name, record in _MODULE_RECORDS.items()]
 
 
-class _PlainDict(dict):
-    """Stands in for collections.OrderedDict: an empty dict the pickle fills (SETITEMS)."""
-
-    def __init__(self, *args: object, **kwargs: object) -> None:
-        if args or kwargs:
-            raise _Refused("it calls OrderedDict with arguments (torch.save passes none)")
-        super().__init__()
-
-    def __setstate__(self, state: object) -> None:
-        # a state dict's `_metadata` (module versions): not needed, the model is built here
-        if not isinstance(state, dict):
-            raise _Refused(f"the state of an OrderedDict is a {type(state).__name__}")
-
-
-class _StorageType(_Inert):
-    """Stands in for torch.<Name>Storage in a storage record: the dtype it names."""
-
-    __slots__ = ("dtype",)
-
-    def __init__(self, dtype: torch.dtype):
-        self.dtype = dtype
-
-
-class _Storage(_Inert):
-    """A storage the file declares (key, dtype, numel in elements); its bytes are read after
-    the pickle and must match."""
-
-    __slots__ = ("dtype", "key", "numel")
-
-    def __init__(self, key: str, dtype: torch.dtype, numel: int):
-        self.key, self.dtype, self.numel = key, dtype, numel
-
-    @property
-    def nbytes(self) -> int:
-        return self.numel * self.dtype.itemsize
-
-
-class _TensorRecord(_Inert):
-    """A tensor the file declares: a view (offset, size, stride; in elements) of a storage,
-    checked to lie inside it without reading any element twice (`_check_view`)."""
-
-    __slots__ = ("offset", "size", "storage", "stride")
-
-    def __init__(
-        self, storage: _Storage, offset: int, size: tuple[int, ...], stride: tuple[int, ...]
-    ):
-        _check_view(storage, offset, size, stride)
-        self.storage, self.offset, self.size, self.stride = storage, offset, size, stride
-
-
-class _Function(_Inert):
-    """Stands in for one of torch's functions the file names: calls a checking one of ours."""
-
-    __slots__ = ("function",)
-
-    def __init__(self, function: Callable[..., object]):
-        self.function = function
-
-    def __call__(self, *args: object) -> object:
-        return self.function(*args)
-
-
-def _is_int(value: object) -> bool:
-    return type(value) is int  # not bool
-
-
-def _check_view(storage: _Storage, offset: object, size: object, stride: object) -> None:
-    """Refuse a view that reads outside its storage or reads an element twice (a stride 0 or
-    overlapping strides: torch would accept both, and grow a resizable storage to fit)."""
-    ok = (
-        isinstance(size, tuple)
-        and isinstance(stride, tuple)
-        and len(size) == len(stride) <= _MAX_DIMS
-        and all(_is_int(v) for v in (offset, *size, *stride))
-    )
-    if not ok:
-        raise _Refused(f"malformed tensor record (size {_short(size)}, stride {_short(stride)})")
-    where = f"a tensor (offset {offset}, size {size}, stride {stride})"
-    limit = max(storage.numel, 1)
-    if not 0 <= offset <= storage.numel or any(not 0 <= v <= limit for v in (*size, *stride)):
-        raise _Refused(f"{where} reads outside its storage of {storage.numel} elements")
-    if math.prod(size) == 0:
-        return  # reads nothing
-    reach = 0  # the furthest element reached by the dimensions of smaller strides
-    for step, count in sorted((s, n) for n, s in zip(size, stride, strict=True) if n > 1):
-        if step <= reach:
-            raise _Refused(
-                f"{where} reads elements of its storage more than once (stride 0 or "
-                "overlapping strides)"
-            )
-        reach += (count - 1) * step
-    if offset + reach >= storage.numel:
-        raise _Refused(
-            f"{where} reads outside its storage of {storage.numel} elements (past its end)"
-        )
-
-
-def _no_hooks(hooks: object) -> None:
-    if hooks is not None and not (isinstance(hooks, dict) and not hooks):
-        raise _Refused("a tensor carries backward hooks")
-
-
-def _tensor_record(
-    storage: object,
-    storage_offset: object,
-    size: object,
-    stride: object,
-    requires_grad: object = False,
-    backward_hooks: object = None,
-    metadata: object = None,
-) -> _TensorRecord:
-    """torch._utils._rebuild_tensor_v2's arguments, checked, as a record."""
-    if not isinstance(storage, _Storage) or not isinstance(requires_grad, bool):
-        raise _Refused(f"malformed tensor record (storage {type(storage).__name__})")
-    _no_hooks(backward_hooks)
-    if metadata:
-        raise _Refused(f"a tensor carries metadata {_short(metadata)}")
-    return _TensorRecord(storage, storage_offset, size, stride)  # type: ignore[arg-type]
-
-
-def _parameter_record(
-    data: object, requires_grad: object = False, backward_hooks: object = None, state: object = None
-) -> _TensorRecord:
-    """torch._utils._rebuild_parameter(_with_state)'s arguments: the parameter's tensor."""
-    if not isinstance(data, _TensorRecord):
-        raise _Refused(f"a parameter holds a {type(data).__name__}, not a tensor")
-    _no_hooks(backward_hooks)
-    if state:
-        raise _Refused("a parameter carries extra attributes")
-    return data
-
-
-def _plain_set(items: object = ()) -> frozenset[str]:
-    """builtins.set's argument (protocol 2 writes a set as set([names])): names only."""
-    if not isinstance(items, list) or not all(isinstance(v, str) for v in items):
-        raise _Refused(f"it makes a set of {type(items).__name__}, not of names")
-    return frozenset(items)
-
-
-# Every global the unpickler resolves, and what it gets instead: nothing here is the real thing.
-_INERT_GLOBALS: dict[str, object] = {
-    **_MODULE_RECORDS,
-    "collections.OrderedDict": _PlainDict,
-    "builtins.set": _Function(_plain_set),
-    "__builtin__.set": _Function(_plain_set),  # how protocol-2 pickles name it
-    "torch._utils._rebuild_tensor_v2": _Function(_tensor_record),
-    "torch._utils._rebuild_parameter": _Function(_parameter_record),
-    "torch._utils._rebuild_parameter_with_state": _Function(_parameter_record),
-    **{f"torch.{name}": _StorageType(dtype) for name, dtype in _STORAGE_DTYPES.items()},
-}
-
-
-def _scan_pickle(f: io.BytesIO) -> None:
-    """cxrlib.pickle_scan.scan_pickle (memo indices, protocol 5, truncation) before any
-    unpickler reads f; torch.save writes protocol 2."""
+def _unpickler(f: io.BytesIO) -> Any:
+    """torch's restricted unpickler on the next pickle of f, after cxrlib.pickle_scan has
+    walked it (memo indices, nesting and hashing work, protocol 5, lengths past the data)."""
     scan_pickle(f, _Refused)
+    return torch._weights_only_unpickler.Unpickler(f, encoding="utf-8")
 
 
-class _PlainUnpickler(pickle.Unpickler):
-    """For the legacy format's plain-data pickles (header, storage keys): no globals at all."""
-
-    def __init__(self, file: io.BytesIO):
-        _scan_pickle(file)
-        super().__init__(file)
-
-    def find_class(self, module: str, name: str) -> Any:
-        raise _Refused(f"it refers to {module}.{name} where torch.save writes plain data")
-
-    def persistent_load(self, pid: Any) -> Any:
-        raise _Refused("a persistent id where torch.save writes plain data")
-
-
-class _InertUnpickler(pickle.Unpickler):
-    """Unpickles the file's object into stand-ins (`_INERT_GLOBALS`): module records, plain
-    dicts, tensor records; collects the storages it declares in `storages`."""
-
-    def __init__(self, file: io.BytesIO, legacy: bool):
-        _scan_pickle(file)
-        super().__init__(file)
-        self.legacy = legacy  # the legacy format's persistent ids (module classes, 6-tuples)
-        self.storages: dict[str, _Storage] = {}
-        self.storage_bytes = 0  # declared so far
-
-    def find_class(self, module: str, name: str) -> Any:
-        target = _INERT_GLOBALS.get(f"{module}.{name}")
-        if target is None:
-            raise _Refused(
-                f"it refers to {module}.{name}, which is not part of torchxrayvision's DenseNet"
-            )
-        return target
-
-    def persistent_load(self, pid: Any) -> Any:
-        kind = pid[0] if isinstance(pid, tuple) and pid else None
-        if kind == "module" and self.legacy and len(pid) == 4:
-            cls = pid[1]  # resolved by find_class: a record class or refused already
-            if isinstance(cls, type) and issubclass(cls, _ModuleRecord):
-                return cls
-        elif kind == "storage" and len(pid) == (6 if self.legacy else 5):
-            storage_type, key, location, numel = pid[1:5]
-            if self.legacy and pid[5] is not None:
-                raise _Refused(f"a storage view record {_short(pid[5])} (not taken here)")
-            if (
-                isinstance(storage_type, _StorageType)
-                and isinstance(key, str)
-                and 0 < len(key) <= 64
-                and "/" not in key
-                and isinstance(location, str)
-                and _is_int(numel)
-                and numel >= 0
-            ):
-                return self._storage(_Storage(key, storage_type.dtype, numel))
-        raise _Refused(f"a persistent id {_short(pid)} that torch.save does not write")
-
-    def _storage(self, storage: _Storage) -> _Storage:
-        known = self.storages.get(storage.key)
-        if known is not None:
-            if (known.dtype, known.numel) != (storage.dtype, storage.numel):
-                raise _Refused(f"storage {storage.key} is declared twice, differently")
-            return known
-        self.storage_bytes += storage.nbytes
-        if self.storage_bytes > _MAX_STORAGE_BYTES:
-            raise _Refused(
-                f"its storages declare {self.storage_bytes} bytes or more of tensors, over the "
-                f"{_MAX_STORAGE_BYTES} allowed (the release file holds 28 MB); nothing allocated"
-            )
-        self.storages[storage.key] = storage
-        return storage
+def _module_ids_as_storage_ids(f: io.BytesIO) -> io.BytesIO:
+    """The legacy object pickle at f (walked by pickle_scan first; f is left after it) with
+    each module persistent id ('module', cls, file, source) spelled ('storage', cls, file,
+    source): torch's restricted unpickler hands only 'storage' ids to persistent_load, which
+    tells the two apart by their length. torch.save writes the word once, right after the
+    MARK of the first module id (BINUNICODE), and the others fetch it from the memo."""
+    scan_pickle(f, _Refused)
+    start, out, previous = f.tell(), bytearray(), ""
+    ops = list(pickletools.genops(f))
+    ends = [pos for _, _, pos in ops[1:]] + [f.tell()]
+    for (op, arg, pos), end in zip(ops, ends, strict=True):
+        if op.name == "BINUNICODE" and arg == "module" and previous == "MARK":
+            out += b"X" + struct.pack("<I", 7) + b"storage"
+        else:
+            out += f.getbuffer()[pos:end]
+        previous = op.name
+    assert ops[0][2] == start
+    return io.BytesIO(bytes(out))
 
 
-def _read_legacy(raw: bytes) -> tuple[object, dict[str, _Storage], dict[str, bytes]]:
-    """The legacy format: (object of stand-ins, declared storages, their bytes by key)."""
+def _read_legacy(raw: bytes) -> object:
+    """The legacy format's object, its storages made from the file's bytes."""
     f = io.BytesIO(raw)
-    if _PlainUnpickler(f).load() != _LEGACY_MAGIC:
+    if _unpickler(f).load() != _LEGACY_MAGIC:
         raise _Refused("it is not a torch.save file (neither the zip nor the legacy format)")
-    if (version := _PlainUnpickler(f).load()) != _LEGACY_PROTOCOL:
+    if (version := _unpickler(f).load()) != _LEGACY_PROTOCOL:
         raise _Refused(f"legacy torch.save protocol {_short(version)}, not {_LEGACY_PROTOCOL}")
-    sys_info = _PlainUnpickler(f).load()
+    sys_info = _unpickler(f).load()
     if not isinstance(sys_info, dict) or sys_info.get("little_endian") is not True:
         raise _Refused(f"not written on a little-endian machine (sys_info {_short(sys_info)})")
-    unpickler = _InertUnpickler(f, legacy=True)
+    # Each storage is a bytearray of its declared size, filled once the pickle is read: a
+    # storage over it cannot grow, so torch refuses a view past its end. Declared sizes are
+    # summed against what the file holds before each is allocated.
+    buffers: dict[str, tuple[bytearray, torch.dtype]] = {}
+    typed: dict[str, torch.TypedStorage] = {}
+
+    def persistent_load(pid: object) -> object:
+        kind = pid[0] if isinstance(pid, tuple) and pid else None
+        if kind == "storage" and len(pid) == 4:  # a module id (_module_ids_as_storage_ids)
+            if isinstance(pid[1], type) and issubclass(pid[1], _ModuleRecord):
+                return pid[1]
+        elif kind == "storage" and len(pid) == 6 and pid[5] is None:
+            storage_type, key, _, numel = pid[1:5]
+            dtype = getattr(storage_type, "dtype", None)
+            if isinstance(key, str) and isinstance(dtype, torch.dtype) and type(numel) is int:
+                if key not in typed:
+                    declared = sum(len(b) for b, _ in buffers.values()) + numel * dtype.itemsize
+                    if numel < 0 or declared > len(raw) - f.tell():
+                        raise _Refused(
+                            f"its storages declare {declared} bytes of tensors or more, more "
+                            f"bytes than the file holds ({len(raw)}); nothing allocated"
+                        )
+                    buf = bytearray(numel * dtype.itemsize)
+                    buffers[key] = (buf, dtype)
+                    flat = torch.frombuffer(buf, dtype=torch.uint8) if buf else torch.empty(0)
+                    typed[key] = torch.TypedStorage(
+                        wrap_storage=flat.untyped_storage(), dtype=dtype, _internal=True
+                    )
+                if typed[key].dtype != dtype or len(buffers[key][0]) != numel * dtype.itemsize:
+                    raise _Refused(f"storage {key} is declared twice, differently")
+                return typed[key]
+        raise _Refused(f"a persistent id {_short(pid)} that torch.save does not write")
+
+    unpickler = torch._weights_only_unpickler.Unpickler(
+        _module_ids_as_storage_ids(f), encoding="utf-8"
+    )
+    unpickler.persistent_load = persistent_load
     root = unpickler.load()
-    storages = unpickler.storages
-    keys = _PlainUnpickler(f).load()
-    if (
-        not isinstance(keys, list)
-        or not all(isinstance(k, str) for k in keys)
-        or len(keys) != len(set(keys))
-        or set(keys) != storages.keys()
-    ):
+    keys = _unpickler(f).load()
+    if not isinstance(keys, list) or sorted(keys) != sorted(buffers):
         raise _Refused("its list of storage keys does not match the storages the object uses")
-    available = len(raw) - f.tell() - 8 * len(keys)
-    if sum(s.nbytes for s in storages.values()) > available:
-        raise _Refused("its storages declare more bytes than the file holds (truncated?)")
-    data: dict[str, bytes] = {}
     for key in keys:
-        storage = storages[key]
-        (numel,) = struct.unpack("<q", f.read(8))
-        if numel != storage.numel:
-            raise _Refused(f"storage {key} holds {numel} elements, declared {storage.numel}")
-        data[key] = f.read(storage.nbytes)
-    return root, storages, data
+        buf, dtype = buffers[key]
+        (numel,) = struct.unpack("<q", f.read(8).ljust(8, b"\0"))
+        data = f.read(len(buf))
+        if numel * dtype.itemsize != len(buf) or len(data) != len(buf):
+            raise _Refused(f"storage {key} holds {len(data)} bytes, declared {len(buf)}")
+        buf[:] = data
+    return root
 
 
-def _zip_entry(archive: zipfile.ZipFile, name: str, size: int | None, limit: int) -> bytes:
-    """One record of a torch zip: stored (torch never compresses), of the expected size."""
-    try:
-        info = archive.getinfo(name)
-    except KeyError:
-        raise _Refused(f"its zip has no record {name}") from None
-    if info.compress_type != zipfile.ZIP_STORED or info.compress_size != info.file_size:
-        raise _Refused(f"its zip record {name} is compressed (torch.save stores records)")
-    if (size is not None and info.file_size != size) or info.file_size > limit:
-        expected = f"{size} expected" if size is not None else f"at most {limit}"
-        raise _Refused(f"its zip record {name} holds {info.file_size} bytes ({expected})")
-    return archive.read(info)
-
-
-def _read_zip(file: io.BytesIO) -> tuple[object, dict[str, _Storage], dict[str, bytes]]:
-    """The zip format: (object of stand-ins, declared storages, their bytes by key)."""
-    with zipfile.ZipFile(file) as archive:
-        pickles = [n for n in archive.namelist() if n.endswith("/data.pkl") and n.count("/") == 1]
-        if len(pickles) != 1:
+def _read_zip(raw: bytes) -> object:
+    """The zip format's object, by torch.load(weights_only=True) with the stand-ins."""
+    with zipfile.ZipFile(io.BytesIO(raw)) as archive:
+        infos = archive.infolist()
+        if any(i.compress_type != zipfile.ZIP_STORED for i in infos):
+            raise _Refused("its zip holds compressed records (torch.save stores them)")
+        pickles = [i for i in infos if i.filename.endswith("/data.pkl")]
+        if len(pickles) != 1 or pickles[0].file_size > len(raw):
             raise _Refused(f"a zip with {len(pickles)} torch data.pkl records, not 1")
-        prefix = pickles[0].removesuffix("data.pkl")
-        if prefix + "byteorder" in archive.namelist():
-            order = _zip_entry(archive, prefix + "byteorder", None, 16)
-            if order != b"little":
-                raise _Refused(f"tensors of byte order {order!r}, not little-endian")
-        unpickler = _InertUnpickler(
-            io.BytesIO(_zip_entry(archive, prefix + "data.pkl", None, _MAX_PICKLE_BYTES)),
-            legacy=False,
-        )
-        root = unpickler.load()
-        storages = unpickler.storages
-        data = {
-            key: _zip_entry(archive, f"{prefix}data/{key}", s.nbytes, _MAX_STORAGE_BYTES)
-            for key, s in storages.items()
-        }
-    return root, storages, data
+        _unpickler(io.BytesIO(archive.read(pickles[0])))  # the scan alone
+    with torch.serialization.safe_globals(_STAND_INS):
+        return torch.load(io.BytesIO(raw), map_location="cpu", weights_only=True)
 
 
-def _module_records(
-    record: _ModuleRecord, prefix: str, out: dict[str, _TensorRecord], seen: set[int]
+def _module_tensors(
+    record: _ModuleRecord, prefix: str, out: dict[str, torch.Tensor], seen: set[int]
 ) -> None:
-    """(state-dict key -> tensor record) of a module record tree, read from its dictionaries."""
+    """(state-dict key -> tensor) of a module record tree, read from its dictionaries."""
     where = prefix.rstrip(".") or "the model"
     if id(record) in seen or prefix.count(".") >= _MAX_MODULE_DEPTH:
         raise _Refused(f"its module tree loops or nests too deep at {where}")
     seen.add(id(record))
-    state = record.state
-    groups = [state.get(g) if state else None for g in ("_parameters", "_buffers", "_modules")]
+    state = record.__dict__.get("state") or {}
+    groups = [state.get(g) for g in ("_parameters", "_buffers", "_modules")]
     if not all(isinstance(g, dict) for g in groups):
         raise _Refused(f"{where} ({record.class_name}) has no parameter/buffer/module dicts")
     params, buffers, children = groups
-    skip = state.get("_non_persistent_buffers_set") or frozenset()
-    if not isinstance(skip, frozenset):
-        raise _Refused(f"{where}: _non_persistent_buffers_set is a {type(skip).__name__}")
-    entries = [*params.items(), *((k, v) for k, v in buffers.items() if k not in skip)]
+    skip = state.get("_non_persistent_buffers_set") or set()
     for name in [*params, *buffers, *children]:
         if not isinstance(name, str) or not name or "." in name:
             raise _Refused(f"{where} holds an entry named {_short(name)}")
-    for name, tensor in entries:
-        if tensor is None:
-            continue
-        if not isinstance(tensor, _TensorRecord):
-            raise _Refused(f"{prefix}{name} is a {type(tensor).__name__}, not a tensor")
-        if prefix + name in out:
-            raise _Refused(f"{prefix}{name} is given twice")
-        out[prefix + name] = tensor
+    for name, tensor in [*params.items(), *((k, v) for k, v in buffers.items() if k not in skip)]:
+        if tensor is not None:
+            out[prefix + name] = tensor
     for name, child in children.items():
         if child is None:
             continue
         if not isinstance(child, _ModuleRecord):
             raise _Refused(f"{prefix}{name} is a {type(child).__name__}, not a module")
-        _module_records(child, f"{prefix}{name}.", out, seen)
+        _module_tensors(child, f"{prefix}{name}.", out, seen)
 
 
-def _tensor_records(root: object) -> dict[str, _TensorRecord]:
-    """The file's tensors by state-dict key: from a whole DenseNet or a state dict."""
+def _state_dict(root: object) -> dict[str, torch.Tensor]:
+    """The file's tensors by state-dict key, from a whole DenseNet or a state dict; each must
+    be a contiguous block of its storage, as torch.save writes parameters (a view with a
+    stride of 0 or overlapping strides reads elements more than once)."""
     if isinstance(root, _ModuleRecord):
         if type(root) is not _ROOT_RECORD:
             raise _Refused(f"it holds a {root.class_name}, not torchxrayvision's DenseNet")
-        out: dict[str, _TensorRecord] = {}
-        _module_records(root, "", out, set())
-        return out
-    if isinstance(root, dict):
-        bad = [
-            k for k, v in root.items() if not isinstance(k, str) or not isinstance(v, _TensorRecord)
-        ]
-        if bad:
-            raise _Refused(f"entries that are not tensors: {', '.join(map(_short, bad[:5]))}")
-        return dict(root)
-    raise _Refused(
-        f"it holds a {type(root).__name__}, not torchxrayvision's DenseNet or its state dict"
-    )
+        out: dict[str, torch.Tensor] = {}
+        _module_tensors(root, "", out, set())
+    elif isinstance(root, dict) and all(isinstance(k, str) for k in root):
+        out = dict(root)
+    else:
+        raise _Refused(
+            f"it holds a {type(root).__name__}, not torchxrayvision's DenseNet or its state dict"
+        )
+    for name, tensor in out.items():
+        if not isinstance(tensor, torch.Tensor):
+            raise _Refused(f"{name} is a {type(tensor).__name__}, not a tensor")
+        if not tensor.is_contiguous():
+            raise _Refused(
+                f"{name} is not a contiguous block of its storage (size {tuple(tensor.shape)}, "
+                f"stride {tensor.stride()}): it reads elements more than once or skips some"
+            )
+    return {name: tensor.detach() for name, tensor in out.items()}
 
 
-def _tensors(
-    records: Mapping[str, _TensorRecord],
-    storages: Mapping[str, _Storage],
-    data: Mapping[str, bytes],
-) -> dict[str, torch.Tensor]:
-    """Rebuild the checked views with torch's own rebuild, on storages of the file's bytes
-    (not resizable: a view past the end would fail there too, were _check_view to miss it)."""
-    typed: dict[str, torch.TypedStorage] = {}
-    for key, storage in storages.items():
-        raw = data[key]
-        if len(raw) != storage.nbytes:
-            raise _Refused(f"storage {key} holds {len(raw)} bytes, declared {storage.nbytes}")
-        flat = (
-            torch.frombuffer(bytearray(raw), dtype=storage.dtype)
-            if raw
-            else torch.empty(0, dtype=storage.dtype)
-        )
-        typed[key] = torch.TypedStorage(
-            wrap_storage=flat.untyped_storage(), dtype=storage.dtype, _internal=True
-        )
-    return {
-        name: torch._utils._rebuild_tensor(typed[r.storage.key], r.offset, r.size, r.stride)
-        for name, r in records.items()
-    }
+def _torch_refusal(exc: Exception) -> str:
+    """torch's restricted unpickler's refusal in a line, without its advice to allowlist the
+    global or load with weights_only=False (either would let the file run code)."""
+    text = str(exc)
+    if found := re.search(r"GLOBAL (\S+) (?:was not|whose module)", text):
+        return f"it refers to {found[1]}, which is not part of torchxrayvision's DenseNet"
+    if "WeightsUnpickler error:" in text:  # torch.load's wrapping: keep the error's own line
+        text = text.split("WeightsUnpickler error:", 1)[1].strip()
+    if any(m in text for m in ("not resizable", "out of bounds for storage", "size calculation")):
+        return "a tensor view reads outside its storage"
+    return f"torch's restricted unpickler refused it ({text.strip().splitlines()[0][:200]})"
 
 
 # --------------------------------------------------------------------------------------------
@@ -626,16 +374,15 @@ def load_xrv_state_dict(path: str | Path) -> dict[str, torch.Tensor]:
     """The tensors of an xrv DenseNet file by state-dict key, read without running anything.
 
     Accepts the release format (a whole pickled `xrv.models.DenseNet`, pre-1.6 torch format),
-    the same saved by a newer torch (zip format), or a state dict of either format. The file
-    is parsed here, not by torch.load. Each pickle is walked first (`_scan_pickle`), then
-    unpickled into inert stand-ins (`_INERT_GLOBALS`): a module becomes a record of its
-    pickled attributes, a tensor a record of its view, which must lie inside its storage and
-    read no element twice. Only the stand-ins of the model's own classes, OrderedDict, set,
-    the tensor rebuilders and the storage types resolve; no class or function the file names
-    is called. Tensors come from the records' _parameters and _buffers (non-persistent
-    buffers left out), rebuilt by torch's `_rebuild_tensor` on storages made from the file's
-    bytes. They are not checked against the DenseNet here (`build_xrv_densenet` does).
-    Call `verify_xrv_weights` first.
+    the same saved by a newer torch (zip format), or a state dict of either format. Each
+    pickle is walked first (`cxrlib.pickle_scan`), then read by torch's restricted unpickler
+    (`torch.load(weights_only=True)`'s), with only the model's own classes allowlisted, as
+    stand-ins that keep their pickled attributes and refuse to be called. Storages are made
+    from the file's bytes at their declared sizes (summed against the file's size first), and
+    cannot grow: a tensor view past its storage's end is refused by torch. Tensors come from
+    the records' _parameters and _buffers (non-persistent buffers left out). They are not
+    checked against the DenseNet here (`build_xrv_densenet` does). Call `verify_xrv_weights`
+    first.
     Raises WeightsError naming the file and what it holds.
     """
     path = Path(path)
@@ -650,15 +397,13 @@ def load_xrv_state_dict(path: str | Path) -> dict[str, torch.Tensor]:
             raw = f.read(min(size, _MAX_FILE_BYTES) + 1)
         if len(raw) > _MAX_FILE_BYTES:
             raise _Refused(f"it has over {_MAX_FILE_BYTES} bytes (the release file: 28 MB)")
-        if raw.startswith(_ZIP_MAGIC):
-            root, storages, data = _read_zip(io.BytesIO(raw))
-        else:
-            root, storages, data = _read_legacy(raw)
-        return _tensors(_tensor_records(root), storages, data)
+        with torch.serialization.safe_globals(_STAND_INS):
+            root = _read_zip(raw) if raw.startswith(_ZIP_MAGIC) else _read_legacy(raw)
+        return _state_dict(root)
     except _Refused as exc:
         reason = str(exc)
-    except Exception as exc:  # whatever the file's bytes make the parsers raise
-        reason = f"{type(exc).__name__}: {exc}"
+    except Exception as exc:  # whatever the file's bytes make torch's readers raise
+        reason = _torch_refusal(exc)
     raise WeightsError(
         f"cannot read {path} as torchxrayvision's {XRV_WEIGHTS} DenseNet: {reason}; nothing "
         f"in it was run. {XRV_FIX}"
