@@ -187,8 +187,14 @@ _SLURM_NAME = re.compile(r"[A-Za-z0-9_.+-]+")
 
 
 def gpu_rules(requests: RuleRequests) -> list[str]:
-    """The rules whose jobs ask for at least one GPU (`gpu` in the requests file), sorted."""
-    return sorted(r for r in requests.rules if int(requests.resources(r).get("gpu", 0) or 0) > 0)
+    """The rules whose jobs ask for at least one GPU (`gpu` in the requests file), sorted;
+    `train_generator` (the requests of a generator's training rule without its own entry) is
+    not a rule: a generator added later is named in the profile by its own rule."""
+    return sorted(
+        r
+        for r in requests.rules
+        if int(requests.resources(r).get("gpu", 0) or 0) > 0 and r != "train_generator"
+    )
 
 
 def _gpu_partition_block(partition: str, requests: RuleRequests) -> str:

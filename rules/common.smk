@@ -10,6 +10,7 @@ from snakemake.sourcecache import infer_source_file
 
 from cxrlib.plan import PlanError, Study, paths
 from cxrlib.plan.checks import data_root, data_tree_signature
+from cxrlib.plan.generators import GENERATOR_TRAINING
 from cxrlib.plan.report import generated_report_text, report_command, report_text
 from cxrlib.plan.requests import attempt_requests, ensure_run_id
 
@@ -37,7 +38,9 @@ def from_study(method, *fields):
     return planned(lambda wildcards: method(*(wildcards[f] for f in fields)))
 
 
-planned(STUDY.check_weights_settings)()  # whichever targets are asked for
+# whichever targets are asked for
+planned(STUDY.check_weights_settings)()
+planned(STUDY.check_classifier_models)()
 
 
 # ---------------------------------------------------------------- data
@@ -85,22 +88,30 @@ def rule_requests():
         raise PlanError(str(exc)) from exc
 
 
+def _requests_of(name):
+    """resources.yaml's entry for rule `name` (a generator's training rule without one of its
+    own takes train_generator's)."""
+    return STUDY.requests_rule(name, rule_requests().rules)
+
+
 def get_threads(name):
     """Threads (CPUs) of rule `name`'s jobs; a profile's set-threads still overrides them."""
-    return rule_requests().threads(name)
+    return rule_requests().threads(_requests_of(name))
 
 
 def get_retries(name):
     """Retries from resources.yaml (training rules: enough to span many time limits), else
     the profile's. Inside a cluster job (its own snakemake) never: a retry there would rerun
     the rule in the same allocation, past the time limit it just stopped for."""
-    return rule_requests().retries(name) if workflow.is_main_process else 0
+    return (
+        rule_requests().retries(_requests_of(name)) if workflow.is_main_process else 0
+    )
 
 
 def get_resources(name):
     """Rule `name`'s resources, at the rule's level (profiles refine them key by key); a
     training rule's runtime and mem_mb depend on the attempt (cxrlib.plan.requests)."""
-    resources = rule_requests().resources(name)
+    resources = rule_requests().resources(_requests_of(name))
     state = STUDY.state_template(name)
     if state is None:
         return resources
@@ -122,7 +133,9 @@ def get_state_dir(name):
 def check_rule_requests():
     """resources.yaml names only rules that exist; a profile's mem_mb_per_cpu is named."""
     try:
-        rule_requests().check_rules([r.name for r in workflow.rules])
+        rule_requests().check_rules(
+            [r.name for r in workflow.rules] + [GENERATOR_TRAINING]
+        )
     except ValueError as exc:
         raise PlanError(str(exc)) from exc
     defaults = workflow.resource_settings.default_resources

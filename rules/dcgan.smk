@@ -26,13 +26,14 @@ rule train_dcgan:
     resources:
         **get_resources("train_dcgan"),
     params:
+        **STUDY.generator_params("dcgan"),
         settings=get_generator_settings("dcgan"),
         label=config["data"]["synthetic_class"],
         out_dir="results/dcgan/{run}",
         # Resume state: not an output, so it survives a failed (killed) job.
         state=get_state_dir("train_dcgan"),
     script:
-        "../scripts/train_dcgan.py"
+        "../scripts/train_generator.py"
 
 
 rule dcgan_sweep:
@@ -44,7 +45,7 @@ rule dcgan_sweep:
     output:
         sweep=report(
             "results/dcgan/{run}/sweep.csv",
-            caption="../report/dcgan_sweep_table.rst",
+            caption="../report/generator_sweep_table.rst",
             category="DCGAN",
             subcategory="{run}",
             labels={"run": "{run}", "table": "epoch sweep"},
@@ -58,14 +59,14 @@ rule dcgan_sweep:
         ),
         grids=report(
             "results/dcgan/{run}/figures/grids_across_epochs.png",
-            caption="../report/dcgan_grids.rst",
+            caption="../report/generator_grids.rst",
             category="DCGAN",
             subcategory="{run}",
             labels={"run": "{run}", "figure": "fixed-noise samples by epoch"},
         ),
         sweep_plot=report(
             "results/dcgan/{run}/figures/sweep.png",
-            caption="../report/dcgan_sweep.rst",
+            caption="../report/generator_sweep.rst",
             category="DCGAN",
             subcategory="{run}",
             labels={
@@ -83,9 +84,10 @@ rule dcgan_sweep:
     resources:
         **get_resources("dcgan_sweep"),
     params:
+        **STUDY.generator_params("dcgan"),
         metrics=get_sweep_metrics(),
         resolution=get_run_resolution("dcgan"),
         grid_columns=get_grid_columns("dcgan"),
         synthetic=config["data"]["source"] == "phantom",
     script:
-        "../scripts/dcgan_sweep.py"
+        "../scripts/generator_sweep.py"

@@ -47,6 +47,7 @@ rule train_stylegan2ada:
     resources:
         **get_resources("train_stylegan2ada"),
     params:
+        **STUDY.generator_params("stylegan2ada"),
         settings=get_generator_settings("stylegan2ada"),
         # checked against the start file in the job: a file not fetched by this config
         start_pin=get_start_pin,
@@ -55,7 +56,7 @@ rule train_stylegan2ada:
         # Resume state: not an output, so it survives a failed (killed) job.
         state=get_state_dir("train_stylegan2ada"),
     script:
-        "../scripts/train_stylegan2ada.py"
+        "../scripts/train_generator.py"
 
 
 rule stylegan2ada_sweep:
@@ -68,7 +69,7 @@ rule stylegan2ada_sweep:
     output:
         sweep=report(
             "results/stylegan2ada/{run}/sweep.csv",
-            caption="../report/stylegan2ada_sweep_table.rst",
+            caption="../report/generator_sweep_table.rst",
             category="StyleGAN2-ADA",
             subcategory="{run}",
             labels={"run": "{run}", "table": "kimg sweep"},
@@ -82,14 +83,14 @@ rule stylegan2ada_sweep:
         ),
         grids=report(
             "results/stylegan2ada/{run}/figures/grids_across_kimg.png",
-            caption="../report/stylegan2ada_grids.rst",
+            caption="../report/generator_grids.rst",
             category="StyleGAN2-ADA",
             subcategory="{run}",
             labels={"run": "{run}", "figure": "fixed-seed samples by kimg"},
         ),
         sweep_plot=report(
             "results/stylegan2ada/{run}/figures/sweep.png",
-            caption="../report/stylegan2ada_sweep.rst",
+            caption="../report/generator_sweep.rst",
             category="StyleGAN2-ADA",
             subcategory="{run}",
             labels={
@@ -114,6 +115,7 @@ rule stylegan2ada_sweep:
     resources:
         **get_resources("stylegan2ada_sweep"),
     params:
+        **STUDY.generator_params("stylegan2ada"),
         metrics=get_sweep_metrics(),
         resolution=get_run_resolution("stylegan2ada"),
         grid_columns=get_grid_columns("stylegan2ada"),
@@ -121,4 +123,4 @@ rule stylegan2ada_sweep:
         psis=config["stylegan2ada"]["truncation_psis"],
         synthetic=config["data"]["source"] == "phantom",
     script:
-        "../scripts/stylegan2ada_sweep.py"
+        "../scripts/generator_sweep.py"

@@ -7,8 +7,8 @@ import pandas as pd
 
 from cxrlib.io import write_atomic
 from cxrlib.logs import job_logging
+from cxrlib.plan.generators import display_name
 from cxrlib.report.headline import (
-    MODEL_NAMES,
     data_summary,
     data_uri,
     headline_record,
@@ -63,7 +63,7 @@ with job_logging(snakemake.log[0]):
     ]
     for folder in inp.samples:
         index = pd.read_csv(Path(folder) / "index.csv", nrows=1).iloc[0]
-        name = MODEL_NAMES.get(str(index.model), str(index.model))
+        name = display_name(str(index.model))
         rows.append(sample_row(folder, n, f"{name}\n{index.run}, {index.snapshot}"))
     plot_summary(
         rows,

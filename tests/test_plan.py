@@ -18,7 +18,7 @@ from snakemake.utils import validate
 
 from cxrlib.jobs.attempts import RUN_ENV, failure_line
 from cxrlib.plan import PlanError, Study, paths
-from cxrlib.plan.generators import INTERFACE, generator_names, planning_module
+from cxrlib.plan.generators import INTERFACE, display_name, generator_names, planning_module
 from cxrlib.plan.requests import attempt_requests
 from tests.conftest import ROOT
 
@@ -75,11 +75,11 @@ def test_generators_are_the_config_sections_with_runs_and_their_planning_interfa
 
 def test_a_section_that_looks_like_a_generator_needs_its_library_folder() -> None:
     config = load_config(DEMO)
-    config["toygan"] = {"settings": {}, "runs": {"a": {}}, "use_snapshot": "best"}
+    config["nosuchgan"] = {"settings": {}, "runs": {"a": {}}, "use_snapshot": "best"}
     study = Study(config)
-    assert study.generators == ["dcgan", "stylegan2ada", "toygan"]
-    with pytest.raises(PlanError, match=r"cxrlib/toygan/settings.py does not exist"):
-        study.snapshots("toygan", "a")
+    assert study.generators == ["dcgan", "stylegan2ada", "nosuchgan"]
+    with pytest.raises(PlanError, match=r"cxrlib/nosuchgan/settings.py does not exist"):
+        study.snapshots("nosuchgan", "a")
 
 
 def test_a_new_generator_is_planned_from_its_settings_module_alone(
@@ -90,33 +90,48 @@ def test_a_new_generator_is_planned_from_its_settings_module_alone(
     from cxrlib.jobs.resume import ResumeContract
 
     toy = types.ModuleType("cxrlib.toygan.settings")
-    toy.DISPLAY_NAME, toy.PROGRESS, toy.SCHEDULE_KEY = "Toy GAN", "step", "every"
-    toy.RESUME_CONTRACT = ResumeContract("toygan", frozenset({"every"}), length="steps")
-    toy.run_settings = lambda merged: types.SimpleNamespace(**{"steps": 4, "every": 2, **merged})
-    toy.snapshots = lambda s: [(f"step{i:04d}", float(i)) for i in range(s.every, s.steps + 1, 2)]
+    toy.DISPLAY_NAME, toy.PROGRESS, toy.SCHEDULE_KEY = "Toy GAN", "epoch", "every"
+    toy.RESUME_CONTRACT = ResumeContract("toygan", frozenset({"every"}), length="epochs")
+    toy.run_settings = lambda merged: types.SimpleNamespace(**{"epochs": 4, "every": 2, **merged})
+    toy.snapshots = lambda s: [(f"epoch{i:04d}", float(i)) for i in range(s.every, s.epochs + 1, 2)]
     toy.resolution = lambda s: 32
     toy.resume_settings = lambda s, saved: vars(s)
     toy.grid_columns = lambda s: 4
     monkeypatch.setitem(sys.modules, "cxrlib.toygan", types.ModuleType("cxrlib.toygan"))
     monkeypatch.setitem(sys.modules, "cxrlib.toygan.settings", toy)
     config = load_config(DEMO)
-    config["toygan"] = {"settings": {"steps": 4}, "runs": {"tiny": {}}, "use_snapshot": "best"}
+    config["toygan"] = {"settings": {"epochs": 4}, "runs": {"tiny": {}}, "use_snapshot": "best"}
     config["classifier"]["models"] = ["dcgan", "stylegan2ada", "toygan"]
     study = Study(config)
-    assert study.snapshots("toygan", "tiny") == ["step0002", "step0004"]
+    study.check_classifier_models()
+    assert study.snapshots("toygan", "tiny") == ["epoch0002", "epoch0004"]
     assert "results/toygan/tiny/sweep.csv" in study.final_outputs()
     assert study.sweep_scores("toygan", "tiny") == [
-        "results/toygan/tiny/scores/step0002.csv",
-        "results/toygan/tiny/scores/step0004.csv",
+        "results/toygan/tiny/scores/epoch0002.csv",
+        "results/toygan/tiny/scores/epoch0004.csv",
     ]
-    assert study.score_inputs("toygan", "tiny", "step0002")["real_cxr_train"] == (
+    assert study.score_inputs("toygan", "tiny", "epoch0002")["real_cxr_train"] == (
         "results/metrics/real_features/cxr/train_32px.npz"
     )
     assert ("real_toygan", "balance") in study.classifier_arms()
     assert "real_toygan" in study.arm_names()
     assert study.state_template("train_toygan") == "results/toygan/{run}/state"
-    assert study.generator_settings("toygan", "tiny")["steps"] == 4
+    assert study.generator_settings("toygan", "tiny")["epochs"] == 4
     assert study.grid_columns("toygan", "tiny") == 4
+    # its rules' params, and its training rule's requests without an entry of its own
+    assert study.generator_params("toygan") == {
+        "model": "toygan", "display_name": "Toy GAN", "progress": "epoch",
+    }  # fmt: skip
+    assert study.requests_rule("train_toygan", {"train_dcgan"}) == "train_generator"
+    assert study.requests_rule("train_dcgan", {"train_dcgan"}) == "train_dcgan"
+    assert study.requests_rule("train_classifier", set()) == "train_classifier"
+    assert display_name("toygan") == "Toy GAN" and display_name("gone") == "gone"
+    toy.PROGRESS = "step"  # the score tables have an epoch and a kimg column, nothing else
+    with pytest.raises(PlanError, match=r"PROGRESS is 'step'.*one of epoch, kimg"):
+        planning_module("toygan")
+    config["classifier"]["models"] = ["dcgan", "toygann"]
+    with pytest.raises(PlanError, match=r"classifier\.models names 'toygann'.*generators: dcgan"):
+        Study(config).check_classifier_models()
 
 
 def test_the_demo_study_plans_every_stage() -> None:

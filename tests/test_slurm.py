@@ -24,7 +24,9 @@ from cxrlib.data.cache import load_split
 from tests.conftest import ROOT, copy_workflow, run_snakemake
 from tests.toy_trainer import ToyTrainer
 
-pytestmark = [pytest.mark.slurm, pytest.mark.slow]
+# One xdist group: these tests share the test cluster's 2 CPUs, so they run one after another
+# on one worker while the other worker runs the rest of the suite.
+pytestmark = [pytest.mark.slurm, pytest.mark.slow, pytest.mark.xdist_group("slurm")]
 # The test cluster's defaults are partition debug and account cxr (tests/slurm/start.sh): the
 # studies below ask for the others, so a lost -p or -A shows in sacct.
 ACCOUNT, PARTITION = "cxrstudy", "gpu"
@@ -292,59 +294,73 @@ def test_whole_study_through_sbatch_matches_a_local_run(slurm, study: Path, tmp_
     assert "Headline results" in (b / "report.html").read_text(errors="replace")
 
 
-def test_training_killed_at_the_time_limit_completes_under_retries(slurm, tmp_path: Path) -> None:
-    workdir = tmp_path / "survival"
-    workdir.mkdir()
-    env = _user(tmp_path)
-    _site_profile(env, {"retries": 3})
-    run_snakemake(
-        workdir, "-s", str(ROOT / "tests/slurm/survival.smk"), "--profile", "slurm",
-        "--config", f"python={sys.executable}", *FAST_STATUS, env=env, timeout=1200,
+def test_trainings_outlive_their_time_limits(slurm, tmp_path: Path) -> None:
+    """Two trainings with 2-minute time limits, through sbatch at the same time (one CPU each):
+
+    - a DCGAN whose 2,000 epochs span several limits, under a profile with retries: 0: the
+      training rule's own retries (profiles/default/resources.yaml) resubmit it, each attempt
+      reads its end time from SLURM and stops before its limit with the state saved, and the
+      next one continues, until it is done, in one snakemake run;
+    - a toy trainer that ignores its end time (tests/slurm/survival.smk), so SLURM ends it
+      (SIGTERM, then SIGKILL): it resumes from its last timer save, and its final weights are
+      bitwise those of an uninterrupted run.
+    """
+    toy = tmp_path / "survival"
+    toy.mkdir()
+    toy_env = _user(toy)
+    _site_profile(toy_env, {"retries": 3})
+    toy_run = subprocess.Popen(
+        [sys.executable, "-m", "snakemake", "-s", str(ROOT / "tests/slurm/survival.smk"),
+         "--profile", "slurm", "--config", f"python={sys.executable}", *FAST_STATUS],
+        cwd=toy, env={**os.environ, "PYTHONPATH": str(ROOT), **toy_env},
+        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
     )  # fmt: skip
+    try:
+        _dcgan_across_time_limits(tmp_path)
+        out, _ = toy_run.communicate(timeout=900)
+    finally:
+        toy_run.kill()
+    assert toy_run.returncode == 0, out[-6000:]
     reference = ToyTrainer()
     for _ in range(2000):
         reference.train_step()
-    for mode in ("deadline", "killed"):
-        weights = torch.load(workdir / f"results/toy/{mode}/weights.pt", weights_only=True)
-        assert torch.equal(weights, reference.weights()), mode  # bitwise as uninterrupted
-        events = (workdir / f"results/toy/{mode}/state/events.log").read_text()
-        resumes = [int(s) for s in re.findall(r"resumed at step (\d+)", events)]
-        assert resumes, f"{mode}: the job was never interrupted:\n{events[-2000:]}"
-        if mode == "deadline":
-            assert "the job's time limit" in events
-        else:
-            # SIGKILLed: the resume starts at the last timer save, at most one interval
-            # (5 s, about 50 steps at 0.1 s a step) behind the last step logged before the kill
-            assert "stopped at step" not in events
-            before_kill = events[: events.index("resumed at step")]
-            last_logged = max(int(s) for s in re.findall(r"pid=\d+ step (\d+)", before_kill))
-            assert last_logged - resumes[0] <= 60, (last_logged, resumes[0])
+    weights = torch.load(toy / "results/toy/killed/weights.pt", weights_only=True)
+    assert torch.equal(weights, reference.weights())  # bitwise as uninterrupted
+    events = (toy / "results/toy/killed/state/events.log").read_text()
+    resumes = [int(s) for s in re.findall(r"resumed at step (\d+)", events)]
+    assert resumes, f"the job was never interrupted:\n{events[-2000:]}"
+    # SIGKILLed: the resume starts at the last timer save, at most one interval (5 s, about
+    # 50 steps at 0.1 s a step) behind the last step logged before the kill
+    assert "stopped at step" not in events
+    before_kill = events[: events.index("resumed at step")]
+    last_logged = max(int(s) for s in re.findall(r"pid=\d+ step (\d+)", before_kill))
+    assert last_logged - resumes[0] <= 60, (last_logged, resumes[0])
 
 
-def test_training_needing_more_attempts_than_retries_finishes_in_one_run(
-    slurm, tmp_path: Path
-) -> None:
-    """A DCGAN whose training spans several 2-minute time limits, under a profile with
-    retries: 0: the training rule's own retries (profiles/default/resources.yaml) resubmit it,
-    each attempt stops before its limit with the state saved and the next one continues,
-    until it is done, in one snakemake run."""
+def _dcgan_across_time_limits(tmp_path: Path) -> None:
+    """The DCGAN half of test_trainings_outlive_their_time_limits (its data prepared locally
+    first: the test is about the training jobs)."""
     workdir = copy_workflow(tmp_path / "wf")
     # 2,000 epochs: 2-3 minutes of training on one idle CPU of this machine (600 took 50 s),
     # so more than one 2-minute attempt however fast the machine is, and more when loaded
     settings = {"image_size": 64, "ngf": 32, "ndf": 32, "nz": 64, "epochs": 2000,
                 "snapshot_every_epochs": 500}  # fmt: skip
     (workdir / "long.yaml").write_text(yaml.safe_dump({"dcgan": {"settings": settings}}))
+    config = ("--configfile", "tests/config/test.yaml", "long.yaml")
+    run_snakemake(workdir, "--cores", "1", "results/data/cache/train.npz", *config)
     env = _user(tmp_path)
-    _site_profile(env, {"set-resources": {"train_dcgan": {"runtime": 2}}, "set-threads":
-                        {"train_dcgan": 1}})  # fmt: skip
+    # runtime 2 minutes; 4 GB: the test node's memory leaves room for the toy job beside it
+    small = {"train_dcgan": {"runtime": 2, "mem_mb": 4000}}
+    _site_profile(env, {"set-resources": small, "set-threads": {"train_dcgan": 1}})
     run_snakemake(
         workdir, "--profile", "slurm", "results/dcgan/baseline/train_log.csv", *FAST_STATUS,
-        "--configfile", "tests/config/test.yaml", "long.yaml", env=env, timeout=1800,
+        *config, env=env, timeout=1800,
     )  # fmt: skip
     jobs = submitted(workdir)
     training = jobs[jobs["rule"] == "train_dcgan"]
     assert len(training) >= 2, "one attempt was enough: the test proves nothing"
     assert (training["runtime"] == 2).all() and (training["partition"] == PARTITION).all()
+    assert (training["mem_mb"] == 4000).all() and (training["account"] == ACCOUNT).all()
     assert training["state"].iloc[-1] == "COMPLETED"
     assert (training["state"].iloc[:-1] == "FAILED").all()  # stopped itself, exit 75: no TIMEOUT
     events = (workdir / "results/dcgan/baseline/state/events.log").read_text()

@@ -9,7 +9,7 @@ memorisation audit, the classifier arm `real_<section>` and the report take it f
 
 Planning interface of `cxrlib.<section>.settings`:
 - `DISPLAY_NAME`: how the report names the model ("DCGAN");
-- `PROGRESS`: what a snapshot's position counts ("epoch", "kimg");
+- `PROGRESS`: what a snapshot's position counts: "epoch" or "kimg" (PROGRESS_UNITS);
 - `SCHEDULE_KEY`: the setting that spaces the snapshots (named when a restart lacks one);
 - `RESUME_CONTRACT`: its cxrlib.jobs.resume.ResumeContract;
 - `run_settings(merged: dict)`: the run's settings object; ValueError/TypeError naming the key;
@@ -43,6 +43,10 @@ INTERFACE = (
     "grid_columns",
 )
 _SECTION_KEYS = {"settings", "runs", "use_snapshot"}
+# What a snapshot's position may count: the score tables have a column for each.
+PROGRESS_UNITS = ("epoch", "kimg")
+# The profiles/default/resources.yaml entry of a generator's training rule without its own.
+GENERATOR_TRAINING = "train_generator"
 
 
 def generator_names(config: Mapping[str, Any]) -> list[str]:
@@ -69,7 +73,21 @@ def planning_module(name: str) -> ModuleType:
             f"cxrlib/{name}/settings.py lacks the planning interface's {', '.join(missing)} "
             "(cxrlib/plan/generators.py lists what a generator defines)"
         )
+    if module.PROGRESS not in PROGRESS_UNITS:
+        raise PlanError(
+            f"cxrlib/{name}/settings.py: PROGRESS is {module.PROGRESS!r}; a snapshot's position "
+            f"is counted in one of {', '.join(PROGRESS_UNITS)} (the score tables' columns)"
+        )
     return module
+
+
+def display_name(name: str) -> str:
+    """How the report names generator `name` (its DISPLAY_NAME; the name itself for a
+    section without a library folder, e.g. in tables of an older run)."""
+    try:
+        return str(planning_module(name).DISPLAY_NAME)
+    except PlanError:
+        return name
 
 
 def merged_settings(config: Mapping[str, Any], model: str, run: str) -> dict[str, Any]:

@@ -14,13 +14,19 @@ from __future__ import annotations
 
 import math
 import os
+from collections.abc import Collection
 from functools import cached_property, lru_cache
 from pathlib import Path
 from typing import Any
 
 from cxrlib.plan import paths
 from cxrlib.plan.errors import PlanError
-from cxrlib.plan.generators import generator_names, merged_settings, planning_module
+from cxrlib.plan.generators import (
+    GENERATOR_TRAINING,
+    generator_names,
+    merged_settings,
+    planning_module,
+)
 
 # The splits the real-vs-real floors compare (cxrlib.scoring.reference.COMPARISONS), whatever
 # metrics.references lists: the same real_features rule declares the extra files.
@@ -111,6 +117,24 @@ class Study:
 
     def display_name(self, model: str) -> str:
         return planning_module(model).DISPLAY_NAME
+
+    def generator_params(self, model: str) -> dict[str, str]:
+        """params of a generator's rules: the model (the job scripts call
+        `cxrlib.<model>.jobs`), and its name and progress unit for the report's captions."""
+        planning = planning_module(model)
+        return {
+            "model": model,
+            "display_name": planning.DISPLAY_NAME,
+            "progress": planning.PROGRESS,
+        }
+
+    def requests_rule(self, rule: str, listed: Collection[str]) -> str:
+        """The resources.yaml entry of `rule`'s requests: its own, or for a generator's training
+        rule that has none (a generator added later) the `train_generator` entry."""
+        model = rule.removeprefix("train_")
+        if rule not in listed and rule.startswith("train_") and model in self.generators:
+            return GENERATOR_TRAINING
+        return rule
 
     def state_template(self, rule: str) -> str | None:
         """The resume-state folder of a training rule's jobs, as a template of its wildcards
@@ -347,6 +371,15 @@ class Study:
 
     def _weights_dir(self) -> str:
         return self.metrics["weights_dir"]
+
+    def check_classifier_models(self) -> None:
+        """classifier.models names generator sections only (a typo would drop an arm)."""
+        unknown = [m for m in self.config["classifier"]["models"] if m not in self.generators]
+        if unknown:
+            raise PlanError(
+                f"classifier.models names {', '.join(map(repr, unknown))}, which is not a "
+                f"generator section of the config; generators: {', '.join(self.generators)}"
+            )
 
     def check_weights_settings(self) -> None:
         """The weights settings of every configured feature space, checked when the DAG is

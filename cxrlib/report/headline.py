@@ -30,6 +30,7 @@ import pandas as pd
 
 from cxrlib.classifier.metrics import MIN_SEEDS, NO_EVIDENCE
 from cxrlib.io import write_atomic
+from cxrlib.plan.generators import display_name
 from cxrlib.report.headline_tables import (
     CHANCE_AUROC,
     _flag,
@@ -43,8 +44,6 @@ _RST_SPECIAL = re.compile(r"([\\`*_|<>\[\]])")
 
 # Arms named one by one on the classifier's line; with more, only those with a verdict.
 MAX_ARMS_NAMED = 4
-# What each model is called on the page.
-MODEL_NAMES = {"dcgan": "DCGAN", "stylegan2ada": "StyleGAN2-ADA"}
 
 
 def rst_escape(text: object) -> str:
@@ -188,7 +187,7 @@ def model_line(row: Mapping[str, Any], course: str, used: str = "best") -> str:
     """One GAN run in one line: its best snapshot, FID against its floor, precision and recall
     against what real images score, where it was best, and, for the snapshot whose samples the
     audit and the classifier use (`used`: the config's use_snapshot), its near-copies."""
-    name = MODEL_NAMES.get(str(row["model"]), str(row["model"]))
+    name = display_name(str(row["model"]))
     px = _finite(row.get("resolution"))
     size = f", {int(px)} px" if px is not None else ""
     head = f"**{name}** ({rst_escape(row['run'])}{size}): "

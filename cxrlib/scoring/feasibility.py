@@ -38,6 +38,7 @@ from typing import Any
 
 import pandas as pd
 
+from cxrlib.plan.generators import generator_names
 from cxrlib.scoring.density import DC_NEIGHBORHOOD
 
 # The score tables' column holding why some of a row's metrics are NaN ("" when none are).
@@ -372,8 +373,8 @@ def check_references(config: Mapping[str, Any], class_counts_csv: str | Path) ->
     counts, where = known_counts(config, class_counts_csv)
     best_keys = [
         f"{model}.use_snapshot"
-        for model in ("dcgan", "stylegan2ada")
-        if config.get(model, {}).get("runs") and config[model].get("use_snapshot") == "best"
+        for model in generator_names(config)
+        if config[model].get("runs") and config[model].get("use_snapshot") == "best"
     ]
     return reference_warning(
         counts or {},  # unknown: only what the config alone says (no train or val referenced)
