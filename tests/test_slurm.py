@@ -24,9 +24,9 @@ from cxrlib.data.cache import load_split
 from tests.conftest import ROOT, copy_workflow, run_snakemake
 from tests.toy_trainer import ToyTrainer
 
-# One xdist group: these tests share the test cluster's 2 CPUs, so they run one after another
-# on one worker while the other worker runs the rest of the suite.
-pytestmark = [pytest.mark.slurm, pytest.mark.slow, pytest.mark.xdist_group("slurm")]
+# One file, so one xdist worker (--dist loadfile): these tests share the test cluster's 2 CPUs
+# and run one after another while the other worker runs the rest of the suite.
+pytestmark = [pytest.mark.slurm, pytest.mark.slow]
 # The test cluster's defaults are partition debug and account cxr (tests/slurm/start.sh): the
 # studies below ask for the others, so a lost -p or -A shows in sacct.
 ACCOUNT, PARTITION = "cxrstudy", "gpu"
