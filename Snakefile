@@ -53,6 +53,12 @@ include: "rules/metrics.smk"
 # Each generator's training and sweep rules: rules/<section>.smk for every generator section
 # of the config (dcgan, stylegan2ada; docs/development.md "Adding a generator").
 for generator in STUDY.generators:
+    if not Path(workflow.basedir, f"rules/{generator}.smk").is_file():
+        raise WorkflowError(
+            f"config section {generator!r} is a generator (settings, runs, use_snapshot) "
+            f"but rules/{generator}.smk does not exist: copy rules/dcgan.smk "
+            "(docs/development.md, 'Adding a generator')"
+        )
 
     include: f"rules/{generator}.smk"
 

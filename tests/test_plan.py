@@ -122,13 +122,20 @@ def test_a_new_generator_is_planned_from_its_settings_module_alone(
     assert study.generator_params("toygan") == {
         "model": "toygan", "display_name": "Toy GAN", "progress": "epoch",
     }  # fmt: skip
-    assert study.requests_rule("train_toygan", {"train_dcgan"}) == "train_generator"
+    listed = {"train_dcgan", "train_generator"}
+    assert study.requests_rule("train_toygan", listed) == "train_generator"
     assert study.requests_rule("train_dcgan", {"train_dcgan"}) == "train_dcgan"
     assert study.requests_rule("train_classifier", set()) == "train_classifier"
     assert display_name("toygan") == "Toy GAN" and display_name("gone") == "gone"
     toy.PROGRESS = "step"  # the score tables have an epoch and a kimg column, nothing else
     with pytest.raises(PlanError, match=r"PROGRESS is 'step'.*one of epoch, kimg"):
         planning_module("toygan")
+    with pytest.raises(PlanError, match="no entry for train_toygan and no train_generator"):
+        study.requests_rule("train_toygan", {"train_dcgan"} - {"train_generator"})
+    config["oversampled"] = config.pop("toygan")  # its arm would be the control's name
+    with pytest.raises(PlanError, match="named 'oversampled' would make its classifier arm"):
+        Study(config).check_classifier_models()
+    config.pop("oversampled")
     config["classifier"]["models"] = ["dcgan", "toygann"]
     with pytest.raises(PlanError, match=r"classifier\.models names 'toygann'.*generators: dcgan"):
         Study(config).check_classifier_models()

@@ -530,3 +530,49 @@ def test_no_images_or_images_of_0_px_are_a_clear_value_error() -> None:
     for shape in [(0, 1, 64, 64), (2, 1, 0, 0), (1, 3, 8, 0)]:
         with pytest.raises(ValueError, match="at least one image of at least 1x1 px"):
             xrv_input(torch.zeros(shape, dtype=torch.uint8))
+
+
+@pytest.mark.parametrize("zip_format", [False, True])
+def test_only_the_globals_a_densenet_file_names_are_unpickled(
+    tmp_path: Path, zip_format: bool
+) -> None:
+    """torch's restricted unpickler would also run bytearray(n), tensor constructors, codecs and
+    other tensor rebuilders, each of which can allocate what the file asks (break-it review):
+    refused by name before anything is unpickled, as is a pickle longer than any the release
+    holds (a set of colliding ints in it would take minutes to build)."""
+    path = tmp_path / "globals.pt"
+    for name, call in [
+        ("builtins.bytearray", b"cbuiltins\nbytearray\nJ\x00\x00\x00\x40\x85R."),
+        ("torch.FloatTensor", b"ctorch\nFloatTensor\nJ\x00\x00\x00\x40\x85R."),
+        ("_codecs.encode", b"c_codecs\nencode\nX\x01\x00\x00\x00aX\x03\x00\x00\x00hex\x86R."),
+        ("collections.Counter", b"ccollections\nCounter\n)R."),
+        ("torch._utils._rebuild_device_tensor_from_cpu_tensor",
+         b"ctorch._utils\n_rebuild_device_tensor_from_cpu_tensor\n)R."),
+    ]:  # fmt: skip
+        _write_torch_file(path, b"\x80\x02" + call, {}, zip_format)
+        with pytest.raises(WeightsError, match=rf"refers to {re.escape(name)}, which is not"):
+            load_xrv_state_dict(path)
+    many = b"\x80\x02]" + b"K\x01a" * 200_000 + b"."  # a list of 200,000 ones: 600 KB
+    _write_torch_file(path, many, {}, zip_format)
+    with pytest.raises(WeightsError, match="does not end within"):
+        load_xrv_state_dict(path)
+
+
+def test_legacy_storages_cannot_grow_and_keys_are_kept(tmp_path: Path) -> None:
+    """An empty storage cannot be grown by a view (it could reach 1 GB of uninitialised
+    memory), and a state dict key that happens to be 'module' is not the module ids' word."""
+    path = tmp_path / "empty.pt"
+    _write_torch_file(
+        path, {"w": _View(_DeclaredStorage("0", 0), 0, (4,), (1,))}, {"0": b""}, False
+    )
+    with pytest.raises(WeightsError, match="reads outside its storage"):
+        load_xrv_state_dict(path)
+    torch.save({"module": torch.arange(3.0)}, path, _use_new_zipfile_serialization=False)
+    assert list(load_xrv_state_dict(path)) == ["module"]
+
+
+def test_paths_that_cannot_be_reached_are_weights_errors(tmp_path: Path) -> None:
+    long = tmp_path / ("x" * 300) / "w.pt"  # a name over the file system's 255 bytes
+    for check in (lambda p: verify_xrv_weights(p, XRV_SHA256), load_xrv_state_dict):
+        with pytest.raises(WeightsError, match="cannot reach"):
+            check(long)

@@ -159,7 +159,11 @@ def _fix(error: Any) -> str:
     if error.validator == "enum":
         return "use one of " + ", ".join(str(v) for v in node["enum"])
     if error.validator == "additionalProperties":
-        return "check the key's spelling against config.yaml, where every key is shown"
+        return (
+            "check the key's spelling against config.yaml, where every key is shown (a new "
+            "generator's section is described in schemas/config.schema.yaml first: "
+            "docs/development.md)"
+        )
     return "see the key's comment in config.yaml"
 
 

@@ -133,6 +133,12 @@ class Study:
         rule that has none (a generator added later) the `train_generator` entry."""
         model = rule.removeprefix("train_")
         if rule not in listed and rule.startswith("train_") and model in self.generators:
+            if GENERATOR_TRAINING not in listed:
+                raise PlanError(
+                    f"profiles/default/resources.yaml has no entry for {rule} and no "
+                    f"{GENERATOR_TRAINING} entry for it to take: a training job would ask for "
+                    "no GPU; add one of them (threads, gpu, mem_mb, runtime, retries)"
+                )
             return GENERATOR_TRAINING
         return rule
 
@@ -373,7 +379,16 @@ class Study:
         return self.metrics["weights_dir"]
 
     def check_classifier_models(self) -> None:
-        """classifier.models names generator sections only (a typo would drop an arm)."""
+        """classifier.models names generator sections only (a typo would drop an arm), and no
+        generator is named so that its arm real_<name> is another arm's name."""
+        clash = [g for g in self.generators if g in ("oversampled", "classic")
+                 or g.startswith("classic_")]  # fmt: skip
+        if clash:
+            raise PlanError(
+                f"a generator section named {clash[0]!r} would make its classifier arm "
+                f"real_{clash[0]} another arm's name (real_oversampled, real_classic, "
+                "real_classic_<model>); rename the section"
+            )
         unknown = [m for m in self.config["classifier"]["models"] if m not in self.generators]
         if unknown:
             raise PlanError(

@@ -162,52 +162,102 @@ _ROOT_RECORD = _MODULE_RECORDS[_dotted(xrv.models.DenseNet)]
 _STAND_INS = [(record, name) for name, record in _MODULE_RECORDS.items()]
 
 
-def _unpickler(f: io.BytesIO) -> Any:
-    """torch's restricted unpickler on the next pickle of f, after cxrlib.pickle_scan has
-    walked it (memo indices, nesting and hashing work, protocol 5, lengths past the data)."""
-    scan_pickle(f, _Refused)
-    return torch._weights_only_unpickler.Unpickler(f, encoding="utf-8")
+# The globals a torch.save file of the DenseNet (or its state dict) names, and nothing else:
+# torch's restricted unpickler would also allow other tensor rebuilders, bytearray, codecs
+# and tensor constructors, each of which a file could make allocate what it asks for.
+_ALLOWED_GLOBALS = frozenset({
+    *_MODULE_RECORDS,
+    "collections.OrderedDict",
+    "__builtin__.set",  # protocol 2's name of builtins.set (a module's buffer-name set)
+    "builtins.set",
+    "torch._utils._rebuild_tensor_v2",
+    "torch._utils._rebuild_parameter",
+    *(f"torch.{t}Storage" for t in ("Float", "Double", "Half", "BFloat16", "Long", "Int",
+                                    "Short", "Char", "Byte", "Bool")),
+})  # fmt: skip
+_MAX_PICKLE_BYTES = 512 * 2**10  # each pickle; the release's object pickle is ~0.2 MB
 
 
-def _module_ids_as_storage_ids(f: io.BytesIO) -> io.BytesIO:
-    """The legacy object pickle at f (walked by pickle_scan first; f is left after it) with
-    each module persistent id ('module', cls, file, source) spelled ('storage', cls, file,
-    source): torch's restricted unpickler hands only 'storage' ids to persistent_load, which
-    tells the two apart by their length. torch.save writes the word once, right after the
-    MARK of the first module id (BINUNICODE), and the others fetch it from the memo."""
-    scan_pickle(f, _Refused)
-    start, out, previous = f.tell(), bytearray(), ""
-    ops = list(pickletools.genops(f))
-    ends = [pos for _, _, pos in ops[1:]] + [f.tell()]
-    for (op, arg, pos), end in zip(ops, ends, strict=True):
-        if op.name == "BINUNICODE" and arg == "module" and previous == "MARK":
+def _checked_pickle(f: io.BytesIO, respell: bool = False) -> io.BytesIO:
+    """The next pickle of f, checked before any unpickler reads it; f is left after it.
+
+    cxrlib.pickle_scan walks it (memo indices, nesting and hashing work, protocols 0-3 only,
+    lengths past the data); it must end within _MAX_PICKLE_BYTES and name only
+    _ALLOWED_GLOBALS. With `respell` (the legacy object pickle), each module persistent id
+    ('module', cls, file, source) is spelled ('storage', cls, file, source): torch's restricted
+    unpickler hands only 'storage' ids to persistent_load, which tells the two apart by their
+    length. torch.save writes the word once, right after the MARK of the first module id and
+    before that module's class (a GLOBAL); the others fetch it from the memo.
+    """
+    start = f.tell()
+    window = io.BytesIO(bytes(f.getbuffer()[start : start + _MAX_PICKLE_BYTES]))
+    try:
+        scan_pickle(window, _Refused, max_protocol=3)
+    except _Refused:
+        if len(window.getbuffer()) == _MAX_PICKLE_BYTES:
+            raise _Refused(
+                f"a pickle that does not end within {_MAX_PICKLE_BYTES} bytes (the release "
+                "file's longest is ~0.2 MB) or is malformed"
+            ) from None
+        raise
+    ops = list(pickletools.genops(window))
+    ends = [pos for _, _, pos in ops[1:]] + [window.tell()]
+    out = bytearray()
+    for i, ((op, arg, pos), end) in enumerate(zip(ops, ends, strict=True)):
+        if op.name in ("GLOBAL", "INST"):
+            name = str(arg).replace(" ", ".")
+            if name not in _ALLOWED_GLOBALS:
+                raise _Refused(
+                    f"it refers to {name[:120]}, which is not part of torchxrayvision's DenseNet"
+                )
+        if respell and op.name == "BINUNICODE" and arg == "module" and _opens_module_id(ops, i):
             out += b"X" + struct.pack("<I", 7) + b"storage"
         else:
-            out += f.getbuffer()[pos:end]
-        previous = op.name
-    assert ops[0][2] == start
+            out += window.getbuffer()[pos:end]
+    f.seek(start + window.tell())
     return io.BytesIO(bytes(out))
+
+
+def _opens_module_id(ops: list[tuple[Any, Any, int]], i: int) -> bool:
+    """ops[i] (the word 'module') follows a MARK and precedes, past its memo entry, the
+    GLOBAL of one of the DenseNet's classes: the first module persistent id."""
+    j = i + 1
+    while j < len(ops) and ops[j][0].name in ("BINPUT", "LONG_BINPUT", "PUT"):
+        j += 1
+    return (
+        i > 0
+        and j < len(ops)
+        and ops[i - 1][0].name == "MARK"
+        and ops[j][0].name == "GLOBAL"
+        and str(ops[j][1]).replace(" ", ".") in _MODULE_RECORDS
+    )
+
+
+def _load_pickle(f: io.BytesIO) -> Any:
+    """The next plain-data pickle of f (checked), by torch's restricted unpickler."""
+    return torch._weights_only_unpickler.Unpickler(_checked_pickle(f), encoding="utf-8").load()
 
 
 def _read_legacy(raw: bytes) -> object:
     """The legacy format's object, its storages made from the file's bytes."""
     f = io.BytesIO(raw)
-    if _unpickler(f).load() != _LEGACY_MAGIC:
+    if _load_pickle(f) != _LEGACY_MAGIC:
         raise _Refused("it is not a torch.save file (neither the zip nor the legacy format)")
-    if (version := _unpickler(f).load()) != _LEGACY_PROTOCOL:
+    if (version := _load_pickle(f)) != _LEGACY_PROTOCOL:
         raise _Refused(f"legacy torch.save protocol {_short(version)}, not {_LEGACY_PROTOCOL}")
-    sys_info = _unpickler(f).load()
+    sys_info = _load_pickle(f)
     if not isinstance(sys_info, dict) or sys_info.get("little_endian") is not True:
         raise _Refused(f"not written on a little-endian machine (sys_info {_short(sys_info)})")
     # Each storage is a bytearray of its declared size, filled once the pickle is read: a
-    # storage over it cannot grow, so torch refuses a view past its end. Declared sizes are
-    # summed against what the file holds before each is allocated.
+    # storage over it cannot grow (torch.frombuffer's never do), so torch refuses a view past
+    # its end. Declared sizes are summed against what the file holds before each is allocated.
     buffers: dict[str, tuple[bytearray, torch.dtype]] = {}
     typed: dict[str, torch.TypedStorage] = {}
+    pickled = _checked_pickle(f, respell=True)
 
     def persistent_load(pid: object) -> object:
         kind = pid[0] if isinstance(pid, tuple) and pid else None
-        if kind == "storage" and len(pid) == 4:  # a module id (_module_ids_as_storage_ids)
+        if kind == "storage" and len(pid) == 4:  # a module id (_checked_pickle respelled it)
             if isinstance(pid[1], type) and issubclass(pid[1], _ModuleRecord):
                 return pid[1]
         elif kind == "storage" and len(pid) == 6 and pid[5] is None:
@@ -215,15 +265,18 @@ def _read_legacy(raw: bytes) -> object:
             dtype = getattr(storage_type, "dtype", None)
             if isinstance(key, str) and isinstance(dtype, torch.dtype) and type(numel) is int:
                 if key not in typed:
+                    if numel < 0:
+                        raise _Refused(f"storage {_short(key)} declares {numel} elements")
                     declared = sum(len(b) for b, _ in buffers.values()) + numel * dtype.itemsize
-                    if numel < 0 or declared > len(raw) - f.tell():
+                    if declared > len(raw) - f.tell():
                         raise _Refused(
                             f"its storages declare {declared} bytes of tensors or more, more "
                             f"bytes than the file holds ({len(raw)}); nothing allocated"
                         )
                     buf = bytearray(numel * dtype.itemsize)
                     buffers[key] = (buf, dtype)
-                    flat = torch.frombuffer(buf, dtype=torch.uint8) if buf else torch.empty(0)
+                    # an empty storage as 1 byte over nothing: non-growable all the same
+                    flat = torch.frombuffer(buf or bytearray(1), dtype=torch.uint8)[: len(buf)]
                     typed[key] = torch.TypedStorage(
                         wrap_storage=flat.untyped_storage(), dtype=dtype, _internal=True
                     )
@@ -232,12 +285,10 @@ def _read_legacy(raw: bytes) -> object:
                 return typed[key]
         raise _Refused(f"a persistent id {_short(pid)} that torch.save does not write")
 
-    unpickler = torch._weights_only_unpickler.Unpickler(
-        _module_ids_as_storage_ids(f), encoding="utf-8"
-    )
+    unpickler = torch._weights_only_unpickler.Unpickler(pickled, encoding="utf-8")
     unpickler.persistent_load = persistent_load
     root = unpickler.load()
-    keys = _unpickler(f).load()
+    keys = _load_pickle(f)
     if not isinstance(keys, list) or sorted(keys) != sorted(buffers):
         raise _Refused("its list of storage keys does not match the storages the object uses")
     for key in keys:
@@ -251,15 +302,16 @@ def _read_legacy(raw: bytes) -> object:
 
 
 def _read_zip(raw: bytes) -> object:
-    """The zip format's object, by torch.load(weights_only=True) with the stand-ins."""
+    """The zip format's object, by torch.load(weights_only=True) with the stand-ins; its
+    data.pkl is checked as torch's own zip reader reads it (Python's zipfile can find other
+    records in a crafted zip)."""
     with zipfile.ZipFile(io.BytesIO(raw)) as archive:
-        infos = archive.infolist()
-        if any(i.compress_type != zipfile.ZIP_STORED for i in infos):
+        if any(i.compress_type != zipfile.ZIP_STORED for i in archive.infolist()):
             raise _Refused("its zip holds compressed records (torch.save stores them)")
-        pickles = [i for i in infos if i.filename.endswith("/data.pkl")]
-        if len(pickles) != 1 or pickles[0].file_size > len(raw):
-            raise _Refused(f"a zip with {len(pickles)} torch data.pkl records, not 1")
-        _unpickler(io.BytesIO(archive.read(pickles[0])))  # the scan alone
+    reader = torch._C.PyTorchFileReader(io.BytesIO(raw))
+    if "data.pkl" not in reader.get_all_records():
+        raise _Refused("its zip has no data.pkl record (not a torch.save file)")
+    _checked_pickle(io.BytesIO(reader.get_record("data.pkl")))
     with torch.serialization.safe_globals(_STAND_INS):
         return torch.load(io.BytesIO(raw), map_location="cpu", weights_only=True)
 
@@ -308,14 +360,18 @@ def _state_dict(root: object) -> dict[str, torch.Tensor]:
             f"it holds a {type(root).__name__}, not torchxrayvision's DenseNet or its state dict"
         )
     for name, tensor in out.items():
-        if not isinstance(tensor, torch.Tensor):
+        if type(tensor) not in (torch.Tensor, torch.nn.Parameter):
             raise _Refused(f"{name} is a {type(tensor).__name__}, not a tensor")
-        if not tensor.is_contiguous():
+        if tensor.device.type != "cpu" or tensor.layout != torch.strided:
+            raise _Refused(f"{name} is a {tensor.layout} tensor on {tensor.device}, not a CPU one")
+        if torch.Tensor.is_neg(tensor) or torch.Tensor.is_conj(tensor):
+            raise _Refused(f"{name} carries a negation or conjugation flag")
+        if not torch.Tensor.is_contiguous(tensor):
             raise _Refused(
                 f"{name} is not a contiguous block of its storage (size {tuple(tensor.shape)}, "
                 f"stride {tensor.stride()}): it reads elements more than once or skips some"
             )
-    return {name: tensor.detach() for name, tensor in out.items()}
+    return {name: torch.Tensor.detach(tensor) for name, tensor in out.items()}
 
 
 def _torch_refusal(exc: Exception) -> str:
@@ -347,7 +403,12 @@ def verify_xrv_weights(path: str | Path, expected_sha256: str) -> str:
             f"{expected_sha256!r}); set it to the file's sha256 (`sha256sum {path}` of a copy "
             f"you trust; the published file's is {XRV_SHA256})"
         )
-    actual = file_sha256(path)
+    try:
+        actual = file_sha256(path)
+    except OSError as exc:
+        raise WeightsError(
+            f"cannot read the xrv weights file {path} ({exc.strerror or exc})"
+        ) from None
     if not actual.startswith(expected):
         raise WeightsError(
             f"the xrv weights file {path} has sha256 {actual}, expected {expected_sha256} "
@@ -359,14 +420,21 @@ def verify_xrv_weights(path: str | Path, expected_sha256: str) -> str:
 
 
 def _check_is_file(path: Path) -> None:
-    if path.is_dir():
+    try:
+        is_dir, is_file = path.is_dir(), path.is_file()
+    except OSError as exc:  # a name too long, a folder that cannot be entered
+        raise WeightsError(
+            f"cannot reach the xrv weights file {path} ({exc.strerror or exc}); {XRV_FIX}"
+        ) from None
+    if is_dir:
         raise WeightsError(
             f"the xrv weights file {path} is a directory; point metrics.xrv_weights at the "
             f"file itself, or {XRV_FIX}"
         )
-    if not path.is_file():
+    if not is_file:
         raise WeightsError(
-            f"the xrv weights file {path} does not exist; {XRV_FIX} (the published file: {XRV_URL})"
+            f"the xrv weights file {path} does not exist or is not a regular file; {XRV_FIX} "
+            f"(the published file: {XRV_URL})"
         )
 
 
@@ -402,6 +470,10 @@ def load_xrv_state_dict(path: str | Path) -> dict[str, torch.Tensor]:
         return _state_dict(root)
     except _Refused as exc:
         reason = str(exc)
+    except OSError as exc:
+        raise WeightsError(
+            f"cannot read the xrv weights file {path} ({exc.strerror or exc})"
+        ) from None
     except Exception as exc:  # whatever the file's bytes make torch's readers raise
         reason = _torch_refusal(exc)
     raise WeightsError(
