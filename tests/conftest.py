@@ -106,10 +106,16 @@ def study(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return workdir
 
 
+# Collected first, in this order: under xdist (--dist loadfile) one worker starts on the SLURM
+# file, the longest unit of work and mostly waiting on the scheduler, while the other starts
+# on the files that need the shared local study, so it is ready before the SLURM file's
+# comparison with it (its last test) asks.
+_FIRST = ("test_slurm.py", "test_inputs.py", "test_workflow.py")
+
+
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
-    """The SLURM tests first: under xdist their file is the longest unit of work, mostly
-    waiting on the scheduler, so one worker starts on it while the other takes the rest."""
-    items.sort(key=lambda item: item.path.name != "test_slurm.py")  # stable: order kept
+    """The SLURM file, then the files that use the shared study, then the rest (stable)."""
+    items.sort(key=lambda item: _FIRST.index(item.path.name) if item.path.name in _FIRST else 3)
 
 
 def pytest_report_header(config: pytest.Config) -> list[str]:

@@ -248,52 +248,6 @@ def test_dry_run_of_the_project_profile_by_path_exits_0(tmp_path: Path) -> None:
     assert not (workdir / "results").exists()
 
 
-def test_whole_study_through_sbatch_matches_a_local_run(slurm, study: Path, tmp_path: Path) -> None:
-    """The study through sbatch gives the local run's results (`study`, tests/conftest.py:
-    the same config run with --cores 2, shared with tests/test_workflow.py)."""
-    local = study
-    remote = copy_workflow(tmp_path / "slurm")
-    env = _user(tmp_path)
-    _site_profile(env)
-    run_snakemake(
-        remote, "--profile", "slurm", *FAST_STATUS, "--configfile", "tests/config/test.yaml",
-        env=env, timeout=1800,
-    )  # fmt: skip
-    jobs = submitted(remote)
-    assert (jobs["state"] == "COMPLETED").all()
-    assert_requests(jobs, SMALL_NODE)
-    # every job but the local rules' went through sbatch
-    rules = set(jobs["rule"])
-    for rule in ("make_phantom", "prepare_data", "train_dcgan", "score_snapshot",
-                 "train_classifier", "train_stylegan2ada", "audit_memorisation"):  # fmt: skip
-        assert rule in rules, rule
-    assert not rules & {"data_qc", "dcgan_sweep", "metrics_summary", "compare_classifiers"}
-    a, b = local / "results", remote / "results"
-    for table in ("manifest.csv", "rejected.csv", "class_counts.csv", "patient_collisions.csv"):
-        pd.testing.assert_frame_equal(
-            pd.read_csv(a / "data" / table), pd.read_csv(b / "data" / table)
-        )
-    for split in ("train", "val", "test"):
-        x = load_split(a / f"data/cache/{split}.npz")
-        y = load_split(b / f"data/cache/{split}.npz")
-        assert np.array_equal(x.images, y.images) and np.array_equal(x.paths, y.paths)
-    # the models and their scores: same seeds, same numbers, wherever the jobs ran
-    for snap in sorted((a / "dcgan/baseline/snapshots").glob("*.pt")):
-        x = torch.load(snap, weights_only=True)["generator"]
-        y = torch.load(b / "dcgan/baseline/snapshots" / snap.name, weights_only=True)["generator"]
-        assert all(torch.equal(x[k], y[k]) for k in x), snap.name
-    pd.testing.assert_frame_equal(
-        pd.read_csv(a / "metrics/summary.csv"), pd.read_csv(b / "metrics/summary.csv")
-    )
-    pd.testing.assert_frame_equal(
-        pd.read_csv(a / "classifier/summary.csv"), pd.read_csv(b / "classifier/summary.csv")
-    )
-    # the same headline (the runtimes on the page differ), and the report written after the
-    # run (config report.after_run) shows the page this run just wrote
-    assert (b / "report/headline.json").read_text() == (a / "report/headline.json").read_text()
-    assert "Headline results" in (b / "report.html").read_text(errors="replace")
-
-
 def test_trainings_outlive_their_time_limits(slurm, tmp_path: Path) -> None:
     """Two trainings with 2-minute time limits, through sbatch at the same time (one CPU each):
 
@@ -405,3 +359,51 @@ def test_a_failure_no_retry_can_fix_is_resubmitted_small(slurm, tmp_path: Path) 
     events = (state / "events.log").read_text()
     assert events.count("failed in snakemake run") == 1
     assert "train.npz cannot be read" in events and "rerun the prepare_data rule" in events
+
+
+# Last in the file: by the time it runs, the other xdist worker has usually finished the local
+# study it compares with (tests/conftest.py `study`), so this worker does not run it too.
+def test_whole_study_through_sbatch_matches_a_local_run(slurm, study: Path, tmp_path: Path) -> None:
+    """The study through sbatch gives the local run's results (`study`, tests/conftest.py:
+    the same config run with --cores 2, shared with tests/test_workflow.py)."""
+    local = study
+    remote = copy_workflow(tmp_path / "slurm")
+    env = _user(tmp_path)
+    _site_profile(env)
+    run_snakemake(
+        remote, "--profile", "slurm", *FAST_STATUS, "--configfile", "tests/config/test.yaml",
+        env=env, timeout=1800,
+    )  # fmt: skip
+    jobs = submitted(remote)
+    assert (jobs["state"] == "COMPLETED").all()
+    assert_requests(jobs, SMALL_NODE)
+    # every job but the local rules' went through sbatch
+    rules = set(jobs["rule"])
+    for rule in ("make_phantom", "prepare_data", "train_dcgan", "score_snapshot",
+                 "train_classifier", "train_stylegan2ada", "audit_memorisation"):  # fmt: skip
+        assert rule in rules, rule
+    assert not rules & {"data_qc", "dcgan_sweep", "metrics_summary", "compare_classifiers"}
+    a, b = local / "results", remote / "results"
+    for table in ("manifest.csv", "rejected.csv", "class_counts.csv", "patient_collisions.csv"):
+        pd.testing.assert_frame_equal(
+            pd.read_csv(a / "data" / table), pd.read_csv(b / "data" / table)
+        )
+    for split in ("train", "val", "test"):
+        x = load_split(a / f"data/cache/{split}.npz")
+        y = load_split(b / f"data/cache/{split}.npz")
+        assert np.array_equal(x.images, y.images) and np.array_equal(x.paths, y.paths)
+    # the models and their scores: same seeds, same numbers, wherever the jobs ran
+    for snap in sorted((a / "dcgan/baseline/snapshots").glob("*.pt")):
+        x = torch.load(snap, weights_only=True)["generator"]
+        y = torch.load(b / "dcgan/baseline/snapshots" / snap.name, weights_only=True)["generator"]
+        assert all(torch.equal(x[k], y[k]) for k in x), snap.name
+    pd.testing.assert_frame_equal(
+        pd.read_csv(a / "metrics/summary.csv"), pd.read_csv(b / "metrics/summary.csv")
+    )
+    pd.testing.assert_frame_equal(
+        pd.read_csv(a / "classifier/summary.csv"), pd.read_csv(b / "classifier/summary.csv")
+    )
+    # the same headline (the runtimes on the page differ), and the report written after the
+    # run (config report.after_run) shows the page this run just wrote
+    assert (b / "report/headline.json").read_text() == (a / "report/headline.json").read_text()
+    assert "Headline results" in (b / "report.html").read_text(errors="replace")
