@@ -18,11 +18,9 @@ from cxrlib.data.cache import load_split
 from cxrlib.dcgan.figures import plot_training_curves
 from cxrlib.dcgan.trainer import dcgan_settings, train_dcgan
 from cxrlib.device import setup_torch
-from cxrlib.io import write_csv
 from cxrlib.jobs.survival import slurm_job_end_time
 from cxrlib.scoring.figures import plot_grids_across_epochs, plot_sweep
-from cxrlib.scoring.reference import read_reference
-from cxrlib.scoring.sweep import sweep_from_config
+from cxrlib.scoring.sweep import write_sweep_table
 
 
 def train(job: Any) -> None:
@@ -42,14 +40,7 @@ def train(job: Any) -> None:
 
 def sweep(job: Any) -> None:
     inp, out, params = job.input, job.output, job.params
-    table = sweep_from_config(
-        inp.scores,
-        "epoch",
-        params.metrics,
-        floors=read_reference(inp.floors),
-        resolution=params.resolution,
-    )
-    write_csv(table, out.sweep)
+    table = write_sweep_table(job, "epoch")
     synthetic = params.synthetic
     plot_training_curves(pd.read_csv(inp.train_log), Path(out.curves), synthetic=synthetic)
     grids = {

@@ -5,13 +5,15 @@ from __future__ import annotations
 import logging
 from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pandas as pd
 
+from cxrlib.io import write_csv
 from cxrlib.scoring.diversity import detect_collapse
 from cxrlib.scoring.feasibility import NOT_COMPUTABLE, SELECTION_REFERENCES, parse_reasons
-from cxrlib.scoring.reference import attach_floors, floor_label, format_fid
+from cxrlib.scoring.reference import attach_floors, floor_label, format_fid, read_reference
 
 log = logging.getLogger(__name__)
 
@@ -351,3 +353,17 @@ def sweep_from_config(
         collapse_patience=metrics["collapse_patience"],
         max_near_copy_share=metrics.get("max_near_copy_share"),
     )
+
+
+def write_sweep_table(job: Any, progress: str) -> pd.DataFrame:
+    """A generator's sweep job's table (`sweep_from_config` of its inputs scores and floors,
+    params metrics and resolution), written to its output `sweep`; returned for its figures."""
+    table = sweep_from_config(
+        job.input.scores,
+        progress,
+        job.params.metrics,
+        floors=read_reference(job.input.floors),
+        resolution=job.params.resolution,
+    )
+    write_csv(table, job.output.sweep)
+    return table

@@ -17,12 +17,10 @@ import pandas as pd
 
 from cxrlib.data.cache import load_split
 from cxrlib.device import setup_torch
-from cxrlib.io import write_csv
 from cxrlib.jobs.distributed import launch, usable_gpus
 from cxrlib.jobs.survival import slurm_job_end_time
 from cxrlib.scoring.figures import plot_grids_across_epochs, plot_sweep
-from cxrlib.scoring.reference import read_reference
-from cxrlib.scoring.sweep import best_or_latest, sweep_from_config
+from cxrlib.scoring.sweep import best_or_latest, write_sweep_table
 from cxrlib.stylegan2ada.figures import plot_stylegan_curves, plot_truncation
 from cxrlib.stylegan2ada.pretrained import check_pinned
 from cxrlib.stylegan2ada.trainer import train_worker
@@ -51,14 +49,7 @@ def train(job: Any) -> None:
 
 def sweep(job: Any) -> None:
     inp, out, params = job.input, job.output, job.params
-    table = sweep_from_config(
-        inp.scores,
-        "kimg",
-        params.metrics,
-        floors=read_reference(inp.floors),
-        resolution=params.resolution,
-    )
-    write_csv(table, out.sweep)
+    table = write_sweep_table(job, "kimg")
     synthetic = params.synthetic
     plot_stylegan_curves(
         pd.read_csv(inp.train_log),
